@@ -1,1 +1,49 @@
-//! placeholder
+//! PgBouncer's pooling semantics as a runtime-agnostic, sans-IO state machine.
+//!
+//! [`Pooler`] holds every pool, client and server. Its driver (our daemon, or your own
+//! proxy) reports facts as [`Event`]s together with the current [`Instant`], drains the
+//! [`Action`]s it queues, and calls [`Pooler::handle_timeout`] when
+//! [`Pooler::poll_timeout`] says so. pool-core opens no socket, reads no clock and draws
+//! no random numbers; it does not know the wire protocol either.
+//!
+//! ```
+//! use pgbouncer_pool_core::{Action, ClientId, Config, Event, Instant, PoolKey, Pooler};
+//!
+//! let mut pooler = Pooler::new(Config { default_pool_size: 1, ..Config::default() });
+//! let now = Instant::from_micros(0);
+//! let client = ClientId(1);
+//! let pool = PoolKey::new("appdb", "app");
+//! pooler.handle(now, Event::ClientConnected { client, pool, login_user: "app".into() });
+//! pooler.handle(now, Event::ClientLoggedIn { client, cancel_key: 42 });
+//! pooler.handle(now, Event::ClientWantsServer { client });
+//! let Some(Action::ConnectServer { server, .. }) = pooler.poll_action() else { panic!() };
+//! pooler.handle(now, Event::ServerConnected { server });
+//! assert_eq!(pooler.poll_action(), Some(Action::Link { client, server }));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+mod config;
+mod entities;
+mod event;
+mod ids;
+mod ops;
+mod pooler;
+mod reason;
+mod stats;
+mod time;
+mod timers;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, DatabaseConfig, PoolMode, PoolSettings, UserConfig};
+pub use entities::{ClientState, ServerState};
+pub use event::{Action, Event};
+pub use ids::{ClientId, PoolKey, ServerId};
+pub use pooler::Pooler;
+pub use reason::{DisconnectReason, ServerCloseReason};
+pub use stats::{Histogram, PoolStats, StatCounters, Usage};
+pub use time::Instant;
+pub use view::{ClientView, PoolView, ServerView};

@@ -1,0 +1,164 @@
+//! The records pool-core keeps per client, server, pool, database and user
+//! (PgBouncer: `PgSocket`, `PgPool`, `PgDatabase`, `PgUser`, without the I/O parts).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::config::PoolSettings;
+use crate::ids::{ClientId, PoolKey, ServerId};
+use crate::stats::PoolStats;
+use crate::time::Instant;
+
+/// Client states. PgBouncer: `CL_LOGIN`, `CL_ACTIVE`, `CL_WAITING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Sent its startup packet, not yet authenticated.
+    Login,
+    /// Logged in; linked to a server or idle.
+    Active,
+    /// Queued for a server.
+    Waiting,
+}
+
+impl ClientState {
+    /// The state name `SHOW CLIENTS` prints (`idle` for an unlinked active client).
+    pub fn show_name(self, linked: bool) -> &'static str {
+        match self {
+            ClientState::Login => "login",
+            ClientState::Active if linked => "active",
+            ClientState::Active => "idle",
+            ClientState::Waiting => "waiting",
+        }
+    }
+}
+
+/// Server states. PgBouncer: `SV_LOGIN`, `SV_IDLE`, `SV_ACTIVE`, `SV_TESTED`
+/// (`SV_USED` is derived: an idle server due for a check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Connecting and logging in.
+    Login,
+    /// In the pool, unlinked.
+    Idle,
+    /// Linked to a client.
+    Active,
+    /// Running the reset or check query.
+    Tested,
+}
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) pool: usize,
+    pub(crate) login_user: Arc<str>,
+    pub(crate) state: ClientState,
+    pub(crate) link: Option<ServerId>,
+    pub(crate) connect_time: Instant,
+    /// When it started waiting, or when it last became idle.
+    pub(crate) request_time: Instant,
+    pub(crate) cancel_key: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) pool: usize,
+    pub(crate) state: ServerState,
+    pub(crate) link: Option<ClientId>,
+    pub(crate) connect_time: Instant,
+    /// When it went idle (or started its current state).
+    pub(crate) state_since: Instant,
+    pub(crate) close_needed: bool,
+}
+
+/// Counters of one pool by state, PgBouncer's `SHOW POOLS` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) cl_login: u32,
+    pub(crate) cl_active: u32,
+    pub(crate) cl_waiting: u32,
+    pub(crate) sv_login: u32,
+    pub(crate) sv_idle: u32,
+    pub(crate) sv_active: u32,
+    pub(crate) sv_tested: u32,
+}
+
+impl Counts {
+    pub(crate) fn servers(&self) -> u32 {
+        self.sv_login + self.sv_idle + self.sv_active + self.sv_tested
+    }
+
+    pub(crate) fn clients(&self) -> u32 {
+        self.cl_login + self.cl_active + self.cl_waiting
+    }
+
+    pub(crate) fn client_slot(&mut self, s: ClientState) -> &mut u32 {
+        match s {
+            ClientState::Login => &mut self.cl_login,
+            ClientState::Active => &mut self.cl_active,
+            ClientState::Waiting => &mut self.cl_waiting,
+        }
+    }
+
+    pub(crate) fn server_slot(&mut self, s: ServerState) -> &mut u32 {
+        match s {
+            ServerState::Login => &mut self.sv_login,
+            ServerState::Idle => &mut self.sv_idle,
+            ServerState::Active => &mut self.sv_active,
+            ServerState::Tested => &mut self.sv_tested,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) key: PoolKey,
+    pub(crate) settings: PoolSettings,
+    pub(crate) counts: Counts,
+    /// FIFO of waiting clients (may hold ids that left the queue; checked on pop).
+    pub(crate) waiting: VecDeque<ClientId>,
+    /// Idle servers, most recently released at the back.
+    pub(crate) idle: VecDeque<ServerId>,
+    pub(crate) stats: PoolStats,
+    /// Last failed server login: until when new logins are held back, and the error.
+    pub(crate) login_failure: Option<LoginFailure>,
+    /// The database's pause/close state is in `Database`; this marks RECONNECT epochs.
+    pub(crate) last_used: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LoginFailure {
+    pub(crate) until: Instant,
+    pub(crate) message: String,
+}
+
+impl Pool {
+    pub(crate) fn new(key: PoolKey, settings: PoolSettings, now: Instant) -> Self {
+        Pool {
+            key,
+            settings,
+            counts: Counts::default(),
+            waiting: VecDeque::new(),
+            idle: VecDeque::new(),
+            stats: PoolStats::default(),
+            login_failure: None,
+            last_used: now,
+        }
+    }
+}
+
+/// Per-database state: pause, disable, and connection counts across its pools.
+#[derive(Debug, Default)]
+pub(crate) struct Database {
+    pub(crate) paused: bool,
+    pub(crate) disabled: bool,
+    pub(crate) servers: u32,
+    pub(crate) clients: u32,
+    /// A PAUSE of this database is waiting for its servers to go.
+    pub(crate) pause_pending: bool,
+}
+
+/// Per-user connection counts across pools.
+#[derive(Debug, Default)]
+pub(crate) struct User {
+    pub(crate) servers: u32,
+    pub(crate) clients: u32,
+}

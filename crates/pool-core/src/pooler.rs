@@ -1,0 +1,834 @@
+//! The `Pooler`: every pool, client and server, driven by events and time
+//! (mirrors objects.c: `find_server`, `release_server`, `activate_client`, and
+//! `launch_new_connection`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::config::{Config, PoolMode};
+use crate::entities::{
+    Client, ClientState, Database, LoginFailure, Pool, Server, ServerState, User,
+};
+use crate::event::{Action, Event};
+use crate::ids::{ClientId, PoolKey, ServerId};
+use crate::reason::{DisconnectReason, ServerCloseReason};
+use crate::stats::{elapsed_us, Usage};
+use crate::time::{deadline, earliest, Instant};
+
+/// PgBouncer's pooling semantics as a sans-IO state machine.
+///
+/// Contract: after every call to [`handle`](Self::handle) or
+/// [`handle_timeout`](Self::handle_timeout), drain [`poll_action`](Self::poll_action)
+/// until it returns `None`, then read [`poll_timeout`](Self::poll_timeout) and call
+/// `handle_timeout` no later than that. Time never goes backwards; an early or extra
+/// `handle_timeout` does nothing. Unknown ids are a caller bug: they are logged and
+/// ignored, never a panic.
+#[derive(Debug)]
+pub struct Pooler {
+    pub(crate) config: Config,
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) pool_index: HashMap<PoolKey, usize>,
+    pub(crate) clients: HashMap<ClientId, Client>,
+    pub(crate) servers: HashMap<ServerId, Server>,
+    pub(crate) cancel_keys: HashMap<u64, ClientId>,
+    pub(crate) databases: HashMap<Arc<str>, Database>,
+    pub(crate) users: HashMap<Arc<str>, User>,
+    pub(crate) client_count: u32,
+    pub(crate) next_server: u32,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) next_wakeup: Option<Instant>,
+    pub(crate) next_stats_roll: Option<Instant>,
+    pub(crate) global_pause: bool,
+    pub(crate) global_pause_pending: bool,
+    pub(crate) now: Instant,
+}
+
+impl Pooler {
+    /// A pooler with no clients, servers or pools yet.
+    pub fn new(config: Config) -> Self {
+        Pooler {
+            config,
+            pools: Vec::new(),
+            pool_index: HashMap::new(),
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            cancel_keys: HashMap::new(),
+            databases: HashMap::new(),
+            users: HashMap::new(),
+            client_count: 0,
+            next_server: 1,
+            actions: VecDeque::new(),
+            next_wakeup: None,
+            next_stats_roll: None,
+            global_pause: false,
+            global_pause_pending: false,
+            now: Instant::ZERO,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Takes one event. Can queue any [`Action`].
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        if self.next_stats_roll.is_none() {
+            self.next_stats_roll = Some(now + self.config.stats_period);
+            self.note(self.next_stats_roll);
+        }
+        match event {
+            Event::ClientConnected {
+                client,
+                pool,
+                login_user,
+            } => self.client_connected(now, client, pool, login_user),
+            Event::ClientLoggedIn { client, cancel_key } => {
+                self.client_logged_in(now, client, cancel_key)
+            }
+            Event::ClientWantsServer { client } => self.client_wants_server(now, client),
+            Event::ClientReleasedServer {
+                client,
+                reusable,
+                usage,
+            } => self.client_released_server(now, client, reusable, &usage),
+            Event::ClientUsage { client, usage } => {
+                if let Some(c) = self.clients.get(&client) {
+                    self.pools[c.pool].stats.add_usage(&usage);
+                }
+            }
+            Event::ClientClosed { client } => self.client_closed(now, client),
+            Event::ServerConnected { server } => self.server_connected(now, server),
+            Event::ServerConnectFailed {
+                server,
+                code,
+                message,
+            } => self.server_connect_failed(now, server, code, message),
+            Event::ServerResetDone { server, ok } => self.server_reset_done(now, server, ok),
+            Event::ServerClosed { server } => self.server_closed(now, server),
+            Event::CancelRequested { key } => self.cancel_requested(key),
+            Event::Pause { database } => self.pause(now, database),
+            Event::Resume { database } => self.resume(now, database),
+            Event::Disable { database } => self.database_mut(&database).disabled = true,
+            Event::Enable { database } => self.database_mut(&database).disabled = false,
+            Event::Kill { database } => self.kill(now, database),
+            Event::KillClient { client } => {
+                self.disconnect_client(now, client, DisconnectReason::AdminForcedDisconnect)
+            }
+            Event::Reconnect { database } => self.reconnect(now, database),
+            Event::Reload(config) => self.reload(now, *config),
+        }
+        self.activate_blocked(now);
+    }
+
+    /// Pools held back by `max_db_connections` / `max_user_connections` may proceed once
+    /// another pool frees a slot or has an idle server to evict.
+    pub(crate) fn activate_blocked(&mut self, now: Instant) {
+        let limited = self.config.max_db_connections > 0
+            || self.config.max_user_connections > 0
+            || self
+                .config
+                .databases
+                .iter()
+                .any(|d| d.max_db_connections.unwrap_or(0) > 0)
+            || self
+                .config
+                .users
+                .iter()
+                .any(|u| u.max_user_connections.unwrap_or(0) > 0);
+        if !limited {
+            return;
+        }
+        for pool in 0..self.pools.len() {
+            if self.pools[pool].counts.cl_waiting > 0 {
+                self.activate(now, pool);
+            }
+        }
+    }
+
+    /// The next queued action, if any.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`: nothing is due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_wakeup
+    }
+
+    /// The effective pool mode of `client`'s pool.
+    pub fn client_pool_mode(&self, client: ClientId) -> Option<PoolMode> {
+        self.clients
+            .get(&client)
+            .map(|c| self.pools[c.pool].settings.pool_mode)
+    }
+
+    /// The pool `client` belongs to.
+    pub fn client_pool(&self, client: ClientId) -> Option<&PoolKey> {
+        self.clients.get(&client).map(|c| &self.pools[c.pool].key)
+    }
+
+    /// The pool `server` belongs to.
+    pub fn server_pool(&self, server: ServerId) -> Option<&PoolKey> {
+        self.servers.get(&server).map(|s| &self.pools[s.pool].key)
+    }
+
+    /// Whether `database` (or everything) is paused.
+    pub fn is_paused(&self, database: Option<&str>) -> bool {
+        self.global_pause
+            || database.is_some_and(|d| self.databases.get(d).is_some_and(|d| d.paused))
+    }
+
+    /// Whether `database` is disabled.
+    pub fn is_disabled(&self, database: &str) -> bool {
+        self.databases.get(database).is_some_and(|d| d.disabled)
+    }
+
+    /// Number of client connections known to the core.
+    pub fn client_count(&self) -> u32 {
+        self.client_count
+    }
+
+    // ---- clients ----
+
+    fn client_connected(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        key: PoolKey,
+        login_user: Arc<str>,
+    ) {
+        if self.clients.contains_key(&client) {
+            debug_assert!(false, "duplicate client id {client}");
+            tracing::warn!(%client, "duplicate client id ignored");
+            return;
+        }
+        let refuse = |reason| Action::DisconnectClient { client, reason };
+        if self.config.max_client_conn > 0 && self.client_count >= self.config.max_client_conn {
+            self.actions
+                .push_back(refuse(DisconnectReason::MaxClientConn));
+            return;
+        }
+        let db_max = self.config.max_db_client_connections(&key.database);
+        let db = self.database_mut(&key.database);
+        if db.disabled {
+            let reason = DisconnectReason::DatabaseDisabled {
+                database: key.database.to_string(),
+            };
+            self.actions.push_back(refuse(reason));
+            return;
+        }
+        if db_max > 0 && db.clients >= db_max {
+            self.actions
+                .push_back(refuse(DisconnectReason::MaxDbClientConnections));
+            return;
+        }
+        let user_max = self.config.max_user_client_connections(&login_user);
+        if user_max > 0 && self.user_mut(&login_user).clients >= user_max {
+            self.actions
+                .push_back(refuse(DisconnectReason::MaxUserClientConnections));
+            return;
+        }
+        let pool = self.pool_for(&key, now);
+        self.database_mut(&key.database).clients += 1;
+        self.user_mut(&login_user).clients += 1;
+        self.client_count += 1;
+        self.pools[pool].counts.cl_login += 1;
+        self.pools[pool].last_used = now;
+        self.clients.insert(
+            client,
+            Client {
+                pool,
+                login_user,
+                state: ClientState::Login,
+                link: None,
+                connect_time: now,
+                request_time: now,
+                cancel_key: None,
+            },
+        );
+        self.note(deadline(now, self.config.client_login_timeout));
+    }
+
+    fn client_logged_in(&mut self, now: Instant, client: ClientId, cancel_key: u64) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return unknown_client(client);
+        };
+        if c.state != ClientState::Login {
+            return;
+        }
+        c.cancel_key = Some(cancel_key);
+        c.request_time = now;
+        let pool = c.pool;
+        self.set_client_state(client, ClientState::Active);
+        self.cancel_keys.insert(cancel_key, client);
+        self.pools[pool].stats.totals.client_login_count += 1;
+        self.note(deadline(now, self.config.client_idle_timeout));
+        self.ensure_min_pool(now, pool);
+    }
+
+    fn client_wants_server(&mut self, now: Instant, client: ClientId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return unknown_client(client);
+        };
+        if c.state != ClientState::Active || c.link.is_some() {
+            tracing::debug!(%client, state = ?c.state, "client wants a server in a wrong state");
+            return;
+        }
+        let pool = c.pool;
+        c.request_time = now;
+        let p = &self.pools[pool];
+        if p.counts.servers() == 0 {
+            if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {
+                let reason = DisconnectReason::ServerLoginRetry {
+                    message: f.message.clone(),
+                };
+                return self.disconnect_client(now, client, reason);
+            }
+        }
+        self.set_client_state(client, ClientState::Waiting);
+        self.pools[pool].waiting.push_back(client);
+        self.pools[pool].last_used = now;
+        self.note(deadline(now, self.config.query_wait_timeout));
+        self.note(deadline(now, self.config.query_timeout));
+        if self.pools[pool].settings.reserve_pool_size > 0 {
+            self.note(deadline(now, self.config.reserve_pool_timeout));
+        }
+        self.activate(now, pool);
+    }
+
+    fn client_released_server(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        reusable: bool,
+        usage: &Usage,
+    ) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return unknown_client(client);
+        };
+        let Some(server) = c.link.take() else {
+            tracing::debug!(%client, "release without a linked server");
+            return;
+        };
+        c.request_time = now;
+        let pool = c.pool;
+        self.pools[pool].stats.add_usage(usage);
+        self.note(deadline(now, self.config.client_idle_timeout));
+        self.release_server(now, server, reusable);
+    }
+
+    fn client_closed(&mut self, now: Instant, client: ClientId) {
+        if let Some(server) = self.forget_client(client) {
+            self.close_server(now, server, ServerCloseReason::ClientDisconnectedDirty);
+        }
+    }
+
+    /// Forgets a client; returns the server it was still linked to (now unlinked).
+    fn forget_client(&mut self, client: ClientId) -> Option<ServerId> {
+        let Some(c) = self.clients.get(&client) else {
+            unknown_client(client);
+            return None;
+        };
+        let (pool, state, link, key) = (c.pool, c.state, c.link, c.cancel_key);
+        *self.pools[pool].counts.client_slot(state) -= 1;
+        if state == ClientState::Waiting {
+            self.pools[pool].waiting.retain(|w| *w != client);
+        }
+        if let Some(key) = key {
+            self.cancel_keys.remove(&key);
+        }
+        let c = self.clients.remove(&client).expect("looked up above");
+        let database = self.pools[pool].key.database.clone();
+        self.database_mut(&database).clients -= 1;
+        self.user_mut(&c.login_user).clients -= 1;
+        self.client_count -= 1;
+        if let Some(server) = link {
+            if let Some(s) = self.servers.get_mut(&server) {
+                s.link = None;
+            }
+        }
+        link
+    }
+
+    /// Drops a client with `reason`: the driver sends the error and closes the socket.
+    pub(crate) fn disconnect_client(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        reason: DisconnectReason,
+    ) {
+        if !self.clients.contains_key(&client) {
+            return unknown_client(client);
+        }
+        let server = self.forget_client(client);
+        self.actions.push_back(Action::DisconnectClient {
+            client,
+            reason: reason.clone(),
+        });
+        if let Some(server) = server {
+            let why = match reason {
+                DisconnectReason::QueryTimeout => ServerCloseReason::QueryTimeout,
+                DisconnectReason::DatabaseRemoved => ServerCloseReason::DatabaseRemoved,
+                _ => ServerCloseReason::ClientDisconnectedDirty,
+            };
+            self.close_server(now, server, why);
+        }
+    }
+
+    fn cancel_requested(&mut self, key: u64) {
+        let Some(&client) = self.cancel_keys.get(&key) else {
+            tracing::debug!("cancel request with an unknown key");
+            return;
+        };
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        match (c.state, c.link) {
+            (ClientState::Active, Some(server)) => {
+                self.actions
+                    .push_back(Action::SendCancel { client, server });
+            }
+            (ClientState::Waiting, _) => {
+                let pool = c.pool;
+                self.pools[pool].waiting.retain(|w| *w != client);
+                self.set_client_state(client, ClientState::Active);
+                self.actions.push_back(Action::CancelWait { client });
+            }
+            _ => tracing::debug!(%client, "cancel request for idle client"),
+        }
+    }
+
+    pub(crate) fn set_client_state(&mut self, client: ClientId, state: ClientState) {
+        let c = self
+            .clients
+            .get_mut(&client)
+            .expect("caller checked the client exists");
+        let counts = &mut self.pools[c.pool].counts;
+        *counts.client_slot(c.state) -= 1;
+        *counts.client_slot(state) += 1;
+        c.state = state;
+    }
+
+    // ---- servers ----
+
+    /// Gives idle servers to waiting clients and opens servers where limits allow.
+    /// PgBouncer: `activate_client` + `find_server` + `launch_new_connection`.
+    pub(crate) fn activate(&mut self, now: Instant, pool: usize) {
+        if self.pool_paused(pool) {
+            return;
+        }
+        while let Some(&client) = self.pools[pool].waiting.front() {
+            if let Some(server) = self.take_idle(now, pool) {
+                self.pools[pool].waiting.pop_front();
+                self.link(now, client, server);
+                continue;
+            }
+            let counts = self.pools[pool].counts;
+            if counts.sv_login + counts.sv_tested >= counts.cl_waiting {
+                break; // enough servers on their way
+            }
+            if !self.try_open_server(now, pool) {
+                break;
+            }
+        }
+    }
+
+    /// Pops an idle server ready for use. Servers due for a check are sent to
+    /// `CheckServer` and skipped; expired ones are closed.
+    fn take_idle(&mut self, now: Instant, pool: usize) -> Option<ServerId> {
+        loop {
+            let p = &mut self.pools[pool];
+            let server = if self.config.server_round_robin {
+                p.idle.pop_front()
+            } else {
+                p.idle.pop_back()
+            }?;
+            let lifetime = p.settings.server_lifetime;
+            let Some(s) = self.servers.get(&server) else {
+                continue;
+            };
+            if s.state != ServerState::Idle {
+                continue;
+            }
+            if !lifetime.is_zero() && now - s.connect_time >= lifetime {
+                self.close_server(now, server, ServerCloseReason::LifetimeOver);
+                continue;
+            }
+            if self.config.server_check_enabled
+                && now - s.state_since >= self.config.server_check_delay
+            {
+                self.set_server_state(now, server, ServerState::Tested);
+                self.actions.push_back(Action::CheckServer { server });
+                continue;
+            }
+            return Some(server);
+        }
+    }
+
+    fn link(&mut self, now: Instant, client: ClientId, server: ServerId) {
+        let c = self
+            .clients
+            .get_mut(&client)
+            .expect("waiting client exists");
+        c.link = Some(server);
+        let waited = elapsed_us(now, c.request_time);
+        let pool = c.pool;
+        self.set_client_state(client, ClientState::Active);
+        self.set_server_state(now, server, ServerState::Active);
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.link = Some(client);
+        }
+        let stats = &mut self.pools[pool].stats;
+        stats.totals.server_assignment_count += 1;
+        stats.totals.wait_time += waited;
+        stats.wait_hist.record(waited);
+        self.actions.push_back(Action::Link { client, server });
+    }
+
+    /// Whether a new server may be opened for `pool` now; opens it if so.
+    fn try_open_server(&mut self, now: Instant, pool: usize) -> bool {
+        let p = &self.pools[pool];
+        if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {
+            let until = f.until;
+            self.note(Some(until));
+            return false;
+        }
+        let total = p.counts.servers();
+        let size = p.settings.pool_size;
+        if size > 0 && total >= size {
+            let reserve = p.settings.reserve_pool_size;
+            let timeout = self.config.reserve_pool_timeout;
+            if reserve == 0 || timeout.is_zero() || total >= size + reserve {
+                return false;
+            }
+            let Some(head) = p.waiting.front().and_then(|c| self.clients.get(c)) else {
+                return false;
+            };
+            if now - head.request_time < timeout {
+                self.note(Some(head.request_time + timeout));
+                return false;
+            }
+            tracing::info!(pool = %p.key, "taking connection from reserve_pool");
+        }
+        let key = p.key.clone();
+        let db_max = self.config.max_db_connections(&key.database);
+        if db_max > 0 && self.database_mut(&key.database).servers >= db_max {
+            let evict = |s: &Server, pools: &[Pool]| {
+                s.pool != pool && pools[s.pool].key.database == key.database
+            };
+            if !self.evict_idle(now, evict) {
+                return false;
+            }
+        }
+        let user_max = self.config.max_user_connections(&key.user);
+        if user_max > 0 && self.user_mut(&key.user).servers >= user_max {
+            let evict =
+                |s: &Server, pools: &[Pool]| s.pool != pool && pools[s.pool].key.user == key.user;
+            if !self.evict_idle(now, evict) {
+                return false;
+            }
+        }
+        self.open_server(now, pool);
+        true
+    }
+
+    /// Closes the longest-idle server matching `filter`, to make room under a limit.
+    fn evict_idle(&mut self, now: Instant, filter: impl Fn(&Server, &[Pool]) -> bool) -> bool {
+        let victim = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.state == ServerState::Idle && filter(s, &self.pools))
+            .min_by_key(|(id, s)| (s.state_since, **id))
+            .map(|(id, _)| *id);
+        match victim {
+            Some(server) => {
+                self.close_server(now, server, ServerCloseReason::Evicted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn open_server(&mut self, now: Instant, pool: usize) {
+        let server = ServerId(self.next_server);
+        self.next_server = self.next_server.wrapping_add(1).max(1);
+        let key = self.pools[pool].key.clone();
+        self.servers.insert(
+            server,
+            Server {
+                pool,
+                state: ServerState::Login,
+                link: None,
+                connect_time: now,
+                state_since: now,
+                close_needed: false,
+            },
+        );
+        self.pools[pool].counts.sv_login += 1;
+        self.database_mut(&key.database).servers += 1;
+        self.user_mut(&key.user).servers += 1;
+        self.note(deadline(now, self.config.server_connect_timeout));
+        self.actions
+            .push_back(Action::ConnectServer { server, pool: key });
+    }
+
+    fn server_connected(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return unknown_server(server);
+        };
+        if s.state != ServerState::Login {
+            return;
+        }
+        s.connect_time = now;
+        let pool = s.pool;
+        self.pools[pool].login_failure = None;
+        self.make_idle(now, server);
+    }
+
+    fn server_connect_failed(&mut self, now: Instant, server: ServerId, code: String, msg: String) {
+        let Some(s) = self.servers.get(&server) else {
+            return unknown_server(server);
+        };
+        let pool = s.pool;
+        self.forget_server(server);
+        let until = now + self.config.server_login_retry;
+        self.pools[pool].login_failure = Some(LoginFailure {
+            until,
+            message: msg.clone(),
+        });
+        self.note(Some(until));
+        // PgBouncer compat: 57P03 (cannot_connect_now) keeps the clients waiting.
+        if code != "57P03" {
+            let waiting: Vec<ClientId> = self.pools[pool].waiting.iter().copied().collect();
+            for client in waiting {
+                let reason = DisconnectReason::ServerLoginFailed {
+                    code: code.clone(),
+                    message: msg.clone(),
+                };
+                self.disconnect_client(now, client, reason);
+            }
+        }
+        self.check_pause_done();
+    }
+
+    fn server_reset_done(&mut self, now: Instant, server: ServerId, ok: bool) {
+        let Some(s) = self.servers.get(&server) else {
+            return unknown_server(server);
+        };
+        if s.state != ServerState::Tested {
+            return;
+        }
+        if ok {
+            self.make_idle(now, server);
+        } else {
+            let pool = s.pool;
+            self.close_server(now, server, ServerCloseReason::ResetFailed);
+            self.activate(now, pool);
+        }
+    }
+
+    fn server_closed(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.servers.get(&server) else {
+            return;
+        };
+        let pool = s.pool;
+        if let Some(client) = s.link {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.link = None;
+            }
+        }
+        self.forget_server(server);
+        self.check_pause_done();
+        self.activate(now, pool);
+    }
+
+    /// Takes a server back from a client. PgBouncer: `release_server`.
+    fn release_server(&mut self, now: Instant, server: ServerId, reusable: bool) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return unknown_server(server);
+        };
+        s.link = None;
+        let pool = s.pool;
+        let paused = self.pool_paused(pool);
+        let s = &self.servers[&server];
+        let p = &self.pools[pool];
+        let lifetime = p.settings.server_lifetime;
+        let size = p.settings.pool_size;
+        let reason = if !reusable {
+            Some(ServerCloseReason::Dirty)
+        } else if s.close_needed || paused {
+            Some(ServerCloseReason::CloseNeeded)
+        } else if lifetime.is_zero() || now - s.connect_time >= lifetime {
+            Some(ServerCloseReason::LifetimeOver)
+        } else if size > 0
+            && (p.counts.servers() > size + p.settings.reserve_pool_size
+                || (p.counts.servers() > size && p.counts.cl_waiting == 0))
+        {
+            // Over the (reloaded) limit, or a reserve connection nobody waits for.
+            Some(ServerCloseReason::PoolShrink)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.close_server(now, server, reason);
+            self.activate(now, pool);
+            return;
+        }
+        let reset = self.config.server_reset_enabled
+            && (p.settings.pool_mode == PoolMode::Session || self.config.server_reset_query_always);
+        if reset {
+            self.set_server_state(now, server, ServerState::Tested);
+            self.actions.push_back(Action::ResetServer { server });
+        } else {
+            self.make_idle(now, server);
+        }
+    }
+
+    /// Puts a server in the idle list and hands it out if someone waits.
+    fn make_idle(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.servers.get(&server) else {
+            return;
+        };
+        let pool = s.pool;
+        if s.close_needed || self.pool_paused(pool) {
+            self.close_server(now, server, ServerCloseReason::CloseNeeded);
+            return;
+        }
+        self.set_server_state(now, server, ServerState::Idle);
+        self.pools[pool].idle.push_back(server);
+        self.note(deadline(now, self.config.server_idle_timeout));
+        self.note(deadline(now, self.pools[pool].settings.server_lifetime));
+        self.activate(now, pool);
+    }
+
+    /// Forgets a server and tells the driver to close it.
+    pub(crate) fn close_server(
+        &mut self,
+        _now: Instant,
+        server: ServerId,
+        reason: ServerCloseReason,
+    ) {
+        if !self.servers.contains_key(&server) {
+            return unknown_server(server);
+        }
+        let linked = self.servers.get(&server).and_then(|s| s.link);
+        if let Some(client) = linked.and_then(|c| self.clients.get_mut(&c)) {
+            client.link = None;
+        }
+        self.forget_server(server);
+        self.actions
+            .push_back(Action::CloseServer { server, reason });
+        self.check_pause_done();
+    }
+
+    fn forget_server(&mut self, server: ServerId) {
+        let Some(s) = self.servers.remove(&server) else {
+            return;
+        };
+        let pool = s.pool;
+        *self.pools[pool].counts.server_slot(s.state) -= 1;
+        if s.state == ServerState::Idle {
+            self.pools[pool].idle.retain(|i| *i != server);
+        }
+        let key = self.pools[pool].key.clone();
+        self.database_mut(&key.database).servers -= 1;
+        self.user_mut(&key.user).servers -= 1;
+    }
+
+    pub(crate) fn set_server_state(&mut self, now: Instant, server: ServerId, state: ServerState) {
+        let s = self
+            .servers
+            .get_mut(&server)
+            .expect("caller checked the server exists");
+        let counts = &mut self.pools[s.pool].counts;
+        *counts.server_slot(s.state) -= 1;
+        *counts.server_slot(state) += 1;
+        s.state = state;
+        s.state_since = now;
+    }
+
+    /// Opens servers up to `min_pool_size` where PgBouncer would: for pools with clients
+    /// or a forced user.
+    pub(crate) fn ensure_min_pool(&mut self, now: Instant, pool: usize) {
+        let p = &self.pools[pool];
+        let min = p.settings.min_pool_size;
+        if min == 0 || self.pool_paused(pool) {
+            return;
+        }
+        let forced = self
+            .config
+            .database(&p.key.database)
+            .is_some_and(|d| d.forced_user.is_some());
+        if p.counts.clients() == 0 && !forced {
+            return;
+        }
+        while self.pools[pool].counts.servers() < min {
+            if self.pools[pool]
+                .login_failure
+                .as_ref()
+                .is_some_and(|f| f.until > now)
+            {
+                return;
+            }
+            let key = self.pools[pool].key.clone();
+            let db_max = self.config.max_db_connections(&key.database);
+            if db_max > 0 && self.database_mut(&key.database).servers >= db_max {
+                return;
+            }
+            let user_max = self.config.max_user_connections(&key.user);
+            if user_max > 0 && self.user_mut(&key.user).servers >= user_max {
+                return;
+            }
+            self.open_server(now, pool);
+        }
+    }
+
+    // ---- pools, databases, users ----
+
+    pub(crate) fn pool_for(&mut self, key: &PoolKey, now: Instant) -> usize {
+        if let Some(&i) = self.pool_index.get(key) {
+            return i;
+        }
+        let settings = self.config.pool_settings(&key.database, &key.user);
+        self.pools.push(Pool::new(key.clone(), settings, now));
+        let i = self.pools.len() - 1;
+        self.pool_index.insert(key.clone(), i);
+        i
+    }
+
+    pub(crate) fn pool_paused(&self, pool: usize) -> bool {
+        self.is_paused(Some(&self.pools[pool].key.database))
+    }
+
+    pub(crate) fn database_mut(&mut self, name: &str) -> &mut Database {
+        if !self.databases.contains_key(name) {
+            self.databases.insert(name.into(), Database::default());
+        }
+        self.databases.get_mut(name).expect("inserted above")
+    }
+
+    pub(crate) fn user_mut(&mut self, name: &str) -> &mut User {
+        if !self.users.contains_key(name) {
+            self.users.insert(name.into(), User::default());
+        }
+        self.users.get_mut(name).expect("inserted above")
+    }
+
+    /// Moves the next wake-up earlier if `at` is earlier.
+    pub(crate) fn note(&mut self, at: Option<Instant>) {
+        self.next_wakeup = earliest(self.next_wakeup, at);
+    }
+}
+
+fn unknown_client(client: ClientId) {
+    tracing::debug!(%client, "event for an unknown (already gone) client ignored");
+}
+
+fn unknown_server(server: ServerId) {
+    tracing::debug!(%server, "event for an unknown (already gone) server ignored");
+}

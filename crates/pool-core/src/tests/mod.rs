@@ -1,0 +1,293 @@
+//! Simulation harness: a virtual clock, fake clients and fake servers driving a `Pooler`,
+//! with invariants checked after every step.
+
+#![allow(clippy::unwrap_used)]
+
+mod props;
+mod scenarios;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::entities::{ClientState, ServerState};
+use crate::*;
+
+pub(crate) fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub(crate) fn test_config() -> Config {
+    Config {
+        pool_mode: PoolMode::Transaction,
+        default_pool_size: 2,
+        max_client_conn: 100,
+        server_check_enabled: false,
+        server_reset_enabled: false,
+        databases: vec![DatabaseConfig {
+            name: "db".into(),
+            ..Default::default()
+        }],
+        ..Config::default()
+    }
+}
+
+/// The simulated world around a `Pooler`.
+pub(crate) struct Sim {
+    pub(crate) pooler: Pooler,
+    pub(crate) now: Instant,
+    next_client: u32,
+    /// Servers the pooler asked for that have not connected yet, in order.
+    pub(crate) pending_connects: Vec<ServerId>,
+    pub(crate) links: HashMap<ClientId, ServerId>,
+    pub(crate) disconnected: HashMap<ClientId, DisconnectReason>,
+    pub(crate) closed: HashMap<ServerId, ServerCloseReason>,
+    pub(crate) resets: Vec<ServerId>,
+    pub(crate) checks: Vec<ServerId>,
+    pub(crate) cancels: Vec<(ClientId, ServerId)>,
+    pub(crate) cancelled_waits: Vec<ClientId>,
+    pub(crate) pause_done: Vec<Option<String>>,
+    /// Servers that have ever been handed to a client while another held them.
+    pub(crate) all_actions: Vec<Action>,
+}
+
+impl Sim {
+    pub(crate) fn new(config: Config) -> Self {
+        Sim {
+            pooler: Pooler::new(config),
+            now: Instant::from_micros(1_000_000),
+            next_client: 1,
+            pending_connects: Vec::new(),
+            links: HashMap::new(),
+            disconnected: HashMap::new(),
+            closed: HashMap::new(),
+            resets: Vec::new(),
+            checks: Vec::new(),
+            cancels: Vec::new(),
+            cancelled_waits: Vec::new(),
+            pause_done: Vec::new(),
+            all_actions: Vec::new(),
+        }
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        self.pooler.handle(self.now, e);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.pooler.poll_action() {
+            self.all_actions.push(a.clone());
+            match a {
+                Action::ConnectServer { server, .. } => self.pending_connects.push(server),
+                Action::Link { client, server } => {
+                    assert!(
+                        !self.links.values().any(|s| *s == server),
+                        "{server} linked to two clients"
+                    );
+                    self.links.insert(client, server);
+                }
+                Action::ResetServer { server } => self.resets.push(server),
+                Action::CheckServer { server } => self.checks.push(server),
+                Action::CloseServer { server, reason } => {
+                    self.links.retain(|_, s| *s != server);
+                    self.pending_connects.retain(|s| *s != server);
+                    self.closed.insert(server, reason);
+                }
+                Action::DisconnectClient { client, reason } => {
+                    self.links.remove(&client);
+                    self.disconnected.insert(client, reason);
+                }
+                Action::SendCancel { client, server } => self.cancels.push((client, server)),
+                Action::CancelWait { client } => self.cancelled_waits.push(client),
+                Action::PauseDone { database } => self.pause_done.push(database),
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// A client of `db` logged in as `user`.
+    pub(crate) fn client_logged_in(&mut self, db: &str, user: &str) -> ClientId {
+        let client = self.client_connects(db, user);
+        self.event(Event::ClientLoggedIn {
+            client,
+            cancel_key: u64::from(client.0) * 1000,
+        });
+        client
+    }
+
+    /// A client sent its startup packet (not logged in yet).
+    pub(crate) fn client_connects(&mut self, db: &str, user: &str) -> ClientId {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.event(Event::ClientConnected {
+            client,
+            pool: PoolKey::new(db, user),
+            login_user: user.into(),
+        });
+        client
+    }
+
+    pub(crate) fn client_wants_server(&mut self, client: ClientId) {
+        self.event(Event::ClientWantsServer { client });
+    }
+
+    /// The client finishes its transaction and gives its server back, clean.
+    pub(crate) fn release(&mut self, client: ClientId) {
+        self.links.remove(&client);
+        let usage = Usage {
+            xact_count: 1,
+            query_count: 1,
+            xact_time_us: 100,
+            ..Usage::default()
+        };
+        self.event(Event::ClientReleasedServer {
+            client,
+            reusable: true,
+            usage,
+        });
+    }
+
+    pub(crate) fn release_dirty(&mut self, client: ClientId) {
+        self.links.remove(&client);
+        self.event(Event::ClientReleasedServer {
+            client,
+            reusable: false,
+            usage: Usage::default(),
+        });
+    }
+
+    pub(crate) fn client_closes(&mut self, client: ClientId) {
+        self.links.remove(&client);
+        self.event(Event::ClientClosed { client });
+    }
+
+    /// The oldest pending server connect succeeds; returns its id.
+    pub(crate) fn server_connects(&mut self) -> ServerId {
+        assert!(
+            !self.pending_connects.is_empty(),
+            "no server connect is pending"
+        );
+        let server = self.pending_connects.remove(0);
+        self.event(Event::ServerConnected { server });
+        server
+    }
+
+    pub(crate) fn server_fails(&mut self, code: &str, message: &str) -> ServerId {
+        let server = self.pending_connects.remove(0);
+        self.event(Event::ServerConnectFailed {
+            server,
+            code: code.into(),
+            message: message.into(),
+        });
+        server
+    }
+
+    pub(crate) fn advance(&mut self, d: Duration) {
+        let target = self.now + d;
+        // Wake up at every deadline on the way, as a driver would.
+        loop {
+            match self.pooler.poll_timeout() {
+                Some(at) if at <= target => {
+                    self.now = self.now.max(at);
+                    self.pooler.handle_timeout(self.now);
+                    self.drain();
+                }
+                _ => break,
+            }
+        }
+        self.now = target;
+        self.pooler.handle_timeout(self.now);
+        self.drain();
+    }
+
+    pub(crate) fn linked(&self, client: ClientId) -> Option<ServerId> {
+        self.links.get(&client).copied()
+    }
+
+    pub(crate) fn disconnected(&self, client: ClientId) -> Option<DisconnectReason> {
+        self.disconnected.get(&client).cloned()
+    }
+
+    pub(crate) fn pool(&self, db: &str, user: &str) -> PoolView<'_> {
+        self.pooler
+            .pools(self.now)
+            .find(|p| &*p.key.database == db && &*p.key.user == user)
+            .expect("pool exists")
+    }
+
+    pub(crate) fn server_count(&self) -> usize {
+        self.pooler.servers.len()
+    }
+
+    /// Invariants that must hold after every step.
+    pub(crate) fn check_invariants(&self) {
+        let p = &self.pooler;
+        // A server is linked to at most one client, and links are symmetric.
+        let mut seen = HashSet::new();
+        for (id, c) in &p.clients {
+            if let Some(s) = c.link {
+                assert!(seen.insert(s), "{s} linked to two clients");
+                let server = &p.servers[&s];
+                assert_eq!(server.link, Some(*id), "asymmetric link {id} -> {s}");
+                assert_eq!(server.state, ServerState::Active);
+                assert_eq!(c.state, ClientState::Active);
+            }
+        }
+        for (id, s) in &p.servers {
+            if s.state == ServerState::Active {
+                let c = s.link.expect("active server is linked");
+                assert_eq!(p.clients[&c].link, Some(*id));
+            } else {
+                assert!(s.link.is_none(), "{id} in {:?} has a link", s.state);
+            }
+        }
+        // Per-state counts add up.
+        for (i, pool) in p.pools.iter().enumerate() {
+            let mut counts = crate::entities::Counts::default();
+            for c in p.clients.values().filter(|c| c.pool == i) {
+                *counts.client_slot(c.state) += 1;
+            }
+            for s in p.servers.values().filter(|s| s.pool == i) {
+                *counts.server_slot(s.state) += 1;
+            }
+            assert_eq!(counts, pool.counts, "counts of pool {}", pool.key);
+            assert_eq!(pool.waiting.len() as u32, pool.counts.cl_waiting);
+            assert_eq!(pool.idle.len() as u32, pool.counts.sv_idle);
+            // Never a new server beyond pool_size + reserve (a reload that shrinks the
+            // pool leaves busy servers until they are released).
+            let size = pool.settings.pool_size;
+            if size > 0 && pool.counts.servers() > size + pool.settings.reserve_pool_size {
+                assert!(
+                    pool.counts.sv_login == 0 && pool.counts.sv_idle == 0,
+                    "pool {} has {} servers",
+                    pool.key,
+                    pool.counts.servers()
+                );
+            }
+            // No client waits past its deadline (timeouts fire exactly on time).
+            if !p.config.query_wait_timeout.is_zero() {
+                for c in pool.waiting.iter().map(|c| &p.clients[c]) {
+                    assert!(p.now - c.request_time <= p.config.query_wait_timeout);
+                }
+            }
+        }
+        // No database exceeds max_db_connections.
+        for (name, db) in &p.databases {
+            let max = p.config.max_db_connections(name);
+            if max > 0 {
+                assert!(
+                    db.servers <= max,
+                    "db {name} has {} servers > {max}",
+                    db.servers
+                );
+            }
+            let n = p
+                .servers
+                .values()
+                .filter(|s| p.pools[s.pool].key.database == *name)
+                .count();
+            assert_eq!(n as u32, db.servers);
+        }
+        assert_eq!(p.client_count as usize, p.clients.len());
+    }
+}

@@ -1,0 +1,907 @@
+//! Scripted scenarios, one per setting or behaviour, named as sentences.
+
+use super::*;
+
+#[test]
+fn first_client_gets_a_new_server_and_the_next_reuses_it() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    assert_eq!(sim.linked(a), Some(s));
+    sim.release(a);
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    assert_eq!(sim.linked(b), Some(s));
+    assert!(sim.pending_connects.is_empty());
+}
+
+#[test]
+fn waiting_clients_are_served_in_fifo_order() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let clients: Vec<_> = (0..4).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &clients {
+        sim.client_wants_server(c);
+    }
+    sim.server_connects();
+    for (i, &c) in clients.iter().enumerate() {
+        assert!(
+            sim.linked(c).is_some(),
+            "client {i} should hold the server now"
+        );
+        for &other in &clients[i + 1..] {
+            assert!(sim.linked(other).is_none());
+        }
+        sim.advance(secs(1));
+        sim.release(c);
+    }
+    assert_eq!(
+        sim.pool("db", "app").stats.totals.server_assignment_count,
+        4
+    );
+}
+
+#[test]
+fn waiting_client_is_disconnected_after_query_wait_timeout() {
+    let config = Config {
+        default_pool_size: 1,
+        query_wait_timeout: secs(5),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(4));
+    assert_eq!(sim.disconnected(b), None);
+    sim.advance(secs(1));
+    assert_eq!(
+        sim.disconnected(b),
+        Some(DisconnectReason::QueryWaitTimeout)
+    );
+    assert_eq!(sim.pool("db", "app").cl_waiting, 0);
+    assert_eq!(sim.disconnected(a), None);
+}
+
+#[test]
+fn max_client_conn_refuses_the_client_over_the_limit_only() {
+    let config = Config {
+        max_client_conn: 2,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    let b = sim.client_logged_in("db", "app");
+    let c = sim.client_connects("db", "app");
+    assert_eq!(sim.disconnected(c), Some(DisconnectReason::MaxClientConn));
+    assert_eq!(
+        DisconnectReason::MaxClientConn.message(),
+        "no more connections allowed (max_client_conn)"
+    );
+    assert_eq!(sim.disconnected(a), None);
+    assert_eq!(sim.disconnected(b), None);
+    sim.client_closes(a);
+    let d = sim.client_connects("db", "app");
+    assert_eq!(sim.disconnected(d), None);
+}
+
+#[test]
+fn pool_never_opens_more_than_default_pool_size_servers() {
+    let config = Config {
+        default_pool_size: 3,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let clients: Vec<_> = (0..10).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &clients {
+        sim.client_wants_server(c);
+    }
+    assert_eq!(sim.pending_connects.len(), 3);
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    assert_eq!(sim.pool("db", "app").sv_active, 3);
+    assert_eq!(sim.pool("db", "app").cl_waiting, 7);
+}
+
+#[test]
+fn default_pool_size_zero_means_unlimited() {
+    let config = Config {
+        default_pool_size: 0,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let clients: Vec<_> = (0..30).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &clients {
+        sim.client_wants_server(c);
+    }
+    assert_eq!(sim.pending_connects.len(), 30);
+}
+
+#[test]
+fn per_database_and_per_user_pool_size_override_the_default() {
+    let mut config = Config {
+        default_pool_size: 5,
+        ..test_config()
+    };
+    config.databases[0].pool_size = Some(2);
+    config.databases.push(DatabaseConfig {
+        name: "other".into(),
+        ..Default::default()
+    });
+    config.users.push(UserConfig {
+        name: "big".into(),
+        pool_size: Some(4),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    for _ in 0..6 {
+        let c = sim.client_logged_in("db", "app");
+        sim.client_wants_server(c);
+    }
+    assert_eq!(sim.pending_connects.len(), 2, "db pool_size");
+    sim.pending_connects.clear();
+    let before = sim.pooler.servers.len();
+    for _ in 0..6 {
+        let c = sim.client_logged_in("db", "big");
+        sim.client_wants_server(c);
+    }
+    assert_eq!(
+        sim.pooler.servers.len() - before,
+        4,
+        "user pool_size beats the database's"
+    );
+}
+
+#[test]
+fn reserve_pool_is_used_only_after_reserve_pool_timeout() {
+    let config = Config {
+        default_pool_size: 1,
+        reserve_pool_size: 1,
+        reserve_pool_timeout: secs(3),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(2));
+    assert!(sim.pending_connects.is_empty(), "reserve used too early");
+    sim.advance(secs(1));
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "reserve not used after the timeout"
+    );
+    sim.server_connects();
+    assert!(sim.linked(b).is_some());
+}
+
+#[test]
+fn reserve_connection_is_closed_when_released_with_nobody_waiting() {
+    let config = Config {
+        default_pool_size: 1,
+        reserve_pool_size: 1,
+        reserve_pool_timeout: secs(1),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(1));
+    sim.server_connects();
+    sim.release(a);
+    sim.release(b);
+    assert_eq!(
+        sim.closed.values().collect::<Vec<_>>(),
+        vec![&ServerCloseReason::PoolShrink]
+    );
+    assert_eq!(sim.server_count(), 1);
+}
+
+#[test]
+fn max_db_connections_caps_servers_across_users_and_evicts_idle_ones() {
+    let config = Config {
+        default_pool_size: 5,
+        max_db_connections: 2,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "u1");
+    let b = sim.client_logged_in("db", "u1");
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    sim.server_connects();
+    sim.server_connects();
+    let c = sim.client_logged_in("db", "u2");
+    sim.client_wants_server(c);
+    assert!(sim.pending_connects.is_empty(), "over max_db_connections");
+    sim.release(a);
+    // a's server is idle in u1's pool: it is evicted to make room for u2.
+    sim.advance(secs(1));
+    assert_eq!(sim.pending_connects.len(), 1);
+    assert!(sim
+        .closed
+        .values()
+        .any(|r| *r == ServerCloseReason::Evicted));
+}
+
+#[test]
+fn max_user_connections_caps_servers_across_databases() {
+    let mut config = Config {
+        default_pool_size: 5,
+        max_user_connections: 1,
+        ..test_config()
+    };
+    config.databases.push(DatabaseConfig {
+        name: "db2".into(),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "u");
+    let b = sim.client_logged_in("db2", "u");
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    assert_eq!(sim.pending_connects.len(), 1);
+}
+
+#[test]
+fn max_db_client_connections_and_max_user_client_connections_refuse_logins() {
+    let config = Config {
+        max_db_client_connections: 1,
+        max_user_client_connections: 5,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let _a = sim.client_logged_in("db", "u");
+    let b = sim.client_connects("db", "u");
+    assert_eq!(
+        sim.disconnected(b),
+        Some(DisconnectReason::MaxDbClientConnections)
+    );
+    let config = Config {
+        max_user_client_connections: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let _a = sim.client_logged_in("db", "u");
+    let b = sim.client_connects("db", "u");
+    assert_eq!(
+        sim.disconnected(b),
+        Some(DisconnectReason::MaxUserClientConnections)
+    );
+}
+
+#[test]
+fn server_idle_timeout_closes_idle_servers_but_keeps_min_pool_size() {
+    let config = Config {
+        server_idle_timeout: secs(10),
+        min_pool_size: 1,
+        default_pool_size: 3,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    sim.release(a);
+    sim.release(b);
+    assert_eq!(sim.server_count(), 2);
+    sim.advance(secs(10));
+    assert_eq!(sim.server_count(), 1, "min_pool_size keeps one");
+    assert!(sim
+        .closed
+        .values()
+        .all(|r| *r == ServerCloseReason::IdleTimeout));
+}
+
+#[test]
+fn server_lifetime_closes_a_server_when_it_is_released_after_its_lifetime() {
+    let config = Config {
+        server_lifetime: secs(60),
+        server_idle_timeout: secs(0),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.advance(secs(61));
+    assert!(
+        sim.closed.is_empty(),
+        "a linked server is never closed for its lifetime"
+    );
+    sim.release(a);
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::LifetimeOver));
+}
+
+#[test]
+fn server_lifetime_closes_idle_servers_via_the_timer() {
+    let config = Config {
+        server_lifetime: secs(60),
+        server_idle_timeout: secs(0),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    sim.advance(secs(60));
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::LifetimeOver));
+}
+
+#[test]
+fn server_lifetime_zero_uses_each_server_once() {
+    let config = Config {
+        server_lifetime: secs(0),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::LifetimeOver));
+}
+
+#[test]
+fn server_connect_timeout_drops_a_login_that_takes_too_long() {
+    let config = Config {
+        server_connect_timeout: secs(5),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.pending_connects[0];
+    sim.advance(secs(5));
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::ConnectTimeout));
+}
+
+#[test]
+fn failed_server_login_is_sent_to_all_waiting_clients_with_the_server_sqlstate() {
+    let mut sim = Sim::new(test_config());
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    sim.server_fails("28P01", "password authentication failed for user \"app\"");
+    for c in [a, b] {
+        let reason = sim.disconnected(c).expect("disconnected");
+        assert_eq!(reason.sqlstate(), "28P01");
+        assert_eq!(
+            reason.message(),
+            "password authentication failed for user \"app\""
+        );
+    }
+}
+
+#[test]
+fn server_login_retry_fails_new_clients_fast_with_the_cached_error() {
+    let config = Config {
+        server_login_retry: secs(15),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_fails("3D000", "database \"nope\" does not exist");
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    assert_eq!(
+        sim.disconnected(b).unwrap().message(),
+        "server login has been failing, cached error: database \"nope\" does not exist (server_login_retry)"
+    );
+    sim.advance(secs(15));
+    let c = sim.client_logged_in("db", "app");
+    sim.client_wants_server(c);
+    assert_eq!(sim.disconnected(c), None);
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "retried after server_login_retry"
+    );
+}
+
+#[test]
+fn cannot_connect_now_keeps_clients_waiting() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_fails("57P03", "the database system is starting up");
+    assert_eq!(sim.disconnected(a), None);
+    sim.advance(secs(15));
+    sim.server_connects();
+    assert!(sim.linked(a).is_some());
+}
+
+#[test]
+fn client_idle_timeout_disconnects_unlinked_idle_clients() {
+    let config = Config {
+        client_idle_timeout: secs(30),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    sim.server_connects();
+    sim.advance(secs(30));
+    assert_eq!(
+        sim.disconnected(a),
+        Some(DisconnectReason::ClientIdleTimeout)
+    );
+    assert_eq!(sim.disconnected(b), None, "a linked client is not idle");
+}
+
+#[test]
+fn client_login_timeout_disconnects_clients_that_never_finish_login() {
+    let config = Config {
+        client_login_timeout: secs(60),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_connects("db", "app");
+    sim.advance(secs(60));
+    assert_eq!(
+        sim.disconnected(a),
+        Some(DisconnectReason::ClientLoginTimeout)
+    );
+}
+
+#[test]
+fn query_timeout_applies_to_waiting_clients() {
+    let config = Config {
+        default_pool_size: 1,
+        query_timeout: secs(2),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(2));
+    assert_eq!(
+        sim.disconnected(b),
+        Some(DisconnectReason::QueryTimeoutWaiting)
+    );
+}
+
+#[test]
+fn client_leaving_mid_transaction_never_returns_its_server_to_the_pool() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.client_closes(a);
+    assert_eq!(
+        sim.closed.get(&s),
+        Some(&ServerCloseReason::ClientDisconnectedDirty)
+    );
+    assert_eq!(sim.pool("db", "app").sv_idle, 0);
+}
+
+#[test]
+fn dirty_release_closes_the_server() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release_dirty(a);
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::Dirty));
+}
+
+#[test]
+fn session_mode_runs_the_reset_query_before_the_server_is_reused() {
+    let config = Config {
+        pool_mode: PoolMode::Session,
+        server_reset_enabled: true,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    assert_eq!(sim.resets, vec![s]);
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    assert_eq!(sim.linked(b), None, "not before the reset finished");
+    sim.event(Event::ServerResetDone {
+        server: s,
+        ok: true,
+    });
+    assert_eq!(sim.linked(b), Some(s));
+}
+
+#[test]
+fn transaction_mode_skips_the_reset_query_unless_server_reset_query_always() {
+    let config = Config {
+        server_reset_enabled: true,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config.clone());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.release(a);
+    assert!(sim.resets.is_empty());
+    let mut sim = Sim::new(Config {
+        server_reset_query_always: true,
+        ..config
+    });
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.release(a);
+    assert_eq!(sim.resets.len(), 1);
+}
+
+#[test]
+fn failed_reset_closes_the_server() {
+    let config = Config {
+        pool_mode: PoolMode::Session,
+        server_reset_enabled: true,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    sim.event(Event::ServerResetDone {
+        server: s,
+        ok: false,
+    });
+    assert_eq!(sim.closed.get(&s), Some(&ServerCloseReason::ResetFailed));
+}
+
+#[test]
+fn server_check_delay_sends_servers_idle_too_long_through_the_check_query() {
+    let config = Config {
+        server_check_enabled: true,
+        server_check_delay: secs(30),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    sim.advance(secs(10));
+    sim.client_wants_server(a);
+    assert_eq!(sim.linked(a), Some(s), "fresh enough: no check");
+    sim.release(a);
+    sim.advance(secs(31));
+    assert_eq!(sim.pool("db", "app").sv_used, 1);
+    sim.client_wants_server(a);
+    assert_eq!(sim.checks, vec![s]);
+    sim.event(Event::ServerResetDone {
+        server: s,
+        ok: true,
+    });
+    assert_eq!(sim.linked(a), Some(s));
+}
+
+#[test]
+fn round_robin_reuses_idle_servers_fifo_and_default_is_lifo() {
+    for (round_robin, expect_first) in [(false, true), (true, false)] {
+        let config = Config {
+            server_round_robin: round_robin,
+            ..test_config()
+        };
+        let mut sim = Sim::new(config);
+        let (a, b) = (
+            sim.client_logged_in("db", "app"),
+            sim.client_logged_in("db", "app"),
+        );
+        sim.client_wants_server(a);
+        sim.client_wants_server(b);
+        let s1 = sim.server_connects();
+        let s2 = sim.server_connects();
+        sim.release(
+            sim.links
+                .iter()
+                .find(|(_, s)| **s == s1)
+                .map(|(c, _)| *c)
+                .unwrap(),
+        );
+        sim.release(
+            sim.links
+                .iter()
+                .find(|(_, s)| **s == s2)
+                .map(|(c, _)| *c)
+                .unwrap(),
+        );
+        sim.client_wants_server(a);
+        let got = sim.linked(a).unwrap();
+        // LIFO gives back s2 (released last); FIFO gives s1.
+        assert_eq!(got == s2, expect_first, "round_robin={round_robin}");
+    }
+}
+
+#[test]
+fn pause_waits_for_active_servers_and_resume_serves_waiting_clients() {
+    let mut sim = Sim::new(test_config());
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.event(Event::Pause { database: None });
+    assert!(sim.pause_done.is_empty(), "a is still in a transaction");
+    sim.release(a);
+    assert_eq!(sim.pause_done, vec![None]);
+    assert_eq!(sim.server_count(), 0);
+    sim.client_wants_server(b);
+    assert!(sim.pending_connects.is_empty(), "paused: b waits");
+    sim.event(Event::Resume { database: None });
+    sim.server_connects();
+    assert!(sim.linked(b).is_some());
+    assert_eq!(sim.disconnected(b), None);
+}
+
+#[test]
+fn pause_of_one_database_leaves_the_others_running() {
+    let mut config = test_config();
+    config.databases.push(DatabaseConfig {
+        name: "db2".into(),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    sim.event(Event::Pause {
+        database: Some("db".into()),
+    });
+    assert_eq!(sim.pause_done, vec![Some("db".to_string())]);
+    let a = sim.client_logged_in("db", "app");
+    let b = sim.client_logged_in("db2", "app");
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    assert_eq!(sim.pending_connects.len(), 1);
+    sim.server_connects();
+    assert!(sim.linked(b).is_some());
+}
+
+#[test]
+fn disabled_database_refuses_new_clients() {
+    let mut sim = Sim::new(test_config());
+    sim.event(Event::Disable {
+        database: "db".into(),
+    });
+    let a = sim.client_connects("db", "app");
+    assert_eq!(
+        sim.disconnected(a).unwrap().message(),
+        "database \"db\" is disabled"
+    );
+    sim.event(Event::Enable {
+        database: "db".into(),
+    });
+    let b = sim.client_connects("db", "app");
+    assert_eq!(sim.disconnected(b), None);
+}
+
+#[test]
+fn kill_drops_clients_and_servers_of_the_database_and_pauses_it() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.event(Event::Kill {
+        database: Some("db".into()),
+    });
+    assert_eq!(sim.disconnected(a), Some(DisconnectReason::DatabaseRemoved));
+    assert_eq!(sim.server_count(), 0);
+    assert!(sim.pooler.is_paused(Some("db")));
+}
+
+#[test]
+fn kill_client_disconnects_one_client_with_admin_forced_disconnect() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    let b = sim.client_logged_in("db", "app");
+    sim.event(Event::KillClient { client: a });
+    assert_eq!(
+        sim.disconnected(a).unwrap().message(),
+        "admin forced disconnect"
+    );
+    assert_eq!(sim.disconnected(b), None);
+}
+
+#[test]
+fn reconnect_closes_idle_servers_now_and_busy_ones_on_release() {
+    let mut sim = Sim::new(test_config());
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    let s1 = sim.server_connects();
+    let s2 = sim.server_connects();
+    let holder_of_s1 = if sim.linked(a) == Some(s1) { a } else { b };
+    sim.release(holder_of_s1);
+    sim.event(Event::Reconnect { database: None });
+    assert_eq!(sim.closed.get(&s1), Some(&ServerCloseReason::CloseNeeded));
+    assert!(
+        !sim.closed.contains_key(&s2),
+        "busy server stays until released"
+    );
+    let holder_of_s2 = if holder_of_s1 == a { b } else { a };
+    sim.release(holder_of_s2);
+    assert_eq!(sim.closed.get(&s2), Some(&ServerCloseReason::CloseNeeded));
+}
+
+#[test]
+fn reload_shrinking_the_pool_closes_surplus_idle_servers_never_busy_ones() {
+    let config = Config {
+        default_pool_size: 3,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config.clone());
+    let cs: Vec<_> = (0..3).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &cs {
+        sim.client_wants_server(c);
+    }
+    for _ in 0..3 {
+        sim.server_connects();
+    }
+    sim.release(cs[0]);
+    sim.event(Event::Reload(Box::new(Config {
+        default_pool_size: 1,
+        ..config
+    })));
+    assert_eq!(sim.closed.len(), 1, "only the idle one is closed now");
+    assert!(cs[1..].iter().all(|c| sim.linked(*c).is_some()));
+    sim.release(cs[1]);
+    assert_eq!(sim.server_count(), 1);
+}
+
+#[test]
+fn reload_growing_the_pool_serves_waiting_clients() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config.clone());
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.event(Event::Reload(Box::new(Config {
+        default_pool_size: 2,
+        ..config
+    })));
+    assert_eq!(sim.pending_connects.len(), 1);
+}
+
+#[test]
+fn cancel_request_for_a_linked_client_goes_to_its_server() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.event(Event::CancelRequested {
+        key: u64::from(a.0) * 1000,
+    });
+    assert_eq!(sim.cancels, vec![(a, s)]);
+    sim.event(Event::CancelRequested { key: 999_999 });
+    assert_eq!(sim.cancels.len(), 1, "unknown key ignored");
+}
+
+#[test]
+fn cancel_request_for_a_waiting_client_removes_it_from_the_queue() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.event(Event::CancelRequested {
+        key: u64::from(b.0) * 1000,
+    });
+    assert_eq!(sim.cancelled_waits, vec![b]);
+    assert_eq!(sim.pool("db", "app").cl_waiting, 0);
+    sim.release(a);
+    assert_eq!(sim.linked(b), None);
+}
+
+#[test]
+fn min_pool_size_opens_servers_once_the_pool_has_a_client() {
+    let config = Config {
+        min_pool_size: 2,
+        default_pool_size: 5,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let _a = sim.client_logged_in("db", "app");
+    assert_eq!(sim.pending_connects.len(), 2);
+}
+
+#[test]
+fn stats_count_assignments_wait_time_and_averages_per_period() {
+    let config = Config {
+        default_pool_size: 1,
+        stats_period: secs(10),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(2));
+    sim.release(a);
+    sim.release(b);
+    let stats = sim.pool("db", "app").stats.totals;
+    assert_eq!(stats.server_assignment_count, 2);
+    assert_eq!(stats.xact_count, 2);
+    assert_eq!(stats.wait_time, 2_000_000);
+    sim.advance(secs(10));
+    let avg = sim.pool("db", "app").stats.averages;
+    assert_eq!(avg.xact_time, 100);
+    assert_eq!(avg.wait_time, 1_000_000);
+}
+
+#[test]
+fn poll_timeout_is_none_when_nothing_is_pending_and_extra_timeouts_do_nothing() {
+    let config = Config {
+        server_idle_timeout: secs(0),
+        server_lifetime: secs(0),
+        client_login_timeout: secs(0),
+        stats_period: secs(60),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    let wake = sim
+        .pooler
+        .poll_timeout()
+        .expect("stats roll is always scheduled");
+    sim.pooler
+        .handle_timeout(Instant::from_micros(wake.as_micros() - 1));
+    assert!(sim.pooler.poll_action().is_none());
+    assert_eq!(sim.disconnected(a), None);
+}

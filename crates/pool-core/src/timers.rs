@@ -1,0 +1,172 @@
+//! Deadlines: everything that happens because time passed (mirrors janitor.c:
+//! `pool_client_maint`, `pool_server_maint`, `check_unused_servers`).
+//!
+//! Events only move the next wake-up earlier (`Pooler::note`); `handle_timeout` scans
+//! clients and servers once the wake-up is due, acts on what expired, and computes the
+//! exact next wake-up. So the per-event cost is constant and the scan runs only when
+//! something may have expired.
+
+use std::time::Duration;
+
+use crate::entities::{ClientState, ServerState};
+use crate::ids::{ClientId, ServerId};
+use crate::pooler::Pooler;
+use crate::reason::{DisconnectReason, ServerCloseReason};
+use crate::time::{earliest, Instant};
+
+fn due(since: Instant, timeout: Duration, now: Instant) -> Result<(), Option<Instant>> {
+    if timeout.is_zero() {
+        return Err(None);
+    }
+    let at = since + timeout;
+    if at <= now {
+        Ok(())
+    } else {
+        Err(Some(at))
+    }
+}
+
+impl Pooler {
+    /// Acts on every deadline that has passed. Can queue `DisconnectClient`,
+    /// `CloseServer`, `ConnectServer`, `CheckServer` and `Link`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        match self.next_wakeup {
+            Some(at) if at <= now => {}
+            _ => return,
+        }
+        self.next_wakeup = None;
+        self.roll_stats(now);
+        self.expire_clients(now);
+        self.expire_servers(now);
+        for pool in 0..self.pools.len() {
+            self.activate(now, pool);
+            self.ensure_min_pool(now, pool);
+            if let Some(f) = &self.pools[pool].login_failure {
+                // Wake up when the retry window ends.
+                if f.until > now {
+                    let until = f.until;
+                    self.note(Some(until));
+                }
+            }
+        }
+        self.activate_blocked(now);
+    }
+
+    fn roll_stats(&mut self, now: Instant) {
+        let period = self.config.stats_period.max(Duration::from_secs(1));
+        let Some(mut at) = self.next_stats_roll else {
+            return;
+        };
+        if at <= now {
+            let period_us = u64::try_from(period.as_micros()).unwrap_or(u64::MAX);
+            for p in &mut self.pools {
+                p.stats.roll(period_us);
+            }
+            while at <= now {
+                at = at + period;
+            }
+            self.next_stats_roll = Some(at);
+        }
+        self.note(Some(at));
+    }
+
+    fn expire_clients(&mut self, now: Instant) {
+        let cfg = &self.config;
+        let mut next = None;
+        let mut expired: Vec<(ClientId, DisconnectReason)> = Vec::new();
+        for (&id, c) in &self.clients {
+            let check = match (c.state, c.link) {
+                (ClientState::Login, _) => due(c.connect_time, cfg.client_login_timeout, now)
+                    .map(|()| DisconnectReason::ClientLoginTimeout),
+                (ClientState::Active, None) => due(c.request_time, cfg.client_idle_timeout, now)
+                    .map(|()| DisconnectReason::ClientIdleTimeout),
+                (ClientState::Waiting, _) => {
+                    let wait = due(c.request_time, cfg.query_wait_timeout, now)
+                        .map(|()| DisconnectReason::QueryWaitTimeout);
+                    let query = due(c.request_time, cfg.query_timeout, now)
+                        .map(|()| DisconnectReason::QueryTimeoutWaiting);
+                    match (wait, query) {
+                        (Ok(r), _) | (_, Ok(r)) => Ok(r),
+                        (Err(a), Err(b)) => {
+                            let reserve = self.pools[c.pool].settings.reserve_pool_size > 0;
+                            let r = if reserve {
+                                due(c.request_time, cfg.reserve_pool_timeout, now)
+                                    .err()
+                                    .flatten()
+                            } else {
+                                None
+                            };
+                            Err(earliest(earliest(a, b), r))
+                        }
+                    }
+                }
+                (ClientState::Active, Some(_)) => Err(None),
+            };
+            match check {
+                Ok(reason) => expired.push((id, reason)),
+                Err(at) => next = earliest(next, at),
+            }
+        }
+        expired.sort_by_key(|(id, _)| *id);
+        for (client, reason) in expired {
+            self.disconnect_client(now, client, reason);
+        }
+        self.note(next);
+    }
+
+    fn expire_servers(&mut self, now: Instant) {
+        let mut next = None;
+        let mut expired: Vec<(ServerId, ServerCloseReason)> = Vec::new();
+        let mut idle_per_pool = vec![0u32; self.pools.len()];
+        let mut ids: Vec<_> = self.servers.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let s = &self.servers[&id];
+            let p = &self.pools[s.pool];
+            let check = match s.state {
+                ServerState::Login => due(s.state_since, self.config.server_connect_timeout, now)
+                    .map(|()| ServerCloseReason::ConnectTimeout),
+                ServerState::Idle => {
+                    let life = due(s.connect_time, p.settings.server_lifetime, now)
+                        .map(|()| ServerCloseReason::LifetimeOver);
+                    let keep =
+                        p.counts.servers() - idle_per_pool[s.pool] <= p.settings.min_pool_size;
+                    let idle = if keep {
+                        Err(None)
+                    } else {
+                        due(s.state_since, self.config.server_idle_timeout, now)
+                            .map(|()| ServerCloseReason::IdleTimeout)
+                    };
+                    match (life, idle) {
+                        (Ok(r), _) | (_, Ok(r)) => Ok(r),
+                        (Err(a), Err(b)) => Err(earliest(a, b)),
+                    }
+                }
+                ServerState::Active | ServerState::Tested => Err(None),
+            };
+            match check {
+                Ok(reason) => {
+                    idle_per_pool[s.pool] += 1;
+                    expired.push((id, reason));
+                }
+                Err(at) => next = earliest(next, at),
+            }
+        }
+        for (server, reason) in expired {
+            let failed_login = reason == ServerCloseReason::ConnectTimeout;
+            let pool = self.servers.get(&server).map(|s| s.pool);
+            self.close_server(now, server, reason);
+            if let (true, Some(pool)) = (failed_login, pool) {
+                let until = now + self.config.server_login_retry;
+                self.pools[pool].login_failure = Some(crate::entities::LoginFailure {
+                    until,
+                    message: "server connect timeout".into(),
+                });
+                self.note(Some(until));
+            }
+        }
+        self.note(next);
+    }
+}
