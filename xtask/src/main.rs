@@ -1,2 +1,83 @@
-//! placeholder
-fn main() {}
+//! `cargo xtask <cmd>`: project automation (std plus `pg-harness` only).
+//!
+//! One `match` over subcommands; each prints the commands it runs as `$ ...` and exits
+//! non-zero when something fails. `.ci/run` calls `cargo xtask ci`.
+
+mod ci;
+mod cmd;
+mod fuzz;
+mod layering;
+mod pg;
+mod tidy;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                          fmt check, clippy, layering, tidy, test, rustdoc, cargo deny
+  test [--fast]               workspace tests; --fast skips PostgreSQL-backed tests
+  layering                    dependency fence of the pure crates
+  tidy                        //! headers, file sizes, no dbg!/println!/mutable statics
+  pg [--max-connections N]    start a throwaway PostgreSQL until stdin closes
+  fuzz TARGET [--seconds N]   cargo-fuzz run with a time limit (nightly + cargo-fuzz)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let result = match command.as_str() {
+        "ci" => no_args(&rest).and_then(|()| ci::ci()),
+        "test" => ci::test_command(&rest),
+        "layering" => no_args(&rest).and_then(|()| layering::run()),
+        "tidy" => no_args(&rest).and_then(|()| tidy::run()),
+        "pg" => pg::run(&rest),
+        "fuzz" => fuzz::run(&rest),
+        // `demo` and `bench` go here.
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("xtask {command}: {message}\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("xtask {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why a subcommand did not succeed.
+#[derive(Debug)]
+enum Failure {
+    /// Bad arguments: usage is printed, exit code 2.
+    Usage(String),
+    /// The work failed: exit code 1.
+    Failed(String),
+}
+
+/// What every subcommand returns.
+type Outcome = Result<(), Failure>;
+
+fn no_args(rest: &[&str]) -> Outcome {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(Failure::Usage(format!("unexpected argument `{arg}`"))),
+    }
+}

@@ -1,0 +1,26 @@
+//! Password authentication helpers: MD5 and SCRAM-SHA-256, both as server and as client.
+//!
+//! PostgreSQL docs, "Message Flow: Start-up" and "SASL Authentication"; mirrors PgBouncer's
+//! `auth.c` and `scram.c`. Pure functions: randomness (salts, nonces) is passed in as bytes.
+
+pub mod md5;
+pub mod scram;
+
+/// Compares two byte strings in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
