@@ -1,0 +1,498 @@
+//! Configuration: PgBouncer's `pgbouncer.ini` (plus `PGBOUNCER_*` environment overrides,
+//! layered with the `config` crate) turned into typed [`Settings`] and a plain
+//! `pool_core::Config`. Only the daemon knows file formats.
+
+pub mod databases;
+pub mod ini;
+pub mod keys;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgbouncer_pool_core as core;
+use pgbouncer_pool_core::PoolMode;
+
+pub use databases::{DatabaseDef, UserDef};
+use ini::{Ini, IniError, Origin};
+use keys::{parse_int, parse_time, Kind, KEYS};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The ini file itself is unreadable or malformed.
+    #[error(transparent)]
+    Ini(#[from] IniError),
+    /// An unknown `[pgbouncer]` key.
+    #[error("{origin}: unknown parameter: {key}")]
+    UnknownKey {
+        /// Where.
+        origin: Origin,
+        /// The key.
+        key: String,
+    },
+    /// An unknown section.
+    #[error("{origin}: unknown section: [{section}]")]
+    UnknownSection {
+        /// Where (the first entry of the section, or line 0).
+        origin: Origin,
+        /// The section.
+        section: String,
+    },
+    /// A value that does not parse.
+    #[error("{origin}: invalid value for {key}: {value:?}: {why}")]
+    Value {
+        /// Where.
+        origin: Origin,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why it is wrong.
+        why: String,
+    },
+    /// The layered (environment) configuration failed.
+    #[error("environment configuration: {0}")]
+    Layer(String),
+    /// A combination of settings that cannot work.
+    #[error("bouncer config error: {0}")]
+    Invalid(String),
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// No password; user name ignored (databases must force a user).
+    Any,
+    /// No password; user must be known.
+    Trust,
+    /// Cleartext password.
+    Plain,
+    /// MD5 (or SCRAM when the stored secret is SCRAM).
+    Md5,
+    /// SCRAM-SHA-256.
+    ScramSha256,
+    /// pg_hba-style rules.
+    Hba,
+    /// TLS client certificate.
+    Cert,
+    /// PAM.
+    Pam,
+    /// LDAP.
+    Ldap,
+}
+
+impl AuthType {
+    fn parse(s: &str) -> AuthType {
+        match s.to_ascii_lowercase().as_str() {
+            "any" => AuthType::Any,
+            "trust" => AuthType::Trust,
+            "plain" => AuthType::Plain,
+            "scram-sha-256" => AuthType::ScramSha256,
+            "hba" => AuthType::Hba,
+            "cert" => AuthType::Cert,
+            "pam" => AuthType::Pam,
+            "ldap" => AuthType::Ldap,
+            _ => AuthType::Md5,
+        }
+    }
+}
+
+/// The whole loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Every `[pgbouncer]` key's current value (text), defaults included.
+    pub values: BTreeMap<&'static str, Option<String>>,
+    /// Where each explicitly set key came from.
+    pub origins: BTreeMap<&'static str, String>,
+    /// The `[databases]` entries, without `*`.
+    pub databases: Vec<DatabaseDef>,
+    /// The `*` entry.
+    pub autodb: Option<DatabaseDef>,
+    /// The `[users]` entries.
+    pub users: Vec<UserDef>,
+    /// The ini file, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Environment variables the loader reads, passed in so tests stay hermetic.
+pub type Env = Vec<(String, String)>;
+
+impl Settings {
+    /// Loads `file` (if any) and the environment overrides from `env`.
+    pub fn load(file: Option<&Path>, env: &Env) -> Result<Settings, ConfigError> {
+        let ini = match file {
+            Some(f) => Ini::load(f)?,
+            None => Ini::default(),
+        };
+        Self::from_ini(&ini, file, env)
+    }
+
+    /// Builds settings from a parsed ini and environment.
+    pub fn from_ini(ini: &Ini, file: Option<&Path>, env: &Env) -> Result<Settings, ConfigError> {
+        let mut values: BTreeMap<&'static str, Option<String>> =
+            KEYS.iter().map(|k| (k.name, k.default.map(str::to_string))).collect();
+        let mut origins = BTreeMap::new();
+        let mut databases = Vec::new();
+        let mut autodb = None;
+        let mut users = Vec::new();
+        let mut saw_main = false;
+        for section in &ini.sections {
+            match section.name.as_str() {
+                "pgbouncer" => {
+                    saw_main = true;
+                    for e in &section.entries {
+                        let key = keys::find(&e.key).ok_or_else(|| ConfigError::UnknownKey {
+                            origin: e.origin.clone(),
+                            key: e.key.clone(),
+                        })?;
+                        let value = checked_value(key.kind, key.name, &e.value, &e.origin)?;
+                        values.insert(key.name, Some(value));
+                        origins.insert(key.name, e.origin.to_string());
+                    }
+                }
+                "databases" => {
+                    for e in &section.entries {
+                        let d = databases::parse_database(&e.key, &e.value, &e.origin)?;
+                        if e.key == "*" {
+                            autodb = Some(d);
+                        } else {
+                            databases.retain(|x: &DatabaseDef| x.name != e.key);
+                            databases.push(d);
+                        }
+                    }
+                }
+                "users" => {
+                    for e in &section.entries {
+                        users.push(databases::parse_user(&e.key, &e.value, &e.origin)?);
+                    }
+                }
+                "peers" => {}
+                other => {
+                    let origin = section
+                        .entries
+                        .first()
+                        .map(|e| e.origin.clone())
+                        .unwrap_or(Origin { file: file.map(Into::into).unwrap_or_default(), line: 0 });
+                    return Err(ConfigError::UnknownSection { origin, section: other.into() });
+                }
+            }
+        }
+        if file.is_some() && !saw_main {
+            return Err(ConfigError::Invalid("main section missing".into()));
+        }
+        apply_env(&mut values, &mut origins, env)?;
+        if let Some(d) = env_database(env)? {
+            autodb = Some(d);
+        }
+        let s = Settings { values, origins, databases, autodb, users, file: file.map(Into::into) };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth_type() == AuthType::Any {
+            let unforced = self.databases.iter().chain(&self.autodb).find(|d| d.user.is_none());
+            if let Some(d) = unforced {
+                return Err(ConfigError::Invalid(format!(
+                    "auth_type=any needs a forced user= for every database ({} has none)",
+                    d.name
+                )));
+            }
+        }
+        if self.listen_port() == 0 && self.str("listen_addr").is_empty() {
+            return Err(ConfigError::Invalid("listen_port must be set".into()));
+        }
+        Ok(())
+    }
+
+    /// The raw text of `key` ("" for NULL).
+    pub fn str(&self, key: &str) -> &str {
+        self.values.get(key).and_then(|v| v.as_deref()).unwrap_or("")
+    }
+
+    /// `key` as an integer (0 if unset).
+    pub fn int(&self, key: &str) -> i64 {
+        parse_int(&strip_inline_comment(self.str(key))).unwrap_or(0)
+    }
+
+    /// `key` as a u32, clamped.
+    pub fn u32(&self, key: &str) -> u32 {
+        u32::try_from(self.int(key).max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// `key` as a boolean (non-zero).
+    pub fn bool(&self, key: &str) -> bool {
+        self.int(key) != 0
+    }
+
+    /// `key` as a duration in seconds.
+    pub fn time(&self, key: &str) -> Duration {
+        parse_time(&strip_inline_comment(self.str(key))).unwrap_or(Duration::ZERO)
+    }
+
+    /// A comma-separated list.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.str(key).split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// `auth_type`.
+    pub fn auth_type(&self) -> AuthType {
+        AuthType::parse(self.str("auth_type"))
+    }
+
+    /// `pool_mode`.
+    pub fn pool_mode(&self) -> PoolMode {
+        PoolMode::parse(self.str("pool_mode")).unwrap_or(PoolMode::Session)
+    }
+
+    /// `listen_port`.
+    pub fn listen_port(&self) -> u16 {
+        u16::try_from(self.int("listen_port")).unwrap_or(6432)
+    }
+
+    /// `max_packet_size`.
+    pub fn max_packet_size(&self) -> u32 {
+        u32::try_from(self.int("max_packet_size").max(64)).unwrap_or(u32::MAX)
+    }
+
+    /// The `[databases]` entry for `name`, falling back to `*`.
+    pub fn database(&self, name: &str) -> Option<DatabaseDef> {
+        self.databases.iter().find(|d| d.name == name).cloned().or_else(|| {
+            self.autodb.as_ref().map(|d| DatabaseDef { name: name.to_string(), ..d.clone() })
+        })
+    }
+
+    /// The plain pool-core configuration.
+    pub fn pool_config(&self) -> core::Config {
+        let check_query = self.str("server_check_query");
+        core::Config {
+            pool_mode: self.pool_mode(),
+            default_pool_size: self.u32("default_pool_size"),
+            min_pool_size: self.u32("min_pool_size"),
+            reserve_pool_size: self.u32("reserve_pool_size"),
+            reserve_pool_timeout: self.time("reserve_pool_timeout"),
+            max_client_conn: self.u32("max_client_conn"),
+            max_db_connections: self.u32("max_db_connections"),
+            max_user_connections: self.u32("max_user_connections"),
+            max_db_client_connections: self.u32("max_db_client_connections"),
+            max_user_client_connections: self.u32("max_user_client_connections"),
+            server_round_robin: self.bool("server_round_robin"),
+            server_lifetime: self.time("server_lifetime"),
+            server_idle_timeout: self.time("server_idle_timeout"),
+            server_connect_timeout: self.time("server_connect_timeout"),
+            server_login_retry: self.time("server_login_retry"),
+            server_check_delay: self.time("server_check_delay"),
+            server_check_enabled: !check_query.trim().is_empty(),
+            server_reset_enabled: !self.str("server_reset_query").trim().is_empty(),
+            server_reset_query_always: self.bool("server_reset_query_always"),
+            query_wait_timeout: self.time("query_wait_timeout"),
+            query_timeout: self.time("query_timeout"),
+            client_idle_timeout: self.time("client_idle_timeout"),
+            client_login_timeout: self.time("client_login_timeout"),
+            idle_transaction_timeout: self.time("idle_transaction_timeout"),
+            stats_period: Duration::from_secs(self.int("stats_period").max(1) as u64),
+            databases: self
+                .databases
+                .iter()
+                .map(|d| core::DatabaseConfig {
+                    name: d.name.clone(),
+                    forced_user: d.user.clone(),
+                    pool_size: d.pool_size,
+                    min_pool_size: d.min_pool_size,
+                    reserve_pool_size: d.reserve_pool_size,
+                    pool_mode: d.pool_mode,
+                    max_db_connections: d.max_db_connections,
+                    max_db_client_connections: d.max_db_client_connections,
+                    server_lifetime: d.server_lifetime,
+                })
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|u| core::UserConfig {
+                    name: u.name.clone(),
+                    pool_mode: u.pool_mode,
+                    pool_size: u.pool_size,
+                    reserve_pool_size: u.reserve_pool_size,
+                    max_user_connections: u.max_user_connections,
+                    max_user_client_connections: u.max_user_client_connections,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// PgBouncer compat extension: users' ini files often carry `value   ; comment` or
+/// `value  # comment`, which PgBouncer itself would reject for numbers. For typed values
+/// we drop such a trailing comment when the value would not parse otherwise.
+fn strip_inline_comment(v: &str) -> String {
+    let cut = v
+        .char_indices()
+        .find(|&(i, c)| (c == ';' || c == '#') && i > 0 && v[..i].ends_with(char::is_whitespace))
+        .map(|(i, _)| i);
+    match cut {
+        Some(i) => v[..i].trim().to_string(),
+        None => v.trim().to_string(),
+    }
+}
+
+fn checked_value(kind: Kind, key: &str, value: &str, origin: &Origin) -> Result<String, ConfigError> {
+    if keys::validate(kind, value) {
+        return Ok(value.trim().to_string());
+    }
+    if kind != Kind::Str {
+        let stripped = strip_inline_comment(value);
+        if keys::validate(kind, &stripped) {
+            tracing::warn!(%origin, key, "ignoring an inline comment after the value");
+            return Ok(stripped);
+        }
+    }
+    Err(ConfigError::Value {
+        origin: origin.clone(),
+        key: key.into(),
+        value: value.into(),
+        why: match kind {
+            Kind::Int | Kind::Bool | Kind::Millis => "not an integer".into(),
+            Kind::Time => "not a number of seconds".into(),
+            Kind::Lookup(names) => format!("expected one of {}", names.join(", ")),
+            Kind::Str => "invalid".into(),
+        },
+    })
+}
+
+/// `PGBOUNCER_<KEY>` overrides `<key>`, layered with the `config` crate.
+fn apply_env(
+    values: &mut BTreeMap<&'static str, Option<String>>,
+    origins: &mut BTreeMap<&'static str, String>,
+    env: &Env,
+) -> Result<(), ConfigError> {
+    let source: config::Map<String, String> = env.iter().cloned().collect();
+    let layered = config::Config::builder()
+        .add_source(
+            config::Environment::with_prefix("PGBOUNCER")
+                .prefix_separator("_")
+                .source(Some(source)),
+        )
+        .build()
+        .map_err(|e| ConfigError::Layer(e.to_string()))?;
+    let table = layered
+        .try_deserialize::<std::collections::HashMap<String, String>>()
+        .map_err(|e| ConfigError::Layer(e.to_string()))?;
+    for (k, v) in table {
+        let env_name = format!("PGBOUNCER_{}", k.to_ascii_uppercase());
+        let origin = Origin { file: PathBuf::from(format!("${env_name}")), line: 0 };
+        let key = keys::find(&k)
+            .ok_or_else(|| ConfigError::UnknownKey { origin: origin.clone(), key: k.clone() })?;
+        let value = checked_value(key.kind, key.name, &v, &origin)?;
+        values.insert(key.name, Some(value));
+        origins.insert(key.name, format!("${env_name}"));
+    }
+    Ok(())
+}
+
+/// `DATABASES_HOST`, `DATABASES_PORT`, `DATABASES_USER`, `DATABASES_PASSWORD` and
+/// `DATABASES_DBNAME` define the `*` database, as the pgbouncer container images do.
+fn env_database(env: &Env) -> Result<Option<DatabaseDef>, ConfigError> {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(host) = get("DATABASES_HOST") else { return Ok(None) };
+    let origin = Origin { file: "$DATABASES_PORT".into(), line: 0 };
+    let port = match get("DATABASES_PORT") {
+        Some(p) => p.trim().parse::<u16>().map_err(|_| ConfigError::Value {
+            origin,
+            key: "DATABASES_PORT".into(),
+            value: p.clone(),
+            why: "not a port".into(),
+        })?,
+        None => 5432,
+    };
+    Ok(Some(DatabaseDef {
+        name: "*".into(),
+        hosts: vec![host],
+        port,
+        dbname: get("DATABASES_DBNAME"),
+        user: get("DATABASES_USER"),
+        password: get("DATABASES_PASSWORD"),
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let ini = Ini::parse(text, Path::new("pgbouncer.ini"))?;
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_ini(&ini, Some(Path::new("pgbouncer.ini")), &env)
+    }
+
+    #[test]
+    fn the_issue_example_ini_loads_with_pgbouncer_defaults_for_the_rest() {
+        let s = load(
+            "[databases]\nappdb = host=127.0.0.1 port=5432 dbname=appdb\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = 6432\nauth_type = md5\n\
+             auth_file = userlist.txt\npool_mode = transaction\ndefault_pool_size = 20\n\
+             max_client_conn = 1000\nadmin_users = admin\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.pool_mode(), PoolMode::Transaction);
+        assert_eq!(s.u32("max_client_conn"), 1000);
+        assert_eq!(s.time("query_wait_timeout"), Duration::from_secs(120));
+        assert_eq!(s.str("server_reset_query"), "DISCARD ALL");
+        assert_eq!(s.database("appdb").unwrap().port, 5432);
+        assert!(s.database("nope").is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_with_file_and_line() {
+        let err = load("[pgbouncer]\nlisten_port = 1\nbogus = 2\n", &[]).unwrap_err();
+        assert_eq!(err.to_string(), "pgbouncer.ini:3: unknown parameter: bogus");
+        let err = load("[pgbouncer]\nmax_client_conn = lots\n", &[]).unwrap_err();
+        assert!(err.to_string().starts_with("pgbouncer.ini:2: invalid value"), "{err}");
+        let err = load("[pgbouncer]\nlog_connections = on\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("log_connections"), "{err}");
+    }
+
+    #[test]
+    fn trailing_comments_after_numbers_are_tolerated() {
+        let s = load("[pgbouncer]\nmax_client_conn = 1000          ; Max client\n\
+                      default_pool_size = 20      # Handles 100 users\n", &[])
+        .unwrap();
+        assert_eq!(s.u32("max_client_conn"), 1000);
+        assert_eq!(s.u32("default_pool_size"), 20);
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_defines_a_database() {
+        let s = load(
+            "[pgbouncer]\npool_mode = session\n",
+            &[
+                ("PGBOUNCER_POOL_MODE", "transaction"),
+                ("PGBOUNCER_DEFAULT_POOL_SIZE", "25"),
+                ("DATABASES_HOST", "db.internal"),
+                ("DATABASES_DBNAME", "upstream"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.pool_mode(), PoolMode::Transaction);
+        assert_eq!(s.u32("default_pool_size"), 25);
+        let d = s.database("anything").unwrap();
+        assert_eq!(d.hosts, vec!["db.internal"]);
+        assert_eq!(d.server_dbname("anything"), "upstream");
+    }
+
+    #[test]
+    fn an_unknown_pgbouncer_env_key_is_an_error() {
+        let err = load("[pgbouncer]\n", &[("PGBOUNCER_NOPE", "1")]).unwrap_err();
+        assert!(err.to_string().contains("unknown parameter: nope"), "{err}");
+    }
+
+    #[test]
+    fn a_file_without_the_pgbouncer_section_fails() {
+        assert!(load("[databases]\na = host=x\n", &[]).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Composition: bind listeners, start the timer task, accept connections, react to
+//! signals and shutdown requests (mirrors main.c and pooler.c).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgbouncer_pool_core::Event;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::net::{self, BindError};
+use crate::runtime::Runtime;
+use crate::session;
+use crate::shared::Shared;
+use crate::stream::Stream;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The auth file.
+    #[error(transparent)]
+    Userlist(#[from] crate::auth::userlist::UserlistError),
+    /// Listeners.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// How to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Close everything now (SIGQUIT, `SHUTDOWN`).
+    Immediate,
+    /// Stop accepting, wait until no server is in use (SIGINT, `WAIT_FOR_SERVERS`).
+    WaitForServers,
+    /// Stop accepting, wait until every client has left (SIGTERM, `WAIT_FOR_CLIENTS`).
+    WaitForClients,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// TCP addresses actually bound.
+    pub addrs: Vec<SocketAddr>,
+    /// The Unix socket path, if any.
+    pub unix_path: Option<std::path::PathBuf>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Binds and starts serving `settings`. Must run inside a tokio runtime.
+    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+        let rt = Runtime::new(settings)?;
+        let listeners = net::bind(&rt.settings).await?;
+        let shared = Shared::new(rt);
+        let mut tasks = vec![tokio::spawn(shared.clone().run_timers())];
+        let mut addrs = Vec::new();
+        for l in listeners.tcp {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("listening on {a}");
+                addrs.push(a);
+            }
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move { accept_tcp(shared, l).await }));
+        }
+        let unix_path = listeners.unix.as_ref().map(|(_, p)| p.clone());
+        if let Some((l, path)) = listeners.unix {
+            tracing::info!("listening on unix:{}", path.display());
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move { accept_unix(shared, l).await }));
+        }
+        Ok(Daemon { shared, addrs, unix_path, tasks })
+    }
+
+    /// The first TCP address (tests use `listen_port = 0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Reloads the configuration from `settings` (RELOAD / SIGHUP).
+    pub fn reload(&self, settings: Settings) -> Result<(), StartError> {
+        let rt = Runtime::new(settings)?;
+        self.shared.set_runtime(rt);
+        Ok(())
+    }
+
+    /// Stops as `mode` says and waits for it to finish.
+    pub async fn shutdown(self, mode: ShutdownMode) {
+        let _ = self.shared.shutdown.send(true); // listeners stop accepting
+        match mode {
+            ShutdownMode::Immediate => {}
+            ShutdownMode::WaitForServers => {
+                let done = {
+                    let mut core = self.shared.lock();
+                    let rx = self.shared.wait_pause(&mut core, None);
+                    self.shared.handle_locked(&mut core, Event::Pause { database: None }, None);
+                    rx
+                };
+                let _ = done.await;
+            }
+            ShutdownMode::WaitForClients => loop {
+                if self.shared.lock().pooler.client_count() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(p) = &self.unix_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((s, _)) => {
+                    net::tune_client_socket(&s, &shared.runtime().settings);
+                    tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s)));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((s, _)) => {
+                    tokio::spawn(session::serve(shared.clone(), Stream::Unix(s)));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

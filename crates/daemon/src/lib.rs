@@ -1,0 +1,22 @@
+//! pgbouncer-rs: a PostgreSQL connection pooler, drop-in compatible with PgBouncer.
+//!
+//! The binary composes the pure crates: `pgbouncer-protocol` (wire format),
+//! `pgbouncer-pool-core` (pool state machine) and `pgbouncer-admin` (console), with
+//! tokio for sockets, timers and signals. The library form exists so integration tests
+//! can run the daemon in-process.
+
+pub mod auth;
+pub mod config;
+mod console;
+pub mod daemon;
+pub mod logging;
+pub mod net;
+pub mod pidfile;
+pub mod runtime;
+mod scanner;
+pub mod server;
+mod session;
+pub mod shared;
+pub mod stream;
+
+pub use daemon::{Daemon, ShutdownMode, StartError};

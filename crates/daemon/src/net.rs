@@ -1,0 +1,135 @@
+//! Listening sockets: TCP on every `listen_addr` entry and the Unix socket
+//! `<unix_socket_dir>/.s.PGSQL.<port>` (mirrors pooler.c `pooler_setup`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use socket2::{Domain, Socket, TcpKeepalive, Type};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+
+use crate::config::Settings;
+
+/// The bound listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// TCP listeners.
+    pub tcp: Vec<TcpListener>,
+    /// The Unix listener and its path.
+    pub unix: Option<(UnixListener, PathBuf)>,
+}
+
+/// Why binding failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Nothing could be bound.
+    #[error("could not listen on any address: {0}")]
+    NoListener(String),
+    /// The Unix socket is served by another process.
+    #[error("unix socket {0} is in use, cannot continue")]
+    UnixInUse(String),
+    /// I/O error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What we tried.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn addresses(listen_addr: &str, port: u16) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for a in listen_addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if a == "*" {
+            out.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+            out.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+        } else if let Ok(ip) = a.parse::<IpAddr>() {
+            out.push(SocketAddr::new(ip, port));
+        } else if let Ok(resolved) = (a, port).to_socket_addrs() {
+            out.extend(resolved);
+        }
+    }
+    out
+}
+
+fn bind_tcp(addr: SocketAddr, s: &Settings) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    if s.bool("so_reuseport") {
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(i32::try_from(s.int("listen_backlog").max(1)).unwrap_or(128))?;
+    TcpListener::from_std(sock.into())
+}
+
+/// Binds every configured listener. Fails only when none can be bound.
+pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
+    let port = s.listen_port();
+    let mut tcp = Vec::new();
+    let mut errors = Vec::new();
+    for addr in addresses(s.str("listen_addr"), port) {
+        match bind_tcp(addr, s) {
+            Ok(l) => tcp.push(l),
+            Err(e) => {
+                tracing::warn!("cannot listen on {addr}: {e}");
+                errors.push(format!("{addr}: {e}"));
+            }
+        }
+    }
+    let dir = s.str("unix_socket_dir");
+    let unix = if dir.is_empty() || port == 0 {
+        None
+    } else {
+        Some(bind_unix(dir, port, s).await?)
+    };
+    if tcp.is_empty() && unix.is_none() {
+        return Err(BindError::NoListener(errors.join("; ")));
+    }
+    Ok(Listeners { tcp, unix })
+}
+
+async fn bind_unix(dir: &str, port: u16, s: &Settings) -> Result<(UnixListener, PathBuf), BindError> {
+    let path = PathBuf::from(dir).join(format!(".s.PGSQL.{port}"));
+    if path.exists() {
+        if tokio::net::UnixStream::connect(&path).await.is_ok() {
+            return Err(BindError::UnixInUse(path.display().to_string()));
+        }
+        let _ = std::fs::remove_file(&path); // stale
+    }
+    let l = UnixListener::bind(&path)
+        .map_err(|source| BindError::Io { what: format!("bind {}", path.display()), source })?;
+    let mode = u32::try_from(s.int("unix_socket_mode")).unwrap_or(0o777);
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+    Ok((l, path))
+}
+
+/// Applies `tcp_keepalive*` and `tcp_user_timeout` to an accepted client socket.
+pub fn tune_client_socket(stream: &TcpStream, s: &Settings) {
+    let sock = socket2::SockRef::from(stream);
+    let _ = sock.set_tcp_nodelay(true);
+    if s.bool("tcp_keepalive") {
+        let mut ka = TcpKeepalive::new();
+        if s.int("tcp_keepidle") > 0 {
+            ka = ka.with_time(std::time::Duration::from_secs(s.int("tcp_keepidle") as u64));
+        }
+        if s.int("tcp_keepintvl") > 0 {
+            ka = ka.with_interval(std::time::Duration::from_secs(s.int("tcp_keepintvl") as u64));
+        }
+        if s.int("tcp_keepcnt") > 0 {
+            ka = ka.with_retries(s.int("tcp_keepcnt") as u32);
+        }
+        let _ = sock.set_tcp_keepalive(&ka);
+    }
+    if s.int("tcp_user_timeout") > 0 {
+        let _ = sock.set_tcp_user_timeout(Some(std::time::Duration::from_millis(
+            s.int("tcp_user_timeout") as u64,
+        )));
+    }
+}

@@ -1,0 +1,105 @@
+//! The configuration a running daemon works from: settings plus everything derived
+//! from them once per (re)load (userlist, parsed lists), swapped as a whole on RELOAD.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::userlist::{self, Secret, Userlist};
+use crate::config::{AuthType, DatabaseDef, Settings};
+
+/// Parameters PgBouncer always tracks per client and re-applies to servers.
+pub const TRACKED: &[&str] =
+    &["client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings", "application_name"];
+
+/// Startup parameters that need no configuration to be accepted.
+const KNOWN_STARTUP: &[&str] = &["user", "database", "options", "replication"];
+
+/// Settings plus derived values.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The settings.
+    pub settings: Settings,
+    /// The auth file's users.
+    pub userlist: Userlist,
+    /// auth_type.
+    pub auth_type: AuthType,
+    /// Tracked parameter names (the built-in five plus track_extra_parameters).
+    pub tracked: Vec<String>,
+    /// ignore_startup_parameters, lowercased.
+    pub ignored: HashSet<String>,
+    /// admin_users.
+    pub admin_users: Vec<String>,
+    /// stats_users.
+    pub stats_users: Vec<String>,
+    /// max_packet_size.
+    pub max_packet_size: u32,
+    /// log_connections.
+    pub log_connections: bool,
+    /// log_disconnections.
+    pub log_disconnections: bool,
+    /// log_pooler_errors.
+    pub log_pooler_errors: bool,
+    /// server_reset_query.
+    pub server_reset_query: String,
+    /// server_check_query (already mapped: `<empty>` is the empty query).
+    pub server_check_query: String,
+    /// unix_socket_dir (used for servers without host=).
+    pub unix_socket_dir: String,
+}
+
+impl Runtime {
+    /// Derives the runtime view; reads the auth file.
+    pub fn new(settings: Settings) -> Result<Arc<Runtime>, userlist::UserlistError> {
+        let userlist = match settings.str("auth_file") {
+            "" => Userlist::new(),
+            f => userlist::load(&PathBuf::from(f))?,
+        };
+        let mut tracked: Vec<String> = TRACKED.iter().map(|s| s.to_string()).collect();
+        for extra in settings.list("track_extra_parameters") {
+            if !tracked.iter().any(|t| t.eq_ignore_ascii_case(&extra)) {
+                tracked.push(extra);
+            }
+        }
+        let check = settings.str("server_check_query").to_string();
+        Ok(Arc::new(Runtime {
+            auth_type: settings.auth_type(),
+            ignored: settings.list("ignore_startup_parameters").iter().map(|s| s.to_lowercase()).collect(),
+            admin_users: settings.list("admin_users"),
+            stats_users: settings.list("stats_users"),
+            max_packet_size: settings.max_packet_size(),
+            log_connections: settings.bool("log_connections"),
+            log_disconnections: settings.bool("log_disconnections"),
+            log_pooler_errors: settings.bool("log_pooler_errors"),
+            server_reset_query: settings.str("server_reset_query").to_string(),
+            server_check_query: if check == "<empty>" { String::new() } else { check },
+            unix_socket_dir: settings.str("unix_socket_dir").to_string(),
+            tracked,
+            userlist,
+            settings,
+        }))
+    }
+
+    /// The canonical tracked name for `name`, if it is tracked.
+    pub fn tracked_name(&self, name: &str) -> Option<&str> {
+        self.tracked.iter().find(|t| t.eq_ignore_ascii_case(name)).map(String::as_str)
+    }
+
+    /// Whether a startup parameter is acceptable (known, tracked or ignored).
+    pub fn startup_param_ok(&self, name: &str) -> bool {
+        KNOWN_STARTUP.contains(&name)
+            || name.starts_with("_pq_.")
+            || self.tracked_name(name).is_some()
+            || self.ignored.contains(&name.to_lowercase())
+    }
+
+    /// The database entry for `name`.
+    pub fn database(&self, name: &str) -> Option<DatabaseDef> {
+        self.settings.database(name)
+    }
+
+    /// The stored secret of `user`.
+    pub fn secret(&self, user: &str) -> Option<&Secret> {
+        self.userlist.get(user)
+    }
+}

@@ -1,0 +1,321 @@
+//! Server connections: connect to PostgreSQL, log in (cleartext, md5, SCRAM-SHA-256,
+//! including SCRAM pass-through with a client's keys), collect the welcome, and run
+//! the small internal queries (reset, check, SET) whose results are swallowed
+//! (mirrors server.c login handling and `send_server_startup`).
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use pgbouncer_protocol::auth::md5;
+use pgbouncer_protocol::auth::scram::{ScramClient, ScramCredentials};
+use pgbouncer_protocol::{
+    encode_password, encode_query, encode_sasl_initial_response, encode_sasl_response,
+    Authentication, BackendMessage, StartupMessage, TransactionStatus,
+};
+use pgbouncer_pool_core::ServerId;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::stream::Stream;
+
+/// How to log in to the server.
+#[derive(Debug, Clone)]
+pub enum ServerCredential {
+    /// No secret known (trust on the server, or it will fail).
+    None,
+    /// Plain password: works for every method.
+    Plain(String),
+    /// `md5...` hash: works for md5 only.
+    Md5(String),
+    /// SCRAM keys taken from a client's SCRAM login, with the secret's salt and
+    /// iterations (SCRAM pass-through).
+    ScramKeys {
+        /// ClientKey.
+        client_key: [u8; 32],
+        /// ServerKey.
+        server_key: [u8; 32],
+        /// Salt of the secret the keys belong to.
+        salt: Vec<u8>,
+        /// Iterations of that secret.
+        iterations: u32,
+    },
+    /// A SCRAM secret without keys: cannot log in until a client authenticates.
+    ScramSecretOnly,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// Host name, IP, or a directory for a Unix socket.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Server database.
+    pub dbname: String,
+    /// Server user.
+    pub user: String,
+    /// Secret.
+    pub credential: ServerCredential,
+    /// Extra startup parameters (client_encoding, datestyle, timezone, application_name).
+    pub startup_params: Vec<(String, String)>,
+    /// Query run once after login.
+    pub connect_query: Option<String>,
+    /// max_packet_size.
+    pub max_packet_size: u32,
+}
+
+/// Why a server login failed: carried to waiting clients.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct LoginError {
+    /// SQLSTATE.
+    pub code: String,
+    /// Message text.
+    pub message: String,
+}
+
+impl LoginError {
+    fn ours(message: impl Into<String>) -> Self {
+        LoginError { code: "08P01".into(), message: message.into() }
+    }
+}
+
+/// A logged-in server connection.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// Its id in pool-core.
+    pub id: ServerId,
+    /// The socket.
+    pub stream: Stream,
+    /// The server's current ParameterStatus values.
+    pub params: Vec<(String, String)>,
+    /// BackendKeyData (for cancels).
+    pub backend_key: (i32, i32),
+    /// Address, for cancels.
+    pub host: String,
+    /// Port, for cancels.
+    pub port: u16,
+    /// Read buffer kept between uses (normally empty).
+    pub buf: BytesMut,
+}
+
+impl ServerConn {
+    /// The value of a server parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Records a ParameterStatus.
+    pub fn set_param(&mut self, name: &str, value: &str) {
+        match self.params.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(p) => p.1 = value.to_string(),
+            None => self.params.push((name.to_string(), value.to_string())),
+        }
+    }
+
+    /// Runs `sql` and swallows its results; errors in the results are reported as
+    /// `Err(message)`. ParameterStatus messages update `params`.
+    pub async fn run_internal(&mut self, sql: &str) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        encode_query(&mut out, sql);
+        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        let mut failure = None;
+        loop {
+            let msg = self.read_message().await.map_err(|e| e.message)?;
+            match msg {
+                BackendMessage::ErrorResponse(e) => {
+                    failure = Some(e.message().unwrap_or("error").to_string());
+                }
+                BackendMessage::ParameterStatus { name, value } => self.set_param(&name, &value),
+                BackendMessage::ReadyForQuery { status } => {
+                    if status != TransactionStatus::Idle && failure.is_none() {
+                        failure = Some("server left in a transaction".into());
+                    }
+                    return failure.map_or(Ok(()), Err);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads one whole message.
+    async fn read_message(&mut self) -> Result<BackendMessage, LoginError> {
+        loop {
+            match BackendMessage::decode(&mut self.buf, pgbouncer_protocol::DEFAULT_MAX_PACKET_SIZE) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(LoginError::ours(format!("bad server packet: {e}"))),
+            }
+            self.buf.reserve(4096);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Err(LoginError::ours("server closed the connection unexpectedly")),
+                Ok(_) => {}
+                Err(e) => return Err(LoginError::ours(format!("server read failed: {e}"))),
+            }
+        }
+    }
+
+    /// Sends Terminate and drops the connection, without waiting.
+    pub fn terminate(self) {
+        let _ = self.stream.try_write(b"X\0\0\0\x04");
+    }
+}
+
+/// Connects and logs in to the server.
+pub async fn connect(
+    id: ServerId,
+    t: &ServerTarget,
+    timeout: Duration,
+    nonce: [u8; 18],
+) -> Result<ServerConn, LoginError> {
+    let fut = connect_inner(id, t, nonce);
+    if timeout.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(LoginError::ours("server connect timeout")),
+    }
+}
+
+/// Opens the socket only.
+pub async fn open_socket(host: &str, port: u16) -> std::io::Result<Stream> {
+    if host.starts_with('/') {
+        let path = format!("{host}/.s.PGSQL.{port}");
+        Ok(Stream::Unix(UnixStream::connect(path).await?))
+    } else {
+        let s = TcpStream::connect((host, port)).await?;
+        let _ = s.set_nodelay(true);
+        Ok(Stream::Tcp(s))
+    }
+}
+
+async fn connect_inner(id: ServerId, t: &ServerTarget, nonce: [u8; 18]) -> Result<ServerConn, LoginError> {
+    let stream = open_socket(&t.host, t.port).await.map_err(|e| {
+        LoginError::ours(format!("could not connect to server {}:{}: {e}", t.host, t.port))
+    })?;
+    let mut conn = ServerConn {
+        id,
+        stream,
+        params: Vec::new(),
+        backend_key: (0, 0),
+        host: t.host.clone(),
+        port: t.port,
+        buf: BytesMut::with_capacity(4096),
+    };
+    let mut params = vec![("user".to_string(), t.user.clone()), ("database".to_string(), t.dbname.clone())];
+    params.extend(t.startup_params.iter().cloned());
+    let mut out = BytesMut::new();
+    StartupMessage::new(params).encode(&mut out);
+    write(&mut conn, &out).await?;
+    let mut scram: Option<ScramClient> = None;
+    loop {
+        match conn.read_message().await? {
+            BackendMessage::Authentication(a) => {
+                out.clear();
+                login_step(&mut conn, t, a, &mut scram, &nonce, &mut out)?;
+                if !out.is_empty() {
+                    write(&mut conn, &out).await?;
+                }
+            }
+            BackendMessage::ParameterStatus { name, value } => conn.set_param(&name, &value),
+            BackendMessage::BackendKeyData { process_id, secret_key } => {
+                conn.backend_key = (process_id, secret_key)
+            }
+            BackendMessage::ErrorResponse(e) => {
+                return Err(LoginError {
+                    code: e.code().unwrap_or("08P01").to_string(),
+                    message: e.message().unwrap_or("server login failed").to_string(),
+                });
+            }
+            BackendMessage::NoticeResponse(_) | BackendMessage::NegotiateProtocolVersion { .. } => {}
+            BackendMessage::ReadyForQuery { .. } => break,
+            other => {
+                return Err(LoginError::ours(format!(
+                    "unexpected message during server login: {}",
+                    other.tag() as char
+                )))
+            }
+        }
+    }
+    if let Some(q) = &t.connect_query {
+        if let Err(e) = conn.run_internal(q).await {
+            tracing::warn!(server = %id, "connect_query failed: {e}");
+        }
+    }
+    conn.buf.advance(0);
+    Ok(conn)
+}
+
+async fn write(conn: &mut ServerConn, out: &[u8]) -> Result<(), LoginError> {
+    conn.stream
+        .write_all(out)
+        .await
+        .map_err(|e| LoginError::ours(format!("server write failed: {e}")))
+}
+
+fn login_step(
+    conn: &mut ServerConn,
+    t: &ServerTarget,
+    a: Authentication,
+    scram: &mut Option<ScramClient>,
+    nonce: &[u8; 18],
+    out: &mut BytesMut,
+) -> Result<(), LoginError> {
+    let wrong = || LoginError::ours("server login failed: wrong password type");
+    match a {
+        Authentication::Ok => {}
+        Authentication::CleartextPassword => match &t.credential {
+            ServerCredential::Plain(p) => encode_password(out, p.as_bytes()),
+            _ => return Err(wrong()),
+        },
+        Authentication::Md5Password { salt } => {
+            let secret = match &t.credential {
+                ServerCredential::Plain(p) => p.as_str(),
+                ServerCredential::Md5(h) => h.as_str(),
+                _ => return Err(wrong()),
+            };
+            let resp = md5::client_response(secret, &t.user, salt);
+            encode_password(out, resp.as_bytes());
+        }
+        Authentication::Sasl { mechanisms } => {
+            if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+                return Err(LoginError::ours(
+                    "server login failed: none of the server's SASL authentication mechanisms are supported",
+                ));
+            }
+            let creds = match &t.credential {
+                ServerCredential::Plain(p) => ScramCredentials::Password(p.as_bytes().to_vec()),
+                ServerCredential::ScramKeys { client_key, server_key, .. } => {
+                    ScramCredentials::Keys { client_key: *client_key, server_key: *server_key }
+                }
+                _ => return Err(wrong()),
+            };
+            let (client, first) = ScramClient::new(creds, nonce);
+            *scram = Some(client);
+            encode_sasl_initial_response(out, "SCRAM-SHA-256", &first);
+        }
+        Authentication::SaslContinue(data) => {
+            let client = scram.as_mut().ok_or_else(|| LoginError::ours("unexpected SASL continue"))?;
+            let reply = client
+                .handle_server_first(&data)
+                .map_err(|e| LoginError::ours(format!("server login failed: {e}")))?;
+            if let ServerCredential::ScramKeys { salt, iterations, .. } = &t.credential {
+                if client.server_params().is_some_and(|(s, i)| s != salt.as_slice() || i != *iterations) {
+                    return Err(LoginError::ours(
+                        "server login failed: SCRAM secret of the pooler differs from the server's",
+                    ));
+                }
+            }
+            encode_sasl_response(out, &reply);
+        }
+        Authentication::SaslFinal(data) => {
+            let client = scram.as_ref().ok_or_else(|| LoginError::ours("unexpected SASL final"))?;
+            client.verify_server_final(&data).map_err(|_| {
+                LoginError::ours("server login failed: failed to verify server signature")
+            })?;
+        }
+        _ => return Err(LoginError::ours("server login failed: unsupported authentication method")),
+    }
+    let _ = conn;
+    Ok(())
+}

@@ -1,0 +1,708 @@
+//! One client connection from accept to close: startup, authentication, welcome, and
+//! the forwarding loop that links it to servers as its pool mode says
+//! (mirrors client.c and the forwarding half of sbuf.c / proto.c).
+//!
+//! Only headers are parsed on the way through; bodies are looked at for ReadyForQuery
+//! (release decisions) and ParameterStatus (parameter tracking) only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use bytes::BytesMut;
+use pgbouncer_pool_core::{ClientId, DisconnectReason, Event, PoolKey, PoolMode, Usage};
+use pgbouncer_protocol::{
+    encode_auth_ok, encode_backend_key_data, encode_error, encode_parameter_status,
+    encode_ready_for_query, BackendMessage, StartupMessage, StartupPacket, TransactionStatus,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::auth::{self, LoginIo};
+use crate::runtime::Runtime;
+use crate::scanner::{Scanner, Visitor};
+use crate::server::ServerConn;
+use crate::shared::{SessionMsg, Shared};
+use crate::stream::Stream;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a session ended.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// Close silently; the text is for the log.
+    Quiet(String),
+    /// Send FATAL with this SQLSTATE and message, then close.
+    Fatal(String, String),
+}
+
+impl Exit {
+    pub(crate) fn fatal(msg: impl Into<String>) -> Exit {
+        Exit::Fatal("08P01".into(), msg.into())
+    }
+
+    fn from_reason(r: &DisconnectReason) -> Exit {
+        Exit::Fatal(r.sqlstate().to_string(), r.message())
+    }
+}
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve(shared: Arc<Shared>, stream: Stream) {
+    stream.set_nodelay();
+    let (addr, port) = stream.peer();
+    let rt = shared.runtime();
+    let mut s = Session {
+        id: shared.next_client_id(),
+        shared,
+        max: rt.max_packet_size,
+        rt,
+        client: stream,
+        cbuf: BytesMut::new(),
+        rx: None,
+        pool: None,
+        mode: PoolMode::Session,
+        vars: Vec::new(),
+        addr,
+        port,
+        started: WallInstant::now(),
+        label: String::new(),
+    };
+    let exit = s.run().await;
+    s.finish(exit).await;
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    id: ClientId,
+    client: Stream,
+    cbuf: BytesMut,
+    rx: Option<UnboundedReceiver<SessionMsg>>,
+    pool: Option<PoolKey>,
+    mode: PoolMode,
+    /// Tracked parameters the client set (startup, options, ParameterStatus).
+    vars: Vec<(String, String)>,
+    addr: String,
+    port: u16,
+    started: WallInstant,
+    label: String,
+    max: u32,
+}
+
+/// State of the link between the client and a server.
+struct Link {
+    conn: ServerConn,
+    /// Query/Sync/FunctionCall messages sent and not yet answered by ReadyForQuery.
+    pending: u32,
+    status: TransactionStatus,
+    cscan: Scanner,
+    sscan: Scanner,
+    usage: Usage,
+    query_start: Option<WallInstant>,
+    xact_start: Option<WallInstant>,
+}
+
+impl Link {
+    fn new(conn: ServerConn) -> Link {
+        Link {
+            conn,
+            pending: 0,
+            status: TransactionStatus::Idle,
+            cscan: Scanner::default(),
+            sscan: Scanner::default(),
+            usage: Usage::default(),
+            query_start: None,
+            xact_start: None,
+        }
+    }
+
+    /// Idle, nothing outstanding, at message boundaries on both sides.
+    fn is_clean(&self) -> bool {
+        self.pending == 0
+            && self.status == TransactionStatus::Idle
+            && self.cscan.at_boundary()
+            && self.sscan.at_boundary()
+            && self.conn.buf.is_empty()
+    }
+}
+
+impl Session {
+    async fn run(&mut self) -> Exit {
+        let login_timeout = self.rt.settings.time("client_login_timeout");
+        let startup = if login_timeout.is_zero() {
+            self.read_startup().await
+        } else {
+            match tokio::time::timeout(login_timeout, self.read_startup()).await {
+                Ok(r) => r,
+                Err(_) => Err(Exit::fatal("client_login_timeout")),
+            }
+        };
+        let startup = match startup {
+            Ok(Some(m)) => m,
+            Ok(None) => return Exit::Quiet("cancel request".into()),
+            Err(e) => return e,
+        };
+        let mut link = match self.login(startup).await {
+            Ok(link) => link,
+            Err(e) => return e,
+        };
+        loop {
+            let mut l = match link.take() {
+                Some(l) => l,
+                None => match self.idle().await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Exit::Quiet("client close request".into()),
+                    Err(e) => return e,
+                },
+            };
+            match self.forward(&mut l).await {
+                Ok(Released::Yes) => self.release(l),
+                Ok(Released::ClientLeft(reason)) => {
+                    self.give_back(l, true);
+                    return Exit::Quiet(reason);
+                }
+                Err(e) => {
+                    self.give_back(l, false);
+                    return e;
+                }
+            }
+        }
+    }
+
+    /// Reads the startup packet, answering SSL/GSS requests with 'N'. `Ok(None)` for a
+    /// cancel request (handled here).
+    async fn read_startup(&mut self) -> Result<Option<StartupMessage>, Exit> {
+        loop {
+            match StartupPacket::decode(&mut self.cbuf, self.max) {
+                Ok(Some(StartupPacket::SslRequest)) | Ok(Some(StartupPacket::GssEncRequest)) => {
+                    self.client
+                        .write_all(b"N")
+                        .await
+                        .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+                }
+                Ok(Some(StartupPacket::CancelRequest(c))) => {
+                    let key = cancel_key(c.process_id, c.secret_key);
+                    self.shared.handle(Event::CancelRequested { key }, None);
+                    return Ok(None);
+                }
+                Ok(Some(StartupPacket::Startup(m))) => return Ok(Some(m)),
+                Ok(None) => {
+                    self.cbuf.reserve(1024);
+                    match self.client.read_buf(&mut self.cbuf).await {
+                        Ok(0) | Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(_) => {}
+                    }
+                }
+                Err(e) => return Err(Exit::fatal(e.pgbouncer_message())),
+            }
+        }
+    }
+
+    /// Checks the startup parameters, authenticates, and sends the welcome. Returns the
+    /// server link when the welcome needed one and the pool mode keeps it (session).
+    async fn login(&mut self, m: StartupMessage) -> Result<Option<Link>, Exit> {
+        let user = m.param("user").unwrap_or("").to_string();
+        if user.is_empty() {
+            return Err(Exit::fatal("no username supplied"));
+        }
+        let database = m.param("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
+        self.label = format!("{database}/{user}@{}:{}", self.addr, self.port);
+        for (k, v) in &m.params {
+            match k.as_str() {
+                "user" | "database" | "replication" => {}
+                "options" => self.parse_options(v)?,
+                _ if k.starts_with("_pq_.") => {}
+                _ => match self.rt.tracked_name(k) {
+                    Some(name) => set_var(&mut self.vars, name, v),
+                    None if self.rt.ignored.contains(&k.to_lowercase()) => {}
+                    None => return Err(Exit::fatal(format!("unsupported startup parameter: {k}"))),
+                },
+            }
+        }
+        if m.param("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+            return Err(Exit::fatal("replication connections are not supported"));
+        }
+        if self.rt.log_connections {
+            tracing::info!("C-{}: {} login attempt: db={database} user={user} tls=no", self.id.0, self.label);
+        }
+        if database == "pgbouncer" {
+            return Err(crate::console::serve(self.console_io(), &user).await);
+        }
+        let db = self.rt.database(&database);
+        let pool = PoolKey::new(
+            &database,
+            db.as_ref().and_then(|d| d.user.as_deref()).unwrap_or(&user),
+        );
+        if db.is_some() {
+            self.rx = Some(self.shared.register(self.id));
+            self.shared.handle(
+                Event::ClientConnected { client: self.id, pool: pool.clone(), login_user: user.as_str().into() },
+                None,
+            );
+            self.check_mailbox()?;
+        }
+        let rt = self.rt.clone();
+        let shared = self.shared.clone();
+        let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
+        let mut io = LoginIo { stream: &mut self.client, buf: &mut self.cbuf, max: self.max };
+        let ok = auth::authenticate(&mut io, &rt, &user, &plain_scram)
+            .await
+            .map_err(|f| Exit::fatal(f.0))?;
+        if let Some(keys) = ok.scram_keys {
+            self.shared.lock().scram_keys.insert(user.clone(), keys);
+        }
+        if db.is_none() {
+            return Err(Exit::fatal(format!("no such database: {database}")));
+        }
+        self.mode = self.shared.lock().pooler.client_pool_mode(self.id).unwrap_or(PoolMode::Session);
+        self.pool = Some(pool.clone());
+        let pid = rand::random::<i32>() & 0x7fff_ffff;
+        let secret = rand::random::<i32>();
+        self.shared.handle(
+            Event::ClientLoggedIn { client: self.id, cancel_key: cancel_key(pid, secret) },
+            None,
+        );
+        let cached = self.shared.lock().welcome.get(&pool).cloned();
+        let mut kept = None;
+        let params = match cached {
+            Some(p) => p,
+            None => {
+                let conn = self.acquire().await?;
+                let p = conn.params.clone();
+                if self.mode == PoolMode::Session {
+                    kept = Some(Link::new(conn));
+                } else {
+                    let _ = self.shared.release(self.id, conn, Usage::default());
+                }
+                p
+            }
+        };
+        self.send_welcome(&params, pid, secret).await?;
+        Ok(kept)
+    }
+
+    fn parse_options(&mut self, options: &str) -> Result<(), Exit> {
+        let ignore_all = self.rt.ignored.contains("options");
+        let mut words = options.split_whitespace();
+        while let Some(w) = words.next() {
+            let kv = if w == "-c" {
+                words.next().unwrap_or("")
+            } else if let Some(rest) = w.strip_prefix("-c") {
+                rest
+            } else if let Some(rest) = w.strip_prefix("--") {
+                rest
+            } else if ignore_all {
+                continue;
+            } else {
+                return Err(Exit::fatal(
+                    "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
+                ));
+            };
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(Exit::fatal(format!("unsupported startup parameter in options: {kv}")));
+            };
+            match self.rt.tracked_name(k) {
+                Some(name) => set_var(&mut self.vars, name, v),
+                None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
+                None => return Err(Exit::fatal(format!("unsupported startup parameter in options: {k}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn console_io(&mut self) -> crate::console::ConsoleIo<'_> {
+        crate::console::ConsoleIo {
+            shared: &self.shared,
+            rt: &self.rt,
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            max: self.max,
+        }
+    }
+
+    async fn send_welcome(
+        &mut self,
+        server_params: &[(String, String)],
+        pid: i32,
+        secret: i32,
+    ) -> Result<(), Exit> {
+        let mut out = BytesMut::with_capacity(512);
+        encode_auth_ok(&mut out);
+        for (name, value) in server_params {
+            let v = get_var(&self.vars, name).unwrap_or(value);
+            encode_parameter_status(&mut out, name, v);
+        }
+        for (name, value) in &self.vars {
+            if !server_params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                encode_parameter_status(&mut out, name, value);
+            }
+        }
+        encode_backend_key_data(&mut out, pid, secret);
+        encode_ready_for_query(&mut out, TransactionStatus::Idle);
+        self.client.write_all(&out).await.map_err(|_| Exit::Quiet("client unexpected eof".into()))
+
+    }
+
+    /// A disconnect queued while we were not listening.
+    fn check_mailbox(&mut self) -> Result<(), Exit> {
+        if let Some(rx) = self.rx.as_mut() {
+            if let Ok(SessionMsg::Disconnect(r)) = rx.try_recv() {
+                return Err(Exit::from_reason(&r));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks pool-core for a server and waits for it, watching the client for EOF.
+    async fn acquire(&mut self) -> Result<ServerConn, Exit> {
+        loop {
+            let conn = match self.shared.handle(Event::ClientWantsServer { client: self.id }, Some(self.id)) {
+                Some(c) => c,
+                None => self.wait_for_link().await?,
+            };
+            if conn.stream.has_unexpected_input() {
+                // Closed or chatty while idle: never hand it to a client.
+                self.shared.drop_server(self.id, conn);
+                continue;
+            }
+            return Ok(conn);
+        }
+    }
+
+    async fn wait_for_link(&mut self) -> Result<ServerConn, Exit> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(Exit::fatal("bouncer config error"));
+        };
+        let mut eof = false;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(SessionMsg::Link(conn)) => return Ok(conn),
+                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
+                    Some(SessionMsg::CancelWait) => {
+                        self.cbuf.clear();
+                        let mut out = BytesMut::new();
+                        encode_error(&mut out, "ERROR", "57014", "canceling statement due to user request");
+                        encode_ready_for_query(&mut out, TransactionStatus::Idle);
+                        let _ = self.client.write_all(&out).await;
+                        return Err(Exit::Quiet("__cancelled_wait".into()));
+                    }
+                    None => return Err(Exit::fatal("pooler is shutting down")),
+                },
+                r = self.client.readable(), if !eof => {
+                    if r.is_err() { return Err(Exit::Quiet("client unexpected eof".into())); }
+                    if self.cbuf.len() > 1 << 20 {
+                        eof = true; // enough buffered; wait for the server only
+                        continue;
+                    }
+                    self.cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut self.cbuf) {
+                        Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// No server: wait for the client's next request (or Terminate / EOF), then get one.
+    /// `Ok(None)`: the client said goodbye.
+    async fn idle(&mut self) -> Result<Option<Link>, Exit> {
+        loop {
+            if !self.cbuf.is_empty() {
+                if self.cbuf.starts_with(b"X\0\0\0\x04") {
+                    return Ok(None);
+                }
+                match self.acquire().await {
+                    Ok(conn) => return Ok(Some(Link::new(conn))),
+                    Err(Exit::Quiet(r)) if r == "__cancelled_wait" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.cbuf.capacity() > 4 * READ_CHUNK {
+                self.cbuf = BytesMut::new();
+            }
+            let rx = self.rx.as_mut().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
+                    Some(SessionMsg::Link(conn)) => return Ok(Some(Link::new(conn))),
+                    Some(SessionMsg::CancelWait) => {}
+                    None => return Err(Exit::fatal("pooler is shutting down")),
+                },
+                r = self.client.readable() => {
+                    if r.is_err() { return Ok(None); }
+                    self.cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut self.cbuf) {
+                        Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the server's tracked parameters in line with the client's (one combined
+    /// SET, replies swallowed), as PgBouncer's varcache does.
+    async fn sync_vars(&mut self, l: &mut Link) -> Result<(), Exit> {
+        let mut sql = String::new();
+        for (name, value) in &self.vars {
+            let differs = l.conn.param(name).is_none_or(|v| !v.eq_ignore_ascii_case(value));
+            if differs {
+                sql.push_str(&format!("SET {name}='{}';", value.replace('\'', "''")));
+            }
+        }
+        if sql.is_empty() {
+            return Ok(());
+        }
+        l.conn.run_internal(&sql).await.map_err(|e| {
+            tracing::warn!("C-{}: invalid server parameter: {e}", self.id.0);
+            Exit::fatal(format!("invalid server parameter: {e}"))
+        })?;
+        // The server's canonical spelling becomes the client's value.
+        for (name, value) in self.vars.iter_mut() {
+            if let Some(v) = l.conn.param(name) {
+                *value = v.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards in both directions until the server can be released.
+    async fn forward(&mut self, l: &mut Link) -> Result<Released, Exit> {
+        self.sync_vars(l).await?;
+        if !self.cbuf.is_empty() {
+            self.client_to_server(l).await?;
+        }
+        loop {
+            if l.is_clean() && self.mode != PoolMode::Session {
+                return Ok(Released::Yes);
+            }
+            let rx = self.rx.as_mut().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            tokio::select! {
+                biased;
+                r = l.conn.stream.readable() => {
+                    if r.is_err() { return Err(Exit::fatal("server conn crashed?")); }
+                    self.server_to_client(l).await?;
+                }
+                r = self.client.readable() => {
+                    if r.is_err() { return Ok(Released::ClientLeft("client unexpected eof".into())); }
+                    self.cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut self.cbuf) {
+                        Ok(0) => return Ok(Released::ClientLeft("client unexpected eof".into())),
+                        Ok(n) => l.usage.bytes_received += n as u64,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return Ok(Released::ClientLeft("client unexpected eof".into())),
+                    }
+                    if let Some(reason) = self.client_to_server(l).await? {
+                        return Ok(Released::ClientLeft(reason));
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
+                    Some(_) => {}
+                    None => return Err(Exit::fatal("pooler is shutting down")),
+                },
+            }
+        }
+    }
+
+    /// Sends the buffered client bytes to the server. Returns a reason when the client
+    /// sent Terminate (which is not forwarded).
+    async fn client_to_server(&mut self, l: &mut Link) -> Result<Option<String>, Exit> {
+        let mut v = ClientVisitor { pending: 0, terminate: false, parses: 0, binds: 0, any: false };
+        l.cscan
+            .scan(&self.cbuf, self.max, &mut v)
+            .map_err(|e| Exit::fatal(e.pgbouncer_message()))?;
+        if v.any && l.query_start.is_none() {
+            let now = WallInstant::now();
+            l.query_start = Some(now);
+            if l.xact_start.is_none() {
+                l.xact_start = Some(now);
+            }
+        }
+        l.pending += v.pending;
+        l.usage.client_parse_count += v.parses;
+        l.usage.server_parse_count += v.parses;
+        l.usage.bind_count += v.binds;
+        let mut end = self.cbuf.len();
+        if v.terminate && self.cbuf.ends_with(b"X\0\0\0\x04") {
+            end -= 5;
+        }
+        if end > 0 {
+            l.conn
+                .stream
+                .write_all(&self.cbuf[..end])
+                .await
+                .map_err(|_| Exit::fatal("server conn crashed?"))?;
+        }
+        self.cbuf.clear();
+        Ok(v.terminate.then(|| "client close request".to_string()))
+    }
+
+    async fn server_to_client(&mut self, l: &mut Link) -> Result<(), Exit> {
+        l.conn.buf.reserve(READ_CHUNK);
+        match l.conn.stream.try_read_buf(&mut l.conn.buf) {
+            Ok(0) => return Err(Exit::fatal("server conn crashed?")),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(Exit::fatal("server conn crashed?")),
+        }
+        let mut v = ServerVisitor { rfq: Vec::new(), params: Vec::new() };
+        l.sscan
+            .scan(&l.conn.buf, self.max, &mut v)
+            .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?;
+        self.client
+            .write_all(&l.conn.buf)
+            .await
+            .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+        l.usage.bytes_sent += l.conn.buf.len() as u64;
+        l.conn.buf.clear();
+        for (name, value) in v.params {
+            l.conn.set_param(&name, &value);
+            if let Some(t) = self.rt.tracked_name(&name) {
+                let t = t.to_string();
+                set_var(&mut self.vars, &t, &value);
+            }
+        }
+        for status in v.rfq {
+            l.pending = l.pending.saturating_sub(1);
+            l.status = status;
+            let now = WallInstant::now();
+            if let Some(start) = l.query_start.take() {
+                l.usage.query_count += 1;
+                l.usage.query_time_us += (now - start).as_micros() as u64;
+            }
+            if status == TransactionStatus::Idle {
+                if let Some(start) = l.xact_start.take() {
+                    l.usage.xact_count += 1;
+                    l.usage.xact_time_us += (now - start).as_micros() as u64;
+                }
+            } else if self.mode == PoolMode::Statement {
+                return Err(Exit::fatal("transaction blocks not allowed in statement pooling mode"));
+            }
+            if l.pending > 0 {
+                l.query_start = Some(now);
+            }
+        }
+        if self.mode == PoolMode::Session && l.usage.xact_count > 0 && l.pending == 0 {
+            let usage = std::mem::take(&mut l.usage);
+            self.shared.handle(Event::ClientUsage { client: self.id, usage }, None);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, l: Link) {
+        let _ = self.shared.release(self.id, l.conn, l.usage);
+    }
+
+    /// The client is leaving while linked: a clean server goes back to the pool (with
+    /// a reset in session mode), anything else is closed.
+    fn give_back(&mut self, l: Link, client_left_cleanly: bool) {
+        if client_left_cleanly && l.is_clean() {
+            let _ = self.shared.release(self.id, l.conn, l.usage);
+        } else {
+            l.conn.terminate();
+        }
+    }
+
+    async fn finish(&mut self, exit: Exit) {
+        let age = self.started.elapsed().as_secs();
+        let reason = match &exit {
+            Exit::Quiet(r) => r.clone(),
+            Exit::Fatal(_, m) => m.clone(),
+        };
+        if let Exit::Fatal(code, msg) = &exit {
+            let mut out = BytesMut::new();
+            encode_error(&mut out, "FATAL", code, msg);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.client.write_all(&out)).await;
+            if self.rt.log_pooler_errors {
+                tracing::warn!("C-{}: {} pooler error: {msg}", self.id.0, self.label);
+            }
+        }
+        if self.rt.log_disconnections && !self.label.is_empty() {
+            tracing::info!("C-{}: {} closing because: {reason} (age={age}s)", self.id.0, self.label);
+        }
+        if self.rx.is_some() {
+            self.shared.client_gone(self.id);
+        }
+    }
+}
+
+enum Released {
+    Yes,
+    ClientLeft(String),
+}
+
+struct ClientVisitor {
+    pending: u32,
+    terminate: bool,
+    parses: u64,
+    binds: u64,
+    any: bool,
+}
+
+impl Visitor for ClientVisitor {
+    fn header(&mut self, tag: u8, _len: u32) {
+        match tag {
+            b'Q' | b'S' | b'F' => self.pending += 1,
+            b'X' => self.terminate = true,
+            b'P' => self.parses += 1,
+            b'B' => self.binds += 1,
+            _ => {}
+        }
+        if tag != b'X' {
+            self.any = true;
+        }
+    }
+    fn body(&mut self, _tag: u8, _body: &[u8]) {}
+    fn wants_body(&self, _tag: u8) -> bool {
+        false
+    }
+}
+
+struct ServerVisitor {
+    rfq: Vec<TransactionStatus>,
+    params: Vec<(String, String)>,
+}
+
+impl Visitor for ServerVisitor {
+    fn header(&mut self, _tag: u8, _len: u32) {}
+    fn body(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            b'Z' => {
+                let status = body.first().and_then(|b| TransactionStatus::from_byte(*b));
+                self.rfq.push(status.unwrap_or(TransactionStatus::Failed));
+            }
+            b'S' => {
+                if let Ok(BackendMessage::ParameterStatus { name, value }) =
+                    BackendMessage::decode_body(b'S', bytes::Bytes::copy_from_slice(body))
+                {
+                    self.params.push((name, value));
+                }
+            }
+            _ => {}
+        }
+    }
+    fn wants_body(&self, tag: u8) -> bool {
+        tag == b'Z' || tag == b'S'
+    }
+}
+
+/// The 64-bit key pool-core uses for a BackendKeyData pair.
+pub fn cancel_key(pid: i32, secret: i32) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from(secret as u32)
+}
+
+fn set_var(vars: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match vars.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        Some(v) => v.1 = value.to_string(),
+        None => vars.push((name.to_string(), value.to_string())),
+    }
+}
+
+fn get_var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    vars.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}

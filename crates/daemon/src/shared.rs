@@ -1,0 +1,486 @@
+//! The state every session shares: the `Pooler` plus the I/O objects it refers to
+//! (idle server connections, session mailboxes), behind one mutex.
+//!
+//! Design (measured in `docs/ARCHITECTURE.md`): sessions run on every core and take the
+//! lock only at transaction boundaries (want a server, release it) for about a
+//! microsecond; the byte forwarding itself never touches shared state. A waiting client
+//! gets its server through its mailbox; a client that can be served at once gets it as
+//! the return value, without a channel hop. Actions are dispatched under the lock and
+//! never await: slow work (connects, reset queries, cancels) is spawned.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use pgbouncer_pool_core::{
+    Action, ClientId, DisconnectReason, Event, Instant, PoolKey, Pooler, ServerId,
+};
+use tokio::sync::{mpsc, Notify};
+
+use crate::runtime::Runtime;
+use crate::server::{self, ServerConn, ServerCredential, ServerTarget};
+use crate::auth::userlist::Secret;
+
+/// A message to a client session.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// Your server.
+    Link(ServerConn),
+    /// Send this error and close.
+    Disconnect(DisconnectReason),
+    /// Your wait was cancelled by a cancel request.
+    CancelWait,
+}
+
+/// SCRAM keys learned from a client login, for pass-through to servers.
+#[derive(Debug, Clone)]
+pub struct ScramKeys {
+    /// ClientKey.
+    pub client_key: [u8; 32],
+    /// ServerKey.
+    pub server_key: [u8; 32],
+    /// The secret's salt.
+    pub salt: Vec<u8>,
+    /// The secret's iterations.
+    pub iterations: u32,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub struct Core {
+    /// The pool state machine.
+    pub pooler: Pooler,
+    sessions: HashMap<ClientId, mpsc::UnboundedSender<SessionMsg>>,
+    idle: HashMap<ServerId, ServerConn>,
+    cancel_targets: HashMap<ServerId, (String, u16, i32, i32)>,
+    /// Server parameters per pool from the first login (PgBouncer's welcome message).
+    pub welcome: HashMap<PoolKey, Vec<(String, String)>>,
+    /// SCRAM pass-through keys per user.
+    pub scram_keys: HashMap<String, ScramKeys>,
+    pause_waiters: Vec<(Option<String>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// Shared daemon state.
+#[derive(Debug)]
+pub struct Shared {
+    core: Mutex<Core>,
+    runtime: RwLock<Arc<Runtime>>,
+    timer: Notify,
+    armed: AtomicU64,
+    epoch: tokio::time::Instant,
+    next_client: AtomicU32,
+    scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
+    /// Wakes the listeners and sessions on shutdown.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    /// New shared state for `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
+        let pooler = Pooler::new(runtime.settings.pool_config());
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        Arc::new(Shared {
+            core: Mutex::new(Core {
+                pooler,
+                sessions: HashMap::new(),
+                idle: HashMap::new(),
+                cancel_targets: HashMap::new(),
+                welcome: HashMap::new(),
+                scram_keys: HashMap::new(),
+                pause_waiters: Vec::new(),
+            }),
+            runtime: RwLock::new(runtime),
+            timer: Notify::new(),
+            armed: AtomicU64::new(u64::MAX),
+            epoch: tokio::time::Instant::now(),
+            next_client: AtomicU32::new(1),
+            scram_cache: Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    /// The current runtime configuration.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the runtime configuration (RELOAD) and tells pool-core.
+    pub fn set_runtime(self: &Arc<Self>, rt: Arc<Runtime>) {
+        let config = rt.settings.pool_config();
+        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = rt;
+        self.handle(Event::Reload(Box::new(config)), None);
+    }
+
+    /// A SCRAM secret for a user whose auth_file entry is a plain password: derived
+    /// once (PBKDF2 is expensive) with a random salt and `scram_iterations`.
+    pub fn plain_scram_secret(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> pgbouncer_protocol::auth::scram::ScramSecret {
+        let mut cache = self.scram_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, s)) = cache.get(user) {
+            if p == password {
+                return s.clone();
+            }
+        }
+        let iterations = u32::try_from(self.runtime().settings.int("scram_iterations").max(1))
+            .unwrap_or(4096);
+        let salt: [u8; 16] = rand::random();
+        let secret = pgbouncer_protocol::auth::scram::ScramSecret::from_password(
+            password.as_bytes(),
+            &salt,
+            iterations,
+        );
+        cache.insert(user.to_string(), (password.to_string(), secret.clone()));
+        secret
+    }
+
+    /// pool-core's clock.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// A fresh client id.
+    pub fn next_client_id(&self) -> ClientId {
+        ClientId(self.next_client.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Locks the core.
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a session mailbox.
+    pub fn register(&self, client: ClientId) -> mpsc::UnboundedReceiver<SessionMsg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().sessions.insert(client, tx);
+        rx
+    }
+
+    /// Removes a session mailbox and tells pool-core the client is gone.
+    pub fn client_gone(self: &Arc<Self>, client: ClientId) {
+        let mut core = self.lock();
+        core.sessions.remove(&client);
+        self.handle_locked(&mut core, Event::ClientClosed { client }, None);
+    }
+
+    /// Feeds an event to pool-core and dispatches the resulting actions. If `me` gets a
+    /// server linked at once, it is returned instead of being mailed.
+    pub fn handle(self: &Arc<Self>, event: Event, me: Option<ClientId>) -> Option<ServerConn> {
+        let mut core = self.lock();
+        self.handle_locked(&mut core, event, me)
+    }
+
+    /// `handle` with the lock already held.
+    pub fn handle_locked(
+        self: &Arc<Self>,
+        core: &mut Core,
+        event: Event,
+        me: Option<ClientId>,
+    ) -> Option<ServerConn> {
+        let now = self.now();
+        core.pooler.handle(now, event);
+        let mine = self.drain(core, me);
+        self.rearm(core);
+        mine
+    }
+
+    fn rearm(&self, core: &Core) {
+        if let Some(at) = core.pooler.poll_timeout() {
+            if at.as_micros() < self.armed.load(Ordering::Relaxed) {
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    fn drain(self: &Arc<Self>, core: &mut Core, me: Option<ClientId>) -> Option<ServerConn> {
+        let mut mine = None;
+        while let Some(action) = core.pooler.poll_action() {
+            self.dispatch(core, action, me, &mut mine);
+        }
+        mine
+    }
+
+    fn dispatch(
+        self: &Arc<Self>,
+        core: &mut Core,
+        action: Action,
+        me: Option<ClientId>,
+        mine: &mut Option<ServerConn>,
+    ) {
+        match action {
+            Action::ConnectServer { server, pool } => self.spawn_connect(core, server, pool),
+            Action::Link { client, server } => {
+                let Some(conn) = core.idle.remove(&server) else {
+                    tracing::error!(%server, %client, "linked server has no connection");
+                    let now = self.now();
+                    core.pooler.handle(now, Event::ServerClosed { server });
+                    return;
+                };
+                if Some(client) == me {
+                    *mine = Some(conn);
+                    return;
+                }
+                let failed = match core.sessions.get(&client) {
+                    Some(tx) => tx.send(SessionMsg::Link(conn)).err().map(|e| match e.0 {
+                        SessionMsg::Link(c) => c,
+                        _ => unreachable!("sent a Link"),
+                    }),
+                    None => Some(conn),
+                };
+                if let Some(conn) = failed {
+                    // The session is gone but pool-core has not heard yet: take the
+                    // server back (it is clean) and forget the client.
+                    core.idle.insert(server, conn);
+                    let now = self.now();
+                    core.pooler.handle(
+                        now,
+                        Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                    );
+                    core.pooler.handle(now, Event::ClientClosed { client });
+                }
+            }
+            Action::ResetServer { server } => {
+                let q = self.runtime().server_reset_query.clone();
+                self.spawn_internal_query(core, server, q);
+            }
+            Action::CheckServer { server } => {
+                let q = self.runtime().server_check_query.clone();
+                self.spawn_internal_query(core, server, q);
+            }
+            Action::CloseServer { server, reason } => {
+                core.cancel_targets.remove(&server);
+                if let Some(conn) = core.idle.remove(&server) {
+                    tracing::info!("S-{}: closing because: {}", server.0, reason.message());
+                    conn.terminate();
+                }
+            }
+            Action::DisconnectClient { client, reason } => {
+                if let Some(tx) = core.sessions.get(&client) {
+                    let _ = tx.send(SessionMsg::Disconnect(reason));
+                }
+            }
+            Action::SendCancel { client, server } => {
+                if let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() {
+                    tracing::debug!(%client, %server, "forwarding cancel request");
+                    tokio::spawn(async move {
+                        let _ = send_cancel(&host, port, pid, key).await;
+                    });
+                }
+            }
+            Action::CancelWait { client } => {
+                if let Some(tx) = core.sessions.get(&client) {
+                    let _ = tx.send(SessionMsg::CancelWait);
+                }
+            }
+            Action::PauseDone { database } => {
+                let waiters = std::mem::take(&mut core.pause_waiters);
+                for (db, tx) in waiters {
+                    if db.is_none() || db == database {
+                        let _ = tx.send(());
+                    } else {
+                        core.pause_waiters.push((db, tx));
+                    }
+                }
+            }
+            _ => tracing::warn!(?action, "unhandled pool action"),
+        }
+    }
+
+    /// Registers a waiter for PAUSE completion.
+    pub fn wait_pause(&self, core: &mut Core, database: Option<String>) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.pause_waiters.push((database, tx));
+        rx
+    }
+
+    /// Builds where and how to log in for `pool`.
+    pub fn server_target(&self, core: &Core, pool: &PoolKey) -> Option<ServerTarget> {
+        let rt = self.runtime();
+        let db = rt.database(&pool.database)?;
+        let forced = db.user.as_deref() == Some(&*pool.user);
+        let credential = match (&db.password, forced) {
+            (Some(p), true) => ServerCredential::Plain(p.clone()),
+            _ => match rt.secret(&pool.user) {
+                Some(Secret::Plain(p)) => ServerCredential::Plain(p.clone()),
+                Some(Secret::Md5(h)) => ServerCredential::Md5(h.clone()),
+                Some(Secret::Scram(_)) => match core.scram_keys.get(&*pool.user) {
+                    Some(k) => ServerCredential::ScramKeys {
+                        client_key: k.client_key,
+                        server_key: k.server_key,
+                        salt: k.salt.clone(),
+                        iterations: k.iterations,
+                    },
+                    None => ServerCredential::ScramSecretOnly,
+                },
+                None => ServerCredential::None,
+            },
+        };
+        let host = db.hosts.first().cloned().unwrap_or_else(|| rt.unix_socket_dir.clone());
+        let mut startup_params = Vec::new();
+        for (k, v) in [
+            ("client_encoding", &db.client_encoding),
+            ("datestyle", &db.datestyle),
+            ("timezone", &db.timezone),
+            ("application_name", &db.application_name),
+        ] {
+            if let Some(v) = v {
+                startup_params.push((k.to_string(), v.clone()));
+            }
+        }
+        Some(ServerTarget {
+            host,
+            port: db.port,
+            dbname: db.server_dbname(&pool.database),
+            user: pool.user.to_string(),
+            credential,
+            startup_params,
+            connect_query: db.connect_query.clone(),
+            max_packet_size: rt.max_packet_size,
+        })
+    }
+
+    fn spawn_connect(self: &Arc<Self>, core: &mut Core, server: ServerId, pool: PoolKey) {
+        let Some(target) = self.server_target(core, &pool) else {
+            let now = self.now();
+            core.pooler.handle(
+                now,
+                Event::ServerConnectFailed {
+                    server,
+                    code: "08P01".into(),
+                    message: format!("no such database: {}", pool.database),
+                },
+            );
+            return;
+        };
+        let timeout = core.pooler.config().server_connect_timeout;
+        let shared = self.clone();
+        let nonce: [u8; 18] = rand::random();
+        let log = self.runtime().log_connections;
+        tokio::spawn(async move {
+            let result = server::connect(server, &target, timeout, nonce).await;
+            let mut core = shared.lock();
+            let event = match result {
+                Ok(conn) => {
+                    if core.pooler.server_state(server).is_none() {
+                        conn.terminate(); // given up on meanwhile (connect timeout)
+                        return;
+                    }
+                    if log {
+                        tracing::info!("S-{}: {pool} new connection to server", server.0);
+                    }
+                    core.cancel_targets.insert(
+                        server,
+                        (target.host.clone(), target.port, conn.backend_key.0, conn.backend_key.1),
+                    );
+                    core.welcome.entry(pool).or_insert_with(|| conn.params.clone());
+                    core.idle.insert(server, conn);
+                    Event::ServerConnected { server }
+                }
+                Err(e) => {
+                    tracing::warn!("S-{}: {pool} server login failed: {}", server.0, e.message);
+                    Event::ServerConnectFailed { server, code: e.code, message: e.message }
+                }
+            };
+            shared.handle_locked(&mut core, event, None);
+        });
+    }
+
+    fn spawn_internal_query(self: &Arc<Self>, core: &mut Core, server: ServerId, sql: String) {
+        let Some(mut conn) = core.idle.remove(&server) else {
+            let now = self.now();
+            core.pooler.handle(now, Event::ServerResetDone { server, ok: false });
+            return;
+        };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let ok = if conn.stream.has_unexpected_input() {
+                false
+            } else {
+                match conn.run_internal(&sql).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(server = %conn.id, "reset/check query failed: {e}");
+                        false
+                    }
+                }
+            };
+            let mut core = shared.lock();
+            if ok {
+                core.idle.insert(server, conn);
+            } else {
+                conn.terminate();
+            }
+            shared.handle_locked(&mut core, Event::ServerResetDone { server, ok }, None);
+        });
+    }
+
+    /// Hands a server a session cannot use back to pool-core as unusable.
+    pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: ServerConn) {
+        conn.terminate();
+        self.handle(
+            Event::ClientReleasedServer { client, reusable: false, usage: Default::default() },
+            None,
+        );
+    }
+
+    /// Returns a clean server to the pool (after a transaction in transaction mode).
+    pub fn release(
+        self: &Arc<Self>,
+        client: ClientId,
+        conn: ServerConn,
+        usage: pgbouncer_pool_core::Usage,
+    ) -> Option<ServerConn> {
+        let mut core = self.lock();
+        let server = conn.id;
+        if core.pooler.server_state(server).is_some() {
+            core.idle.insert(server, conn);
+        } else {
+            conn.terminate();
+        }
+        self.handle_locked(&mut core, Event::ClientReleasedServer { client, reusable: true, usage }, Some(client))
+    }
+
+    /// Drives pool-core's timers until shutdown.
+    pub async fn run_timers(self: Arc<Self>) {
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            let wake = self.lock().pooler.poll_timeout();
+            self.armed.store(wake.map_or(u64::MAX, |w| w.as_micros()), Ordering::Relaxed);
+            let sleep = async {
+                match wake {
+                    Some(at) => {
+                        let deadline = self.epoch + std::time::Duration::from_micros(at.as_micros());
+                        tokio::time::sleep_until(deadline).await;
+                        true
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let fire = tokio::select! {
+                f = sleep => f,
+                () = self.timer.notified() => false,
+                _ = stop.changed() => return,
+            };
+            if fire {
+                let mut core = self.lock();
+                let now = self.now();
+                core.pooler.handle_timeout(now);
+                let _ = self.drain(&mut core, None);
+            }
+        }
+    }
+}
+
+/// Sends a CancelRequest to a server on a new connection.
+pub async fn send_cancel(host: &str, port: u16, pid: i32, key: i32) -> std::io::Result<()> {
+    let mut s = server::open_socket(host, port).await?;
+    let mut buf = bytes::BytesMut::new();
+    pgbouncer_protocol::StartupPacket::CancelRequest(pgbouncer_protocol::CancelRequest {
+        process_id: pid,
+        secret_key: key,
+    })
+    .encode(&mut buf);
+    s.write_all(&buf).await
+}
