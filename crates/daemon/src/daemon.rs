@@ -72,7 +72,12 @@ impl Daemon {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move { accept_unix(shared, l).await }));
         }
-        Ok(Daemon { shared, addrs, unix_path, tasks })
+        Ok(Daemon {
+            shared,
+            addrs,
+            unix_path,
+            tasks,
+        })
     }
 
     /// The first TCP address (tests use `listen_port = 0`).
@@ -96,7 +101,8 @@ impl Daemon {
                 let done = {
                     let mut core = self.shared.lock();
                     let rx = self.shared.wait_pause(&mut core, None);
-                    self.shared.handle_locked(&mut core, Event::Pause { database: None }, None);
+                    self.shared
+                        .handle_locked(&mut core, Event::Pause { database: None }, None);
                     rx
                 };
                 let _ = done.await;

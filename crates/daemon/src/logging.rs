@@ -20,7 +20,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
             Level::WARN => "WARNING",
@@ -28,7 +33,12 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "NOISE",
         };
-        write!(w, "{} [{}] {level} ", timestamp(std::time::SystemTime::now()), self.pid)?;
+        write!(
+            w,
+            "{} [{}] {level} ",
+            timestamp(std::time::SystemTime::now()),
+            self.pid
+        )?;
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
     }
@@ -99,7 +109,10 @@ impl<'a> MakeWriter<'a> for Tee {
 pub fn init(stderr: bool, logfile: Option<&str>, verbose: u8) -> std::io::Result<()> {
     let file = match logfile.filter(|f| !f.is_empty()) {
         Some(path) => Some(Arc::new(Mutex::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
         ))),
         None => None,
     };
@@ -111,7 +124,9 @@ pub fn init(stderr: bool, logfile: Option<&str>, verbose: u8) -> std::io::Result
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
-        .event_format(PgbFormat { pid: std::process::id() })
+        .event_format(PgbFormat {
+            pid: std::process::id(),
+        })
         .with_writer(Tee { stderr, file })
         .try_init();
     Ok(())

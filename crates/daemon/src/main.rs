@@ -9,7 +9,8 @@ use pgbouncer_rs::pidfile::PidFile;
 use pgbouncer_rs::{logging, Daemon, ShutdownMode};
 use tokio::signal::unix::{signal, SignalKind};
 
-const USAGE: &str = "pgbouncer-rs is a PostgreSQL connection pooler, drop-in compatible with PgBouncer.
+const USAGE: &str =
+    "pgbouncer-rs is a PostgreSQL connection pooler, drop-in compatible with PgBouncer.
 
 Usage:
   pgbouncer-rs [OPTION]... CONFIG_FILE
@@ -35,7 +36,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
-    let mut a = Args { quiet: false, verbose: 0, daemon: false, check: false, file: None };
+    let mut a = Args {
+        quiet: false,
+        verbose: 0,
+        daemon: false,
+        check: false,
+        file: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -51,12 +58,18 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-q" | "--quiet" => a.quiet = true,
             "-d" | "--daemon" => a.daemon = true,
             "--check-config" => a.check = true,
-            "-u" | "--user" => return Err("-u is not supported: start pgbouncer-rs as that user".into()),
+            "-u" | "--user" => {
+                return Err("-u is not supported: start pgbouncer-rs as that user".into())
+            }
             s if s.starts_with("--user=") => {
                 return Err("--user is not supported: start pgbouncer-rs as that user".into())
             }
-            "-R" | "--reboot" => return Err("-R (online restart) is not supported: use so_reuseport".into()),
-            s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => a.verbose += (s.len() - 1) as u8,
+            "-R" | "--reboot" => {
+                return Err("-R (online restart) is not supported: use so_reuseport".into())
+            }
+            s if s.starts_with("-v") && s[1..].chars().all(|c| c == 'v') => {
+                a.verbose += (s.len() - 1) as u8
+            }
             "--verbose" => a.verbose += 1,
             s if s.starts_with('-') => return Err(format!("unknown option: {s}")),
             s => {
@@ -84,7 +97,11 @@ fn main() -> ExitCode {
         }
     };
     let env = env();
-    if args.file.is_none() && !env.iter().any(|(k, _)| k.starts_with("PGBOUNCER_") || k == "DATABASES_HOST") {
+    if args.file.is_none()
+        && !env
+            .iter()
+            .any(|(k, _)| k.starts_with("PGBOUNCER_") || k == "DATABASES_HOST")
+    {
         eprintln!("pgbouncer-rs: no configuration file specified");
         return ExitCode::from(1);
     }
@@ -103,12 +120,17 @@ fn main() -> ExitCode {
         eprintln!("pgbouncer-rs: -d is not supported; run it under a service manager (it stays in the foreground)");
         return ExitCode::from(1);
     }
-    let verbose = args.verbose.max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
+    let verbose = args
+        .verbose
+        .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
     if let Err(e) = logging::init(!args.quiet, Some(settings.str("logfile")), verbose) {
         eprintln!("FATAL cannot open logfile: {e}");
         return ExitCode::from(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("FATAL cannot start runtime: {e}");
@@ -138,7 +160,11 @@ async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
             }
         }
     };
-    tracing::info!("process up: pgbouncer-rs {}, pid {}", env!("CARGO_PKG_VERSION"), std::process::id());
+    tracing::info!(
+        "process up: pgbouncer-rs {}, pid {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
     let mode = match wait_for_signals(&daemon, file).await {
         Ok(m) => m,
         Err(e) => {

@@ -40,7 +40,11 @@ pub enum BindError {
 
 fn addresses(listen_addr: &str, port: u16) -> Vec<SocketAddr> {
     let mut out = Vec::new();
-    for a in listen_addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for a in listen_addr
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         if a == "*" {
             out.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
             out.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
@@ -94,7 +98,11 @@ pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
     Ok(Listeners { tcp, unix })
 }
 
-async fn bind_unix(dir: &str, port: u16, s: &Settings) -> Result<(UnixListener, PathBuf), BindError> {
+async fn bind_unix(
+    dir: &str,
+    port: u16,
+    s: &Settings,
+) -> Result<(UnixListener, PathBuf), BindError> {
     let path = PathBuf::from(dir).join(format!(".s.PGSQL.{port}"));
     if path.exists() {
         if tokio::net::UnixStream::connect(&path).await.is_ok() {
@@ -102,8 +110,10 @@ async fn bind_unix(dir: &str, port: u16, s: &Settings) -> Result<(UnixListener, 
         }
         let _ = std::fs::remove_file(&path); // stale
     }
-    let l = UnixListener::bind(&path)
-        .map_err(|source| BindError::Io { what: format!("bind {}", path.display()), source })?;
+    let l = UnixListener::bind(&path).map_err(|source| BindError::Io {
+        what: format!("bind {}", path.display()),
+        source,
+    })?;
     let mode = u32::try_from(s.int("unix_socket_mode")).unwrap_or(0o777);
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));

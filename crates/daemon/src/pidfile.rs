@@ -47,8 +47,12 @@ impl PidFile {
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(|source| PidFileError::Io { path: p.clone(), source })?;
-        writeln!(f, "{}", std::process::id()).map_err(|source| PidFileError::Io { path: p, source })?;
+            .map_err(|source| PidFileError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        writeln!(f, "{}", std::process::id())
+            .map_err(|source| PidFileError::Io { path: p, source })?;
         Ok(PidFile(path.to_path_buf()))
     }
 }
@@ -69,10 +73,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("x.pid");
         std::fs::write(&path, "1\n").unwrap(); // pid 1 is alive
-        assert!(matches!(PidFile::create(&path), Err(PidFileError::Running { pid: 1, .. })));
+        assert!(matches!(
+            PidFile::create(&path),
+            Err(PidFileError::Running { pid: 1, .. })
+        ));
         std::fs::write(&path, "4194304999\n").unwrap(); // no such pid
         let pf = PidFile::create(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
         drop(pf);
         assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -9,8 +9,13 @@ use crate::auth::userlist::{self, Secret, Userlist};
 use crate::config::{AuthType, DatabaseDef, Settings};
 
 /// Parameters PgBouncer always tracks per client and re-applies to servers.
-pub const TRACKED: &[&str] =
-    &["client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings", "application_name"];
+pub const TRACKED: &[&str] = &[
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+    "application_name",
+];
 
 /// Startup parameters that need no configuration to be accepted.
 const KNOWN_STARTUP: &[&str] = &["user", "database", "options", "replication"];
@@ -64,7 +69,11 @@ impl Runtime {
         let check = settings.str("server_check_query").to_string();
         Ok(Arc::new(Runtime {
             auth_type: settings.auth_type(),
-            ignored: settings.list("ignore_startup_parameters").iter().map(|s| s.to_lowercase()).collect(),
+            ignored: settings
+                .list("ignore_startup_parameters")
+                .iter()
+                .map(|s| s.to_lowercase())
+                .collect(),
             admin_users: settings.list("admin_users"),
             stats_users: settings.list("stats_users"),
             max_packet_size: settings.max_packet_size(),
@@ -72,7 +81,11 @@ impl Runtime {
             log_disconnections: settings.bool("log_disconnections"),
             log_pooler_errors: settings.bool("log_pooler_errors"),
             server_reset_query: settings.str("server_reset_query").to_string(),
-            server_check_query: if check == "<empty>" { String::new() } else { check },
+            server_check_query: if check == "<empty>" {
+                String::new()
+            } else {
+                check
+            },
             unix_socket_dir: settings.str("unix_socket_dir").to_string(),
             tracked,
             userlist,
@@ -82,7 +95,10 @@ impl Runtime {
 
     /// The canonical tracked name for `name`, if it is tracked.
     pub fn tracked_name(&self, name: &str) -> Option<&str> {
-        self.tracked.iter().find(|t| t.eq_ignore_ascii_case(name)).map(String::as_str)
+        self.tracked
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(name))
+            .map(String::as_str)
     }
 
     /// Whether a startup parameter is acceptable (known, tracked or ignored).

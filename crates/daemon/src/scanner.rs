@@ -66,13 +66,21 @@ impl Scanner {
                     return Ok(());
                 }
                 self.partial_len = 0;
-                let h = Header::peek(&self.partial, max_packet_size)?
-                    .ok_or(DecodeError::Truncated { field: "header", needed: Header::SIZE, available: 0 })?;
+                let h = Header::peek(&self.partial, max_packet_size)?.ok_or(
+                    DecodeError::Truncated {
+                        field: "header",
+                        needed: Header::SIZE,
+                        available: 0,
+                    },
+                )?;
                 self.start(h, &[], v);
                 continue;
             }
-            let h = Header::peek(data, max_packet_size)?
-                .ok_or(DecodeError::Truncated { field: "header", needed: Header::SIZE, available: 0 })?;
+            let h = Header::peek(data, max_packet_size)?.ok_or(DecodeError::Truncated {
+                field: "header",
+                needed: Header::SIZE,
+                available: 0,
+            })?;
             let body_len = h.body_len();
             let avail = data.len() - Header::SIZE;
             if body_len <= avail && v.wants_body(h.tag) {
@@ -146,7 +154,10 @@ mod tests {
         let mut whole = Rec::default();
         Scanner::default().scan(&data, 1 << 20, &mut whole).unwrap();
         assert_eq!(whole.tags, b"CSDZ");
-        assert_eq!(whole.bodies, vec![(b'S', b"a\0bcdefg\0".to_vec()), (b'Z', b"I".to_vec())]);
+        assert_eq!(
+            whole.bodies,
+            vec![(b'S', b"a\0bcdefg\0".to_vec()), (b'Z', b"I".to_vec())]
+        );
         for a in 0..data.len() {
             for b in a..data.len() {
                 let mut r = Rec::default();
@@ -164,6 +175,8 @@ mod tests {
     #[test]
     fn oversized_length_is_an_error() {
         let mut r = Rec::default();
-        assert!(Scanner::default().scan(b"Q\x7f\xff\xff\xff", 8192, &mut r).is_err());
+        assert!(Scanner::default()
+            .scan(b"Q\x7f\xff\xff\xff", 8192, &mut r)
+            .is_err());
     }
 }

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use pgbouncer_pool_core::ServerId;
 use pgbouncer_protocol::auth::md5;
 use pgbouncer_protocol::auth::scram::{ScramClient, ScramCredentials};
 use pgbouncer_protocol::{
     encode_password, encode_query, encode_sasl_initial_response, encode_sasl_response,
     Authentication, BackendMessage, StartupMessage, TransactionStatus,
 };
-use pgbouncer_pool_core::ServerId;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::stream::Stream;
@@ -75,7 +75,10 @@ pub struct LoginError {
 
 impl LoginError {
     fn ours(message: impl Into<String>) -> Self {
-        LoginError { code: "08P01".into(), message: message.into() }
+        LoginError {
+            code: "08P01".into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -101,12 +104,19 @@ pub struct ServerConn {
 impl ServerConn {
     /// The value of a server parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Records a ParameterStatus.
     pub fn set_param(&mut self, name: &str, value: &str) {
-        match self.params.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .params
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(p) => p.1 = value.to_string(),
             None => self.params.push((name.to_string(), value.to_string())),
         }
@@ -117,7 +127,10 @@ impl ServerConn {
     pub async fn run_internal(&mut self, sql: &str) -> Result<(), String> {
         let mut out = BytesMut::new();
         encode_query(&mut out, sql);
-        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut failure = None;
         loop {
             let msg = self.read_message().await.map_err(|e| e.message)?;
@@ -140,14 +153,19 @@ impl ServerConn {
     /// Reads one whole message.
     async fn read_message(&mut self) -> Result<BackendMessage, LoginError> {
         loop {
-            match BackendMessage::decode(&mut self.buf, pgbouncer_protocol::DEFAULT_MAX_PACKET_SIZE) {
+            match BackendMessage::decode(&mut self.buf, pgbouncer_protocol::DEFAULT_MAX_PACKET_SIZE)
+            {
                 Ok(Some(m)) => return Ok(m),
                 Ok(None) => {}
                 Err(e) => return Err(LoginError::ours(format!("bad server packet: {e}"))),
             }
             self.buf.reserve(4096);
             match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) => return Err(LoginError::ours("server closed the connection unexpectedly")),
+                Ok(0) => {
+                    return Err(LoginError::ours(
+                        "server closed the connection unexpectedly",
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(LoginError::ours(format!("server read failed: {e}"))),
             }
@@ -189,9 +207,16 @@ pub async fn open_socket(host: &str, port: u16) -> std::io::Result<Stream> {
     }
 }
 
-async fn connect_inner(id: ServerId, t: &ServerTarget, nonce: [u8; 18]) -> Result<ServerConn, LoginError> {
+async fn connect_inner(
+    id: ServerId,
+    t: &ServerTarget,
+    nonce: [u8; 18],
+) -> Result<ServerConn, LoginError> {
     let stream = open_socket(&t.host, t.port).await.map_err(|e| {
-        LoginError::ours(format!("could not connect to server {}:{}: {e}", t.host, t.port))
+        LoginError::ours(format!(
+            "could not connect to server {}:{}: {e}",
+            t.host, t.port
+        ))
     })?;
     let mut conn = ServerConn {
         id,
@@ -202,7 +227,10 @@ async fn connect_inner(id: ServerId, t: &ServerTarget, nonce: [u8; 18]) -> Resul
         port: t.port,
         buf: BytesMut::with_capacity(4096),
     };
-    let mut params = vec![("user".to_string(), t.user.clone()), ("database".to_string(), t.dbname.clone())];
+    let mut params = vec![
+        ("user".to_string(), t.user.clone()),
+        ("database".to_string(), t.dbname.clone()),
+    ];
     params.extend(t.startup_params.iter().cloned());
     let mut out = BytesMut::new();
     StartupMessage::new(params).encode(&mut out);
@@ -218,16 +246,18 @@ async fn connect_inner(id: ServerId, t: &ServerTarget, nonce: [u8; 18]) -> Resul
                 }
             }
             BackendMessage::ParameterStatus { name, value } => conn.set_param(&name, &value),
-            BackendMessage::BackendKeyData { process_id, secret_key } => {
-                conn.backend_key = (process_id, secret_key)
-            }
+            BackendMessage::BackendKeyData {
+                process_id,
+                secret_key,
+            } => conn.backend_key = (process_id, secret_key),
             BackendMessage::ErrorResponse(e) => {
                 return Err(LoginError {
                     code: e.code().unwrap_or("08P01").to_string(),
                     message: e.message().unwrap_or("server login failed").to_string(),
                 });
             }
-            BackendMessage::NoticeResponse(_) | BackendMessage::NegotiateProtocolVersion { .. } => {}
+            BackendMessage::NoticeResponse(_) | BackendMessage::NegotiateProtocolVersion { .. } => {
+            }
             BackendMessage::ReadyForQuery { .. } => break,
             other => {
                 return Err(LoginError::ours(format!(
@@ -285,9 +315,14 @@ fn login_step(
             }
             let creds = match &t.credential {
                 ServerCredential::Plain(p) => ScramCredentials::Password(p.as_bytes().to_vec()),
-                ServerCredential::ScramKeys { client_key, server_key, .. } => {
-                    ScramCredentials::Keys { client_key: *client_key, server_key: *server_key }
-                }
+                ServerCredential::ScramKeys {
+                    client_key,
+                    server_key,
+                    ..
+                } => ScramCredentials::Keys {
+                    client_key: *client_key,
+                    server_key: *server_key,
+                },
                 _ => return Err(wrong()),
             };
             let (client, first) = ScramClient::new(creds, nonce);
@@ -295,12 +330,20 @@ fn login_step(
             encode_sasl_initial_response(out, "SCRAM-SHA-256", &first);
         }
         Authentication::SaslContinue(data) => {
-            let client = scram.as_mut().ok_or_else(|| LoginError::ours("unexpected SASL continue"))?;
+            let client = scram
+                .as_mut()
+                .ok_or_else(|| LoginError::ours("unexpected SASL continue"))?;
             let reply = client
                 .handle_server_first(&data)
                 .map_err(|e| LoginError::ours(format!("server login failed: {e}")))?;
-            if let ServerCredential::ScramKeys { salt, iterations, .. } = &t.credential {
-                if client.server_params().is_some_and(|(s, i)| s != salt.as_slice() || i != *iterations) {
+            if let ServerCredential::ScramKeys {
+                salt, iterations, ..
+            } = &t.credential
+            {
+                if client
+                    .server_params()
+                    .is_some_and(|(s, i)| s != salt.as_slice() || i != *iterations)
+                {
                     return Err(LoginError::ours(
                         "server login failed: SCRAM secret of the pooler differs from the server's",
                     ));
@@ -309,12 +352,18 @@ fn login_step(
             encode_sasl_response(out, &reply);
         }
         Authentication::SaslFinal(data) => {
-            let client = scram.as_ref().ok_or_else(|| LoginError::ours("unexpected SASL final"))?;
+            let client = scram
+                .as_ref()
+                .ok_or_else(|| LoginError::ours("unexpected SASL final"))?;
             client.verify_server_final(&data).map_err(|_| {
                 LoginError::ours("server login failed: failed to verify server signature")
             })?;
         }
-        _ => return Err(LoginError::ours("server login failed: unsupported authentication method")),
+        _ => {
+            return Err(LoginError::ours(
+                "server login failed: unsupported authentication method",
+            ))
+        }
     }
     let _ = conn;
     Ok(())

@@ -203,7 +203,11 @@ impl Session {
         if user.is_empty() {
             return Err(Exit::fatal("no username supplied"));
         }
-        let database = m.param("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
+        let database = m
+            .param("database")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&user)
+            .to_string();
         self.label = format!("{database}/{user}@{}:{}", self.addr, self.port);
         for (k, v) in &m.params {
             match k.as_str() {
@@ -217,11 +221,17 @@ impl Session {
                 },
             }
         }
-        if m.param("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+        if m.param("replication")
+            .is_some_and(|r| r != "false" && r != "0" && r != "off")
+        {
             return Err(Exit::fatal("replication connections are not supported"));
         }
         if self.rt.log_connections {
-            tracing::info!("C-{}: {} login attempt: db={database} user={user} tls=no", self.id.0, self.label);
+            tracing::info!(
+                "C-{}: {} login attempt: db={database} user={user} tls=no",
+                self.id.0,
+                self.label
+            );
         }
         if database == "pgbouncer" {
             return Err(crate::console::serve(self.console_io(), &user).await);
@@ -234,7 +244,11 @@ impl Session {
         if db.is_some() {
             self.rx = Some(self.shared.register(self.id));
             self.shared.handle(
-                Event::ClientConnected { client: self.id, pool: pool.clone(), login_user: user.as_str().into() },
+                Event::ClientConnected {
+                    client: self.id,
+                    pool: pool.clone(),
+                    login_user: user.as_str().into(),
+                },
                 None,
             );
             self.check_mailbox()?;
@@ -242,7 +256,14 @@ impl Session {
         let rt = self.rt.clone();
         let shared = self.shared.clone();
         let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
-        let mut io = LoginIo { stream: &mut self.client, buf: &mut self.cbuf, max: self.max };
+        // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
+        // bigger length during login is an attack or garbage, not a password.
+        let login_max = self.max.min(65_536);
+        let mut io = LoginIo {
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            max: login_max,
+        };
         let ok = auth::authenticate(&mut io, &rt, &user, &plain_scram)
             .await
             .map_err(|f| Exit::fatal(f.0))?;
@@ -252,12 +273,20 @@ impl Session {
         if db.is_none() {
             return Err(Exit::fatal(format!("no such database: {database}")));
         }
-        self.mode = self.shared.lock().pooler.client_pool_mode(self.id).unwrap_or(PoolMode::Session);
+        self.mode = self
+            .shared
+            .lock()
+            .pooler
+            .client_pool_mode(self.id)
+            .unwrap_or(PoolMode::Session);
         self.pool = Some(pool.clone());
         let pid = rand::random::<i32>() & 0x7fff_ffff;
         let secret = rand::random::<i32>();
         self.shared.handle(
-            Event::ClientLoggedIn { client: self.id, cancel_key: cancel_key(pid, secret) },
+            Event::ClientLoggedIn {
+                client: self.id,
+                cancel_key: cancel_key(pid, secret),
+            },
             None,
         );
         let cached = self.shared.lock().welcome.get(&pool).cloned();
@@ -297,12 +326,18 @@ impl Session {
                 ));
             };
             let Some((k, v)) = kv.split_once('=') else {
-                return Err(Exit::fatal(format!("unsupported startup parameter in options: {kv}")));
+                return Err(Exit::fatal(format!(
+                    "unsupported startup parameter in options: {kv}"
+                )));
             };
             match self.rt.tracked_name(k) {
                 Some(name) => set_var(&mut self.vars, name, v),
                 None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
-                None => return Err(Exit::fatal(format!("unsupported startup parameter in options: {k}"))),
+                None => {
+                    return Err(Exit::fatal(format!(
+                        "unsupported startup parameter in options: {k}"
+                    )))
+                }
             }
         }
         Ok(())
@@ -331,14 +366,19 @@ impl Session {
             encode_parameter_status(&mut out, name, v);
         }
         for (name, value) in &self.vars {
-            if !server_params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if !server_params
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
                 encode_parameter_status(&mut out, name, value);
             }
         }
         encode_backend_key_data(&mut out, pid, secret);
         encode_ready_for_query(&mut out, TransactionStatus::Idle);
-        self.client.write_all(&out).await.map_err(|_| Exit::Quiet("client unexpected eof".into()))
-
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(|_| Exit::Quiet("client unexpected eof".into()))
     }
 
     /// A disconnect queued while we were not listening.
@@ -354,7 +394,10 @@ impl Session {
     /// Asks pool-core for a server and waits for it, watching the client for EOF.
     async fn acquire(&mut self) -> Result<ServerConn, Exit> {
         loop {
-            let conn = match self.shared.handle(Event::ClientWantsServer { client: self.id }, Some(self.id)) {
+            let conn = match self
+                .shared
+                .handle(Event::ClientWantsServer { client: self.id }, Some(self.id))
+            {
                 Some(c) => c,
                 None => self.wait_for_link().await?,
             };
@@ -422,7 +465,10 @@ impl Session {
             if self.cbuf.capacity() > 4 * READ_CHUNK {
                 self.cbuf = BytesMut::new();
             }
-            let rx = self.rx.as_mut().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self
+                .rx
+                .as_mut()
+                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
@@ -449,7 +495,10 @@ impl Session {
     async fn sync_vars(&mut self, l: &mut Link) -> Result<(), Exit> {
         let mut sql = String::new();
         for (name, value) in &self.vars {
-            let differs = l.conn.param(name).is_none_or(|v| !v.eq_ignore_ascii_case(value));
+            let differs = l
+                .conn
+                .param(name)
+                .is_none_or(|v| !v.eq_ignore_ascii_case(value));
             if differs {
                 sql.push_str(&format!("SET {name}='{}';", value.replace('\'', "''")));
             }
@@ -480,7 +529,10 @@ impl Session {
             if l.is_clean() && self.mode != PoolMode::Session {
                 return Ok(Released::Yes);
             }
-            let rx = self.rx.as_mut().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self
+                .rx
+                .as_mut()
+                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
             tokio::select! {
                 biased;
                 r = l.conn.stream.readable() => {
@@ -512,7 +564,13 @@ impl Session {
     /// Sends the buffered client bytes to the server. Returns a reason when the client
     /// sent Terminate (which is not forwarded).
     async fn client_to_server(&mut self, l: &mut Link) -> Result<Option<String>, Exit> {
-        let mut v = ClientVisitor { pending: 0, terminate: false, parses: 0, binds: 0, any: false };
+        let mut v = ClientVisitor {
+            pending: 0,
+            terminate: false,
+            parses: 0,
+            binds: 0,
+            any: false,
+        };
         l.cscan
             .scan(&self.cbuf, self.max, &mut v)
             .map_err(|e| Exit::fatal(e.pgbouncer_message()))?;
@@ -550,7 +608,10 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(Exit::fatal("server conn crashed?")),
         }
-        let mut v = ServerVisitor { rfq: Vec::new(), params: Vec::new() };
+        let mut v = ServerVisitor {
+            rfq: Vec::new(),
+            params: Vec::new(),
+        };
         l.sscan
             .scan(&l.conn.buf, self.max, &mut v)
             .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?;
@@ -581,7 +642,9 @@ impl Session {
                     l.usage.xact_time_us += (now - start).as_micros() as u64;
                 }
             } else if self.mode == PoolMode::Statement {
-                return Err(Exit::fatal("transaction blocks not allowed in statement pooling mode"));
+                return Err(Exit::fatal(
+                    "transaction blocks not allowed in statement pooling mode",
+                ));
             }
             if l.pending > 0 {
                 l.query_start = Some(now);
@@ -589,7 +652,13 @@ impl Session {
         }
         if self.mode == PoolMode::Session && l.usage.xact_count > 0 && l.pending == 0 {
             let usage = std::mem::take(&mut l.usage);
-            self.shared.handle(Event::ClientUsage { client: self.id, usage }, None);
+            self.shared.handle(
+                Event::ClientUsage {
+                    client: self.id,
+                    usage,
+                },
+                None,
+            );
         }
         Ok(())
     }
@@ -623,7 +692,11 @@ impl Session {
             }
         }
         if self.rt.log_disconnections && !self.label.is_empty() {
-            tracing::info!("C-{}: {} closing because: {reason} (age={age}s)", self.id.0, self.label);
+            tracing::info!(
+                "C-{}: {} closing because: {reason} (age={age}s)",
+                self.id.0,
+                self.label
+            );
         }
         if self.rx.is_some() {
             self.shared.client_gone(self.id);
@@ -704,5 +777,7 @@ fn set_var(vars: &mut Vec<(String, String)>, name: &str, value: &str) {
 }
 
 fn get_var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    vars.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    vars.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }

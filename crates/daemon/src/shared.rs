@@ -17,9 +17,9 @@ use pgbouncer_pool_core::{
 };
 use tokio::sync::{mpsc, Notify};
 
+use crate::auth::userlist::Secret;
 use crate::runtime::Runtime;
 use crate::server::{self, ServerConn, ServerCredential, ServerTarget};
-use crate::auth::userlist::Secret;
 
 /// A message to a client session.
 #[derive(Debug)]
@@ -101,7 +101,10 @@ impl Shared {
 
     /// The current runtime configuration.
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the runtime configuration (RELOAD) and tells pool-core.
@@ -124,8 +127,8 @@ impl Shared {
                 return s.clone();
             }
         }
-        let iterations = u32::try_from(self.runtime().settings.int("scram_iterations").max(1))
-            .unwrap_or(4096);
+        let iterations =
+            u32::try_from(self.runtime().settings.int("scram_iterations").max(1)).unwrap_or(4096);
         let salt: [u8; 16] = rand::random();
         let secret = pgbouncer_protocol::auth::scram::ScramSecret::from_password(
             password.as_bytes(),
@@ -236,7 +239,11 @@ impl Shared {
                     let now = self.now();
                     core.pooler.handle(
                         now,
-                        Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                        Event::ClientReleasedServer {
+                            client,
+                            reusable: true,
+                            usage: Default::default(),
+                        },
                     );
                     core.pooler.handle(now, Event::ClientClosed { client });
                 }
@@ -289,7 +296,11 @@ impl Shared {
     }
 
     /// Registers a waiter for PAUSE completion.
-    pub fn wait_pause(&self, core: &mut Core, database: Option<String>) -> tokio::sync::oneshot::Receiver<()> {
+    pub fn wait_pause(
+        &self,
+        core: &mut Core,
+        database: Option<String>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         core.pause_waiters.push((database, tx));
         rx
@@ -317,7 +328,11 @@ impl Shared {
                 None => ServerCredential::None,
             },
         };
-        let host = db.hosts.first().cloned().unwrap_or_else(|| rt.unix_socket_dir.clone());
+        let host = db
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| rt.unix_socket_dir.clone());
         let mut startup_params = Vec::new();
         for (k, v) in [
             ("client_encoding", &db.client_encoding),
@@ -372,15 +387,26 @@ impl Shared {
                     }
                     core.cancel_targets.insert(
                         server,
-                        (target.host.clone(), target.port, conn.backend_key.0, conn.backend_key.1),
+                        (
+                            target.host.clone(),
+                            target.port,
+                            conn.backend_key.0,
+                            conn.backend_key.1,
+                        ),
                     );
-                    core.welcome.entry(pool).or_insert_with(|| conn.params.clone());
+                    core.welcome
+                        .entry(pool)
+                        .or_insert_with(|| conn.params.clone());
                     core.idle.insert(server, conn);
                     Event::ServerConnected { server }
                 }
                 Err(e) => {
                     tracing::warn!("S-{}: {pool} server login failed: {}", server.0, e.message);
-                    Event::ServerConnectFailed { server, code: e.code, message: e.message }
+                    Event::ServerConnectFailed {
+                        server,
+                        code: e.code,
+                        message: e.message,
+                    }
                 }
             };
             shared.handle_locked(&mut core, event, None);
@@ -390,7 +416,8 @@ impl Shared {
     fn spawn_internal_query(self: &Arc<Self>, core: &mut Core, server: ServerId, sql: String) {
         let Some(mut conn) = core.idle.remove(&server) else {
             let now = self.now();
-            core.pooler.handle(now, Event::ServerResetDone { server, ok: false });
+            core.pooler
+                .handle(now, Event::ServerResetDone { server, ok: false });
             return;
         };
         let shared = self.clone();
@@ -420,7 +447,11 @@ impl Shared {
     pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: ServerConn) {
         conn.terminate();
         self.handle(
-            Event::ClientReleasedServer { client, reusable: false, usage: Default::default() },
+            Event::ClientReleasedServer {
+                client,
+                reusable: false,
+                usage: Default::default(),
+            },
             None,
         );
     }
@@ -439,7 +470,15 @@ impl Shared {
         } else {
             conn.terminate();
         }
-        self.handle_locked(&mut core, Event::ClientReleasedServer { client, reusable: true, usage }, Some(client))
+        self.handle_locked(
+            &mut core,
+            Event::ClientReleasedServer {
+                client,
+                reusable: true,
+                usage,
+            },
+            Some(client),
+        )
     }
 
     /// Drives pool-core's timers until shutdown.
@@ -447,11 +486,13 @@ impl Shared {
         let mut stop = self.shutdown.subscribe();
         loop {
             let wake = self.lock().pooler.poll_timeout();
-            self.armed.store(wake.map_or(u64::MAX, |w| w.as_micros()), Ordering::Relaxed);
+            self.armed
+                .store(wake.map_or(u64::MAX, |w| w.as_micros()), Ordering::Relaxed);
             let sleep = async {
                 match wake {
                     Some(at) => {
-                        let deadline = self.epoch + std::time::Duration::from_micros(at.as_micros());
+                        let deadline =
+                            self.epoch + std::time::Duration::from_micros(at.as_micros());
                         tokio::time::sleep_until(deadline).await;
                         true
                     }

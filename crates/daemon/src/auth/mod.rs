@@ -33,7 +33,10 @@ pub struct LoginIo<'a> {
 
 impl LoginIo<'_> {
     async fn send(&mut self, out: &BytesMut) -> Result<(), AuthFailure> {
-        self.stream.write_all(out).await.map_err(|_| AuthFailure("client unexpected eof".into()))
+        self.stream
+            .write_all(out)
+            .await
+            .map_err(|_| AuthFailure("client unexpected eof".into()))
     }
 
     /// Reads the next PasswordMessage-family body.
@@ -166,7 +169,9 @@ async fn scram(
     let body = io.password_body().await?;
     let init = SaslInitialResponse::parse(&body).map_err(|_| fail())?;
     if init.mechanism != "SCRAM-SHA-256" {
-        return Err(AuthFailure("client selected an invalid SASL authentication mechanism".into()));
+        return Err(AuthFailure(
+            "client selected an invalid SASL authentication mechanism".into(),
+        ));
     }
     let first = init.data.unwrap_or_default();
     let nonce: [u8; 18] = rand::random();

@@ -56,9 +56,14 @@ pub type Userlist = HashMap<String, Secret>;
 
 /// Reads `path`.
 pub fn load(path: &Path) -> Result<Userlist, UserlistError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| UserlistError::Io { path: path.display().to_string(), source })?;
-    parse(&text).map_err(|line| UserlistError::Broken { path: path.display().to_string(), line })
+    let text = std::fs::read_to_string(path).map_err(|source| UserlistError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|line| UserlistError::Broken {
+        path: path.display().to_string(),
+        line,
+    })
 }
 
 /// Parses userlist text; `Err(line)` on a malformed line.
@@ -102,7 +107,10 @@ mod tests {
                     \"we\"\"ird\" \"pa ss\" trailing junk\n\
                     \"s\" \"SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB\"\n\n";
         let u = parse(text).unwrap();
-        assert_eq!(u["admin"], Secret::Md5("md545f2603610af569b6155c45067268c6b".into()));
+        assert_eq!(
+            u["admin"],
+            Secret::Md5("md545f2603610af569b6155c45067268c6b".into())
+        );
         assert_eq!(u["we\"ird"], Secret::Plain("pa ss".into()));
         assert!(matches!(u["s"], Secret::Scram(_)));
     }

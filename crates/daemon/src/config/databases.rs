@@ -161,12 +161,14 @@ pub fn parse_connstring(s: &str, origin: &Origin) -> Result<Vec<(String, String)
 }
 
 fn num(key: &str, v: &str, origin: &Origin) -> Result<u32, ConfigError> {
-    parse_int(v).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| ConfigError::Value {
-        origin: origin.clone(),
-        key: key.into(),
-        value: v.into(),
-        why: "not a non-negative integer".into(),
-    })
+    parse_int(v)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| ConfigError::Value {
+            origin: origin.clone(),
+            key: key.into(),
+            value: v.into(),
+            why: "not a non-negative integer".into(),
+        })
 }
 
 fn mode(key: &str, v: &str, origin: &Origin) -> Result<PoolMode, ConfigError> {
@@ -183,7 +185,11 @@ fn secs(key: &str, v: &str, origin: &Origin) -> Result<Duration, ConfigError> {
 }
 
 /// Parses one `[databases]` line.
-pub fn parse_database(name: &str, value: &str, origin: &Origin) -> Result<DatabaseDef, ConfigError> {
+pub fn parse_database(
+    name: &str,
+    value: &str,
+    origin: &Origin,
+) -> Result<DatabaseDef, ConfigError> {
     if name == "pgbouncer" {
         return Err(ConfigError::Value {
             origin: origin.clone(),
@@ -192,7 +198,11 @@ pub fn parse_database(name: &str, value: &str, origin: &Origin) -> Result<Databa
             why: "database name \"pgbouncer\" is reserved".into(),
         });
     }
-    let mut d = DatabaseDef { name: name.into(), port: 5432, ..Default::default() };
+    let mut d = DatabaseDef {
+        name: name.into(),
+        port: 5432,
+        ..Default::default()
+    };
     for (k, v) in parse_connstring(value, origin)? {
         match k.as_str() {
             "dbname" => d.dbname = Some(v),
@@ -212,12 +222,12 @@ pub fn parse_database(name: &str, value: &str, origin: &Origin) -> Result<Databa
             "auth_dbname" => d.auth_dbname = Some(v),
             "pool_size" => d.pool_size = Some(num(&k, &v, origin)?),
             "min_pool_size" => d.min_pool_size = Some(num(&k, &v, origin)?),
-            "reserve_pool" | "reserve_pool_size" => d.reserve_pool_size = Some(num(&k, &v, origin)?),
+            "reserve_pool" | "reserve_pool_size" => {
+                d.reserve_pool_size = Some(num(&k, &v, origin)?)
+            }
             "pool_mode" => d.pool_mode = Some(mode(&k, &v, origin)?),
             "max_db_connections" => d.max_db_connections = Some(num(&k, &v, origin)?),
-            "max_db_client_connections" => {
-                d.max_db_client_connections = Some(num(&k, &v, origin)?)
-            }
+            "max_db_client_connections" => d.max_db_client_connections = Some(num(&k, &v, origin)?),
             "server_lifetime" => d.server_lifetime = Some(secs(&k, &v, origin)?),
             "query_wait_timeout" => d.query_wait_timeout = Some(secs(&k, &v, origin)?),
             "connect_query" => d.connect_query = Some(v),
@@ -241,7 +251,10 @@ pub fn parse_database(name: &str, value: &str, origin: &Origin) -> Result<Databa
 
 /// Parses one `[users]` line.
 pub fn parse_user(name: &str, value: &str, origin: &Origin) -> Result<UserDef, ConfigError> {
-    let mut u = UserDef { name: name.into(), ..Default::default() };
+    let mut u = UserDef {
+        name: name.into(),
+        ..Default::default()
+    };
     for (k, v) in parse_connstring(value, origin)? {
         match k.as_str() {
             "pool_mode" => u.pool_mode = Some(mode(&k, &v, origin)?),
@@ -274,7 +287,10 @@ mod tests {
     use super::*;
 
     fn o() -> Origin {
-        Origin { file: "t.ini".into(), line: 3 }
+        Origin {
+            file: "t.ini".into(),
+            line: 3,
+        }
     }
 
     #[test]
@@ -290,7 +306,11 @@ mod tests {
         assert_eq!(d.password.as_deref(), Some("it's secret"));
         assert_eq!(d.pool_size, Some(7));
         let err = parse_database("x", "host=a bogus=1", &o()).unwrap_err();
-        assert!(err.to_string().contains("unrecognized connection parameter: bogus"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("unrecognized connection parameter: bogus"),
+            "{err}"
+        );
         assert!(err.to_string().starts_with("t.ini:3"), "{err}");
     }
 

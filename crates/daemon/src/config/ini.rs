@@ -94,20 +94,33 @@ impl Ini {
         Ok(ini)
     }
 
-    fn load_into(&mut self, path: &Path, depth: usize, from: Option<Origin>) -> Result<(), IniError> {
+    fn load_into(
+        &mut self,
+        path: &Path,
+        depth: usize,
+        from: Option<Origin>,
+    ) -> Result<(), IniError> {
         if depth > 10 {
             return Err(IniError::IncludeDepth {
-                origin: from.unwrap_or(Origin { file: path.into(), line: 0 }),
+                origin: from.unwrap_or(Origin {
+                    file: path.into(),
+                    line: 0,
+                }),
             });
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| IniError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| IniError::Io {
+            path: path.into(),
+            source,
+        })?;
         self.parse_into(&text, path, depth)
     }
 
     fn parse_into(&mut self, text: &str, path: &Path, depth: usize) -> Result<(), IniError> {
         for (i, raw) in text.lines().enumerate() {
-            let origin = Origin { file: path.into(), line: i + 1 };
+            let origin = Origin {
+                file: path.into(),
+                line: i + 1,
+            };
             let line = raw.trim();
             if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
                 continue;
@@ -115,14 +128,20 @@ impl Ini {
             if let Some(rest) = line.strip_prefix("%include") {
                 let file = rest.trim();
                 if file.is_empty() || !rest.starts_with(char::is_whitespace) {
-                    return Err(IniError::Syntax { origin, text: raw.into() });
+                    return Err(IniError::Syntax {
+                        origin,
+                        text: raw.into(),
+                    });
                 }
                 self.load_into(Path::new(file), depth + 1, Some(origin))?;
                 continue;
             }
             if let Some(name) = line.strip_prefix('[') {
                 let Some(name) = name.strip_suffix(']') else {
-                    return Err(IniError::Syntax { origin, text: raw.into() });
+                    return Err(IniError::Syntax {
+                        origin,
+                        text: raw.into(),
+                    });
                 };
                 self.sections.push(Section {
                     name: name.trim().to_ascii_lowercase(),
@@ -131,12 +150,22 @@ impl Ini {
                 continue;
             }
             let Some((key, value)) = split_key_value(line) else {
-                return Err(IniError::Syntax { origin, text: raw.into() });
+                return Err(IniError::Syntax {
+                    origin,
+                    text: raw.into(),
+                });
             };
             let Some(section) = self.sections.last_mut() else {
-                return Err(IniError::Syntax { origin, text: raw.into() });
+                return Err(IniError::Syntax {
+                    origin,
+                    text: raw.into(),
+                });
             };
-            section.entries.push(Entry { key, value: value.trim().to_string(), origin });
+            section.entries.push(Entry {
+                key,
+                value: value.trim().to_string(),
+                origin,
+            });
         }
         Ok(())
     }

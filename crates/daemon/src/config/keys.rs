@@ -32,12 +32,33 @@ pub struct Key {
 }
 
 const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
-const AUTH_TYPES: &[&str] =
-    &["any", "trust", "plain", "md5", "cert", "hba", "scram-sha-256", "pam", "ldap"];
-const SSLMODES: &[&str] = &["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const AUTH_TYPES: &[&str] = &[
+    "any",
+    "trust",
+    "plain",
+    "md5",
+    "cert",
+    "hba",
+    "scram-sha-256",
+    "pam",
+    "ldap",
+];
+const SSLMODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 const fn k(name: &'static str, default: Option<&'static str>, kind: Kind, reloadable: bool) -> Key {
-    Key { name, default, kind, reloadable }
+    Key {
+        name,
+        default,
+        kind,
+        reloadable,
+    }
 }
 
 use Kind::*;
@@ -204,7 +225,10 @@ mod tests {
 
     #[test]
     fn times_are_fractional_seconds() {
-        assert_eq!(parse_time("0.5"), Some(std::time::Duration::from_millis(500)));
+        assert_eq!(
+            parse_time("0.5"),
+            Some(std::time::Duration::from_millis(500))
+        );
         assert_eq!(parse_time("-1"), None);
     }
 
@@ -215,7 +239,10 @@ mod tests {
         sorted.sort();
         // pool_mode precedes pool_idle_timeout in PgBouncer's table.
         let pm = sorted.iter().position(|n| *n == "pool_mode").unwrap();
-        let pit = sorted.iter().position(|n| *n == "pool_idle_timeout").unwrap();
+        let pit = sorted
+            .iter()
+            .position(|n| *n == "pool_idle_timeout")
+            .unwrap();
         sorted.swap(pm, pit);
         assert_eq!(names, sorted);
     }

@@ -131,8 +131,10 @@ impl Settings {
 
     /// Builds settings from a parsed ini and environment.
     pub fn from_ini(ini: &Ini, file: Option<&Path>, env: &Env) -> Result<Settings, ConfigError> {
-        let mut values: BTreeMap<&'static str, Option<String>> =
-            KEYS.iter().map(|k| (k.name, k.default.map(str::to_string))).collect();
+        let mut values: BTreeMap<&'static str, Option<String>> = KEYS
+            .iter()
+            .map(|k| (k.name, k.default.map(str::to_string)))
+            .collect();
         let mut origins = BTreeMap::new();
         let mut databases = Vec::new();
         let mut autodb = None;
@@ -170,12 +172,19 @@ impl Settings {
                 }
                 "peers" => {}
                 other => {
-                    let origin = section
-                        .entries
-                        .first()
-                        .map(|e| e.origin.clone())
-                        .unwrap_or(Origin { file: file.map(Into::into).unwrap_or_default(), line: 0 });
-                    return Err(ConfigError::UnknownSection { origin, section: other.into() });
+                    let origin =
+                        section
+                            .entries
+                            .first()
+                            .map(|e| e.origin.clone())
+                            .unwrap_or(Origin {
+                                file: file.map(Into::into).unwrap_or_default(),
+                                line: 0,
+                            });
+                    return Err(ConfigError::UnknownSection {
+                        origin,
+                        section: other.into(),
+                    });
                 }
             }
         }
@@ -186,14 +195,25 @@ impl Settings {
         if let Some(d) = env_database(env)? {
             autodb = Some(d);
         }
-        let s = Settings { values, origins, databases, autodb, users, file: file.map(Into::into) };
+        let s = Settings {
+            values,
+            origins,
+            databases,
+            autodb,
+            users,
+            file: file.map(Into::into),
+        };
         s.validate()?;
         Ok(s)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.auth_type() == AuthType::Any {
-            let unforced = self.databases.iter().chain(&self.autodb).find(|d| d.user.is_none());
+            let unforced = self
+                .databases
+                .iter()
+                .chain(&self.autodb)
+                .find(|d| d.user.is_none());
             if let Some(d) = unforced {
                 return Err(ConfigError::Invalid(format!(
                     "auth_type=any needs a forced user= for every database ({} has none)",
@@ -209,7 +229,10 @@ impl Settings {
 
     /// The raw text of `key` ("" for NULL).
     pub fn str(&self, key: &str) -> &str {
-        self.values.get(key).and_then(|v| v.as_deref()).unwrap_or("")
+        self.values
+            .get(key)
+            .and_then(|v| v.as_deref())
+            .unwrap_or("")
     }
 
     /// `key` as an integer (0 if unset).
@@ -234,7 +257,11 @@ impl Settings {
 
     /// A comma-separated list.
     pub fn list(&self, key: &str) -> Vec<String> {
-        self.str(key).split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        self.str(key)
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// `auth_type`.
@@ -259,9 +286,16 @@ impl Settings {
 
     /// The `[databases]` entry for `name`, falling back to `*`.
     pub fn database(&self, name: &str) -> Option<DatabaseDef> {
-        self.databases.iter().find(|d| d.name == name).cloned().or_else(|| {
-            self.autodb.as_ref().map(|d| DatabaseDef { name: name.to_string(), ..d.clone() })
-        })
+        self.databases
+            .iter()
+            .find(|d| d.name == name)
+            .cloned()
+            .or_else(|| {
+                self.autodb.as_ref().map(|d| DatabaseDef {
+                    name: name.to_string(),
+                    ..d.clone()
+                })
+            })
     }
 
     /// The plain pool-core configuration.
@@ -338,7 +372,12 @@ fn strip_inline_comment(v: &str) -> String {
     }
 }
 
-fn checked_value(kind: Kind, key: &str, value: &str, origin: &Origin) -> Result<String, ConfigError> {
+fn checked_value(
+    kind: Kind,
+    key: &str,
+    value: &str,
+    origin: &Origin,
+) -> Result<String, ConfigError> {
     if keys::validate(kind, value) {
         return Ok(value.trim().to_string());
     }
@@ -382,9 +421,14 @@ fn apply_env(
         .map_err(|e| ConfigError::Layer(e.to_string()))?;
     for (k, v) in table {
         let env_name = format!("PGBOUNCER_{}", k.to_ascii_uppercase());
-        let origin = Origin { file: PathBuf::from(format!("${env_name}")), line: 0 };
-        let key = keys::find(&k)
-            .ok_or_else(|| ConfigError::UnknownKey { origin: origin.clone(), key: k.clone() })?;
+        let origin = Origin {
+            file: PathBuf::from(format!("${env_name}")),
+            line: 0,
+        };
+        let key = keys::find(&k).ok_or_else(|| ConfigError::UnknownKey {
+            origin: origin.clone(),
+            key: k.clone(),
+        })?;
         let value = checked_value(key.kind, key.name, &v, &origin)?;
         values.insert(key.name, Some(value));
         origins.insert(key.name, format!("${env_name}"));
@@ -396,8 +440,13 @@ fn apply_env(
 /// `DATABASES_DBNAME` define the `*` database, as the pgbouncer container images do.
 fn env_database(env: &Env) -> Result<Option<DatabaseDef>, ConfigError> {
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let Some(host) = get("DATABASES_HOST") else { return Ok(None) };
-    let origin = Origin { file: "$DATABASES_PORT".into(), line: 0 };
+    let Some(host) = get("DATABASES_HOST") else {
+        return Ok(None);
+    };
+    let origin = Origin {
+        file: "$DATABASES_PORT".into(),
+        line: 0,
+    };
     let port = match get("DATABASES_PORT") {
         Some(p) => p.trim().parse::<u16>().map_err(|_| ConfigError::Value {
             origin,
@@ -424,7 +473,10 @@ mod tests {
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let ini = Ini::parse(text, Path::new("pgbouncer.ini"))?;
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_ini(&ini, Some(Path::new("pgbouncer.ini")), &env)
     }
 
@@ -451,15 +503,22 @@ mod tests {
         let err = load("[pgbouncer]\nlisten_port = 1\nbogus = 2\n", &[]).unwrap_err();
         assert_eq!(err.to_string(), "pgbouncer.ini:3: unknown parameter: bogus");
         let err = load("[pgbouncer]\nmax_client_conn = lots\n", &[]).unwrap_err();
-        assert!(err.to_string().starts_with("pgbouncer.ini:2: invalid value"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("pgbouncer.ini:2: invalid value"),
+            "{err}"
+        );
         let err = load("[pgbouncer]\nlog_connections = on\n", &[]).unwrap_err();
         assert!(err.to_string().contains("log_connections"), "{err}");
     }
 
     #[test]
     fn trailing_comments_after_numbers_are_tolerated() {
-        let s = load("[pgbouncer]\nmax_client_conn = 1000          ; Max client\n\
-                      default_pool_size = 20      # Handles 100 users\n", &[])
+        let s = load(
+            "[pgbouncer]\nmax_client_conn = 1000          ; Max client\n\
+                      default_pool_size = 20      # Handles 100 users\n",
+            &[],
+        )
         .unwrap();
         assert_eq!(s.u32("max_client_conn"), 1000);
         assert_eq!(s.u32("default_pool_size"), 20);

@@ -1,0 +1,145 @@
+//! Shared helpers for the daemon's integration tests: a real PostgreSQL from
+//! pg-harness, a userlist built from its real secrets, and the daemon in-process.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER, PLAIN_PASSWORD, PLAIN_USER, SCRAM_USER};
+use pgbouncer_rs::config::ini::Ini;
+use pgbouncer_rs::config::Settings;
+use pgbouncer_rs::Daemon;
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pgbrs-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// userlist.txt with md5user's md5 hash, scramuser's SCRAM secret (both as stored in
+/// PostgreSQL) and plainuser's plain password, plus an admin.
+pub fn userlist(pg: &PgCluster) -> String {
+    format!(
+        "\"{MD5_USER}\" \"{}\"\n\"{SCRAM_USER}\" \"{}\"\n\"{PLAIN_USER}\" \"{PLAIN_PASSWORD}\"\n\"admin\" \"adminpass\"\n",
+        pg.role_secret(MD5_USER).unwrap(),
+        pg.role_secret(SCRAM_USER).unwrap(),
+    )
+}
+
+/// An ini for `pg` with `[pgbouncer]` settings `extra` (listen_port 0, no unix socket).
+pub fn ini(pg: &PgCluster, dir: &Scratch, extra: &str) -> String {
+    std::fs::write(dir.0.join("userlist.txt"), userlist(pg)).unwrap();
+    format!(
+        "[databases]\nappdb = host=127.0.0.1 port={port} dbname=appdb\n\
+         postgres = host=127.0.0.1 port={port} dbname=postgres\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 0\nunix_socket_dir =\n\
+         auth_type = md5\nauth_file = {dir}/userlist.txt\nadmin_users = admin\n\
+         log_connections = 0\nlog_disconnections = 0\n{extra}\n",
+        port = pg.port(),
+        dir = dir.0.display(),
+    )
+}
+
+pub fn settings(text: &str, dir: &Scratch) -> Settings {
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, text).unwrap();
+    let ini = Ini::parse(text, &path).unwrap();
+    Settings::from_ini(&ini, Some(&path), &Vec::new()).unwrap()
+}
+
+pub async fn start(pg: &PgCluster, dir: &Scratch, extra: &str) -> Daemon {
+    let text = ini(pg, dir, extra);
+    Daemon::start(settings(&text, dir)).await.unwrap()
+}
+
+pub fn conninfo(d: &Daemon, user: &str, password: &str, db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+        d.addr().port()
+    )
+}
+
+pub fn md5_conninfo(d: &Daemon) -> String {
+    conninfo(d, MD5_USER, MD5_PASSWORD, "appdb")
+}
+
+/// Runs a client binary (psql, pgbench) from the PostgreSQL installation.
+pub async fn run(pg: &PgCluster, bin: &str, args: &[&str]) -> Output {
+    let path = pg.bin_dir().join(bin);
+    let exe = if path.exists() {
+        path
+    } else {
+        PathBuf::from(bin)
+    };
+    tokio::process::Command::new(exe)
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .output()
+        .await
+        .unwrap()
+}
+
+pub async fn psql(pg: &PgCluster, conninfo: &str, sql: &str) -> Output {
+    run(
+        pg,
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            conninfo,
+            "-c",
+            sql,
+        ],
+    )
+    .await
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// Connects with tokio-postgres and drives the connection in the background.
+pub async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The SQLSTATE and message of a server-sent error.
+pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
+    let d = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e}"));
+    (
+        d.severity().to_string(),
+        d.code().code().to_string(),
+        d.message().to_string(),
+    )
+}

@@ -1,0 +1,186 @@
+//! The headline promise: many clients through few server connections, with zero errors,
+//! against a PostgreSQL whose `max_connections` is small.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pg_harness::{ClusterOptions, PgCluster, MD5_PASSWORD, MD5_USER};
+
+async fn hammer(conninfo: String, clients: usize, sleep: &'static str) -> (usize, Vec<String>) {
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let conninfo = conninfo.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&conninfo)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(d) => format!("{}: {}", d.code().code(), d.message()),
+                    None => e.to_string(),
+                })?;
+            let rows = c
+                .simple_query(&format!("select {i} + 1, pg_sleep({sleep})"))
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(d) => format!("query: {}: {}", d.code().code(), d.message()),
+                    None => e.to_string(),
+                })?;
+            let v: i32 = rows
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        r.get(0).and_then(|v| v.parse().ok())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(-1);
+            if v != i as i32 + 1 {
+                return Err(format!("client {i} got {v}"));
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    let mut ok = 0;
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_clients_fail_directly_but_all_succeed_through_twenty_pooled_connections() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::start(ClusterOptions {
+        max_connections: 40,
+        ..Default::default()
+    })
+    .unwrap();
+    let direct = pg.conninfo(MD5_USER, Some(MD5_PASSWORD), "appdb");
+    let (_, errors) = hammer(direct, 300, "1").await;
+    assert!(
+        errors.iter().any(|e| e.contains("too many clients")),
+        "direct connections should hit max_connections; errors: {:?}",
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+
+    let dir = Scratch::new("load");
+    let d = start(
+        &pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 20\nmax_client_conn = 1000",
+    )
+    .await;
+    // Watch PostgreSQL's view of our connections while the clients run.
+    let peak = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicU32::new(0));
+    let watcher = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        let conninfo = pg.socket_conninfo("postgres", "postgres");
+        tokio::spawn(async move {
+            let c = connect(&conninfo).await.unwrap();
+            for _ in 0..2000 {
+                if stop.load(Ordering::Relaxed) == 1 {
+                    break;
+                }
+                let row = c
+                    .query_one(
+                        "select count(*)::int from pg_stat_activity where usename = 'md5user'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                peak.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let (ok, errors) = hammer(md5_conninfo(&d), 300, "0.02").await;
+    stop.store(1, Ordering::Relaxed);
+    watcher.await.unwrap();
+    assert!(
+        errors.is_empty(),
+        "errors through the pooler: {:?}",
+        errors.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(ok, 300);
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(
+        peak <= 20,
+        "PostgreSQL saw {peak} connections from the pooler"
+    );
+    assert!(
+        peak >= 2,
+        "the pool should have grown under load, saw {peak}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_select_only_with_fifty_clients_in_transaction_mode_has_no_failed_transactions() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    pg.create_database("benchdb", MD5_USER).unwrap();
+    let dir = Scratch::new("pgbench");
+    let text = ini(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 20\nmax_client_conn = 200",
+    )
+    .replace(
+        "[pgbouncer]",
+        &format!(
+            "benchdb = host=127.0.0.1 port={} dbname=benchdb\n[pgbouncer]",
+            pg.port()
+        ),
+    );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let conninfo = conninfo(&d, MD5_USER, MD5_PASSWORD, "benchdb");
+    let init = run(pg, "pgbench", &["-i", "-s", "1", "-q", &conninfo]).await;
+    assert!(init.status.success(), "pgbench -i: {}", stderr(&init));
+    let o = run(
+        pg,
+        "pgbench",
+        &["-S", "-c", "50", "-j", "2", "-T", "10", "-n", &conninfo],
+    )
+    .await;
+    let out = stdout(&o);
+    assert!(o.status.success(), "pgbench: {}\n{}", out, stderr(&o));
+    assert!(
+        out.contains("number of failed transactions: 0 (0.000%)"),
+        "{out}"
+    );
+    let processed: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(processed > 0, "{out}");
+    // extended protocol and TPC-B (multi-statement transactions) too
+    let o = run(
+        pg,
+        "pgbench",
+        &[
+            "-M", "extended", "-c", "10", "-j", "2", "-t", "50", "-n", &conninfo,
+        ],
+    )
+    .await;
+    assert!(
+        stdout(&o).contains("number of failed transactions: 0 (0.000%)"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
