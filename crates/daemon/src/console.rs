@@ -1,9 +1,22 @@
-//! The admin console's I/O side: the virtual database `pgbouncer`.
+//! The admin console's I/O side: the virtual database `pgbouncer`. Parsing, access
+//! rules and rendering live in the pure `pgbouncer-admin` crate; this file reads the
+//! queries, builds snapshots, carries out control commands and writes the replies
+//! (mirrors admin.c's connection handling).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use pgbouncer_admin::{self as admin, AdminClientInfo, ConfigEntry, ConnInfo, Effect, Reply, Snapshot};
+use pgbouncer_pool_core::{ClientId, Event};
+use pgbouncer_protocol::{
+    encode_auth_ok, encode_backend_key_data, encode_parameter_status, encode_ready_for_query,
+    FrontendMessage, TransactionStatus,
+};
 
+use crate::auth::{self, LoginIo};
+use crate::config::{keys, AuthType, Settings};
+use crate::daemon::ShutdownMode;
 use crate::runtime::Runtime;
 use crate::session::Exit;
 use crate::shared::Shared;
@@ -23,8 +36,261 @@ pub struct ConsoleIo<'a> {
     pub max: u32,
 }
 
-/// Serves a console session.
-pub(crate) async fn serve(io: ConsoleIo<'_>, user: &str) -> Exit {
-    let _ = (io, user);
-    Exit::fatal("not allowed")
+/// Serves a console session until the client leaves.
+pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
+    let rt = io.rt.clone();
+    let is_admin = rt.admin_users.iter().any(|u| u == user);
+    let is_stats = is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
+    if !is_stats {
+        return Exit::fatal("not allowed");
+    }
+    let shared = io.shared.clone();
+    let plain_scram = {
+        let shared = shared.clone();
+        move |u: &str, p: &str| shared.plain_scram_secret(u, p)
+    };
+    let mut login = LoginIo { stream: io.stream, buf: io.buf, max: io.max.min(65_536) };
+    if let Err(f) = auth::authenticate(&mut login, &rt, user, &plain_scram).await {
+        return Exit::fatal(f.0);
+    }
+    let stream = login.stream;
+    let buf = login.buf;
+    let mut out = BytesMut::with_capacity(256);
+    encode_auth_ok(&mut out);
+    for (k, v) in [
+        ("server_version", "1.25.2/bouncer"),
+        ("client_encoding", "UTF8"),
+        ("server_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "GMT"),
+        ("standard_conforming_strings", "on"),
+        ("is_superuser", "on"),
+    ] {
+        encode_parameter_status(&mut out, k, v);
+    }
+    encode_backend_key_data(&mut out, rand::random::<i32>() & 0x7fff_ffff, rand::random());
+    encode_ready_for_query(&mut out, TransactionStatus::Idle);
+    if stream.write_all(&out).await.is_err() {
+        return Exit::Quiet("client unexpected eof".into());
+    }
+    let now = shared.now();
+    let (addr, port) = stream.peer();
+    let (local_addr, local_port) = stream.local();
+    shared.lock().admin_clients.insert(
+        id,
+        AdminClientInfo {
+            id,
+            user: user.to_string(),
+            connect_time: now,
+            request_time: now,
+            conn: ConnInfo { addr, port, local_addr, local_port, ..Default::default() },
+        },
+    );
+    let exit = console_loop(&shared, stream, buf, io.max, is_admin, is_stats).await;
+    shared.lock().admin_clients.remove(&id);
+    exit
+}
+
+async fn console_loop(
+    shared: &Arc<Shared>,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    max: u32,
+    is_admin: bool,
+    is_stats: bool,
+) -> Exit {
+    loop {
+        let msg = match FrontendMessage::decode(buf, max) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                buf.reserve(4096);
+                match stream.read_buf(buf).await {
+                    Ok(0) | Err(_) => return Exit::Quiet("client unexpected eof".into()),
+                    Ok(_) => continue,
+                }
+            }
+            Err(e) => return Exit::fatal(e.pgbouncer_message()),
+        };
+        let mut out = BytesMut::new();
+        match msg {
+            FrontendMessage::Terminate => return Exit::Quiet("client close request".into()),
+            FrontendMessage::Query { query } => {
+                let sql = String::from_utf8_lossy(&query).to_string();
+                let reply = run_command(shared, &sql, is_admin, is_stats).await;
+                match reply {
+                    Some(r) => r.encode(&mut out),
+                    None => return Exit::Quiet("admin shutdown".into()),
+                }
+                encode_ready_for_query(&mut out, TransactionStatus::Idle);
+            }
+            FrontendMessage::Parse { .. } | FrontendMessage::Bind { .. } | FrontendMessage::Execute { .. } => {
+                Reply::Error(admin::AdminError::extended_query_not_supported()).encode(&mut out);
+                let _ = stream.write_all(&out).await;
+                return Exit::Quiet("extended query protocol not supported by admin console".into());
+            }
+            other => {
+                Reply::Error(admin::AdminError::unsupported_packet(other.tag())).encode(&mut out);
+                let _ = stream.write_all(&out).await;
+                return Exit::Quiet("unsupported packet type for admin console".into());
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return Exit::Quiet("client unexpected eof".into());
+        }
+    }
+}
+
+/// Runs one console command. `None`: the process is exiting (plain SHUTDOWN).
+async fn run_command(shared: &Arc<Shared>, sql: &str, is_admin: bool, is_stats: bool) -> Option<Reply> {
+    let cmd = match admin::parse_checked(sql, is_admin, is_stats) {
+        Ok(c) => c,
+        Err(e) => return Some(Reply::Error(e)),
+    };
+    let rt = shared.runtime();
+    let shutting_down = *shared.shutdown.borrow();
+    let effect = {
+        let core = shared.lock();
+        let state = admin::ControlState { pooler: &core.pooler, suspended: false, shutting_down };
+        admin::plan(cmd, &state, |db| rt.database(db).is_some())
+    };
+    let effect = match effect {
+        Ok(e) => e,
+        Err(e) => return Some(Reply::Error(e)),
+    };
+    Some(match effect {
+        Effect::Reply(r) => r,
+        Effect::Show(what) => {
+            let core = shared.lock();
+            let snap = snapshot(shared, &core, &rt);
+            admin::show(&what, &snap)
+        }
+        Effect::Apply { events, tag } => {
+            let mut core = shared.lock();
+            for e in events {
+                shared.handle_locked(&mut core, e, None);
+            }
+            Reply::Tag(tag)
+        }
+        Effect::Pause { database } => {
+            let done = {
+                let mut core = shared.lock();
+                let rx = shared.wait_pause(&mut core, database.clone());
+                shared.handle_locked(&mut core, Event::Pause { database }, None);
+                rx
+            };
+            let _ = done.await;
+            Reply::Tag("PAUSE".into())
+        }
+        Effect::Resume { database } => {
+            shared.handle(Event::Resume { database }, None);
+            Reply::Tag("RESUME".into())
+        }
+        Effect::Suspend => Reply::Error(admin::AdminError {
+            code: admin::CODE_PROTOCOL_VIOLATION,
+            message: "SUSPEND is not supported by pgbouncer-rs (it serves online restart with -R; use so_reuseport and SHUTDOWN WAIT_FOR_CLIENTS)".into(),
+        }),
+        Effect::WaitClose { database } => {
+            loop {
+                let done = {
+                    let core = shared.lock();
+                    admin::wait_close_done(&core.pooler, shared.now(), database.as_deref())
+                };
+                if done {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Reply::Tag("WAIT_CLOSE".into())
+        }
+        Effect::Shutdown(mode) => {
+            let mode = match mode {
+                admin::ShutdownMode::Immediate => ShutdownMode::Immediate,
+                admin::ShutdownMode::WaitForServers => ShutdownMode::WaitForServers,
+                admin::ShutdownMode::WaitForClients => ShutdownMode::WaitForClients,
+            };
+            let _ = shared.shutdown_request.send(Some(mode));
+            if mode == ShutdownMode::Immediate {
+                return None;
+            }
+            Reply::Tag("SHUTDOWN".into())
+        }
+        Effect::Reload => match reload(shared, &rt) {
+            Ok(()) => Reply::Tag("RELOAD".into()),
+            Err(e) => {
+                tracing::error!("config file loading failed: {e}");
+                Reply::Error(admin::AdminError::reload_failed())
+            }
+        },
+        Effect::Set { key, value } => match set(shared, &rt, &key, &value) {
+            Ok(()) => Reply::set_done(&key, &value),
+            Err(()) => Reply::Error(admin::AdminError::set_failed()),
+        },
+        _ => Reply::Error(admin::AdminError::bad_arguments()),
+    })
+}
+
+/// Re-reads the ini (and environment) the daemon started from.
+pub(crate) fn reload(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let settings = Settings::load(rt.settings.file.as_deref(), &env).map_err(|e| e.to_string())?;
+    let settings = keep_startup_only(settings, &rt.settings);
+    let new = Runtime::new(settings).map_err(|e| e.to_string())?;
+    shared.set_runtime(new);
+    Ok(())
+}
+
+/// RELOAD and SET leave startup-only keys as they were (PgBouncer's `CF_NO_RELOAD`).
+fn keep_startup_only(mut new: Settings, old: &Settings) -> Settings {
+    for k in keys::KEYS.iter().filter(|k| !k.reloadable) {
+        if let Some(v) = old.values.get(k.name) {
+            new.values.insert(k.name, v.clone());
+        }
+    }
+    new
+}
+
+fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<(), ()> {
+    let k = keys::find(key).ok_or(())?;
+    if !keys::validate(k.kind, value) {
+        return Err(());
+    }
+    if !k.reloadable {
+        return Ok(()); // accepted and ignored, as PgBouncer does
+    }
+    let mut settings = rt.settings.clone();
+    settings.values.insert(k.name, Some(value.to_string()));
+    let new = Runtime::new(settings).map_err(|_| ())?;
+    shared.set_runtime(new);
+    Ok(())
+}
+
+fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) -> Snapshot<'a> {
+    let mut snap = Snapshot::new(&core.pooler, shared.now(), std::time::SystemTime::now());
+    snap.listen_port = rt.settings.listen_port();
+    snap.databases = rt
+        .settings
+        .databases
+        .iter()
+        .map(|d| admin::DatabaseInfo {
+            name: d.name.clone(),
+            host: (!d.hosts.is_empty()).then(|| d.hosts.join(",")),
+            port: d.port,
+            dbname: d.server_dbname(&d.name),
+            load_balance_hosts: d.load_balance_hosts.clone(),
+        })
+        .collect();
+    snap.users = rt.settings.users.iter().map(|u| u.name.clone()).collect();
+    snap.clients = core.client_info.clone();
+    snap.servers = core.server_info.clone();
+    snap.admin_clients = core.admin_clients.values().cloned().collect();
+    snap.config = keys::KEYS
+        .iter()
+        .map(|k| ConfigEntry {
+            key: k.name.to_string(),
+            value: rt.settings.values.get(k.name).cloned().flatten().unwrap_or_default(),
+            default: k.default.unwrap_or("").to_string(),
+            changeable: k.reloadable,
+        })
+        .collect();
+    snap
 }

@@ -196,6 +196,7 @@ async fn wait_for_signals(daemon: &Daemon, file: Option<PathBuf>) -> std::io::Re
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut stop = daemon.shared.shutdown.subscribe();
+    let mut request = daemon.shared.shutdown_request.subscribe();
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -217,6 +218,11 @@ async fn wait_for_signals(daemon: &Daemon, file: Option<PathBuf>) -> std::io::Re
                 daemon.shared.handle(pgbouncer_pool_core::Event::Resume { database: None }, None);
             }
             _ = stop.changed() => return Ok(ShutdownMode::Immediate),
+            _ = request.changed() => {
+                if let Some(mode) = *request.borrow() {
+                    return Ok(mode);
+                }
+            }
         }
     }
 }

@@ -234,7 +234,8 @@ impl Session {
             );
         }
         if database == "pgbouncer" {
-            return Err(crate::console::serve(self.console_io(), &user).await);
+            let id = self.id;
+            return Err(crate::console::serve(self.console_io(), id, &user).await);
         }
         let db = self.rt.database(&database);
         let pool = PoolKey::new(
@@ -243,6 +244,18 @@ impl Session {
         );
         if db.is_some() {
             self.rx = Some(self.shared.register(self.id));
+            let (local_addr, local_port) = self.client.local();
+            self.shared.lock().client_info.insert(
+                self.id,
+                pgbouncer_admin::ConnInfo {
+                    addr: self.addr.clone(),
+                    port: self.port,
+                    local_addr,
+                    local_port,
+                    application_name: get_var(&self.vars, "application_name").unwrap_or("").to_string(),
+                    ..Default::default()
+                },
+            );
             self.shared.handle(
                 Event::ClientConnected {
                     client: self.id,
@@ -544,7 +557,7 @@ impl Session {
                     self.cbuf.reserve(READ_CHUNK);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Ok(Released::ClientLeft("client unexpected eof".into())),
-                        Ok(n) => l.usage.bytes_received += n as u64,
+                        Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(_) => return Ok(Released::ClientLeft("client unexpected eof".into())),
                     }
@@ -582,6 +595,7 @@ impl Session {
             }
         }
         l.pending += v.pending;
+        l.usage.bytes_received += self.cbuf.len() as u64;
         l.usage.client_parse_count += v.parses;
         l.usage.server_parse_count += v.parses;
         l.usage.bind_count += v.binds;

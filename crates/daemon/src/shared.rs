@@ -58,6 +58,12 @@ pub struct Core {
     /// SCRAM pass-through keys per user.
     pub scram_keys: HashMap<String, ScramKeys>,
     pause_waiters: Vec<(Option<String>, tokio::sync::oneshot::Sender<()>)>,
+    /// Socket facts per client, for SHOW CLIENTS.
+    pub client_info: HashMap<ClientId, pgbouncer_admin::ConnInfo>,
+    /// Socket facts per server, for SHOW SERVERS.
+    pub server_info: HashMap<ServerId, pgbouncer_admin::ConnInfo>,
+    /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
+    pub admin_clients: HashMap<ClientId, pgbouncer_admin::AdminClientInfo>,
 }
 
 /// Shared daemon state.
@@ -72,6 +78,8 @@ pub struct Shared {
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
+    pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
 }
 
 impl Shared {
@@ -79,6 +87,7 @@ impl Shared {
     pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
         let pooler = Pooler::new(runtime.settings.pool_config());
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let (shutdown_request, _) = tokio::sync::watch::channel(None);
         Arc::new(Shared {
             core: Mutex::new(Core {
                 pooler,
@@ -88,6 +97,9 @@ impl Shared {
                 welcome: HashMap::new(),
                 scram_keys: HashMap::new(),
                 pause_waiters: Vec::new(),
+                client_info: HashMap::new(),
+                server_info: HashMap::new(),
+                admin_clients: HashMap::new(),
             }),
             runtime: RwLock::new(runtime),
             timer: Notify::new(),
@@ -96,6 +108,7 @@ impl Shared {
             next_client: AtomicU32::new(1),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
+            shutdown_request,
         })
     }
 
@@ -165,6 +178,7 @@ impl Shared {
     pub fn client_gone(self: &Arc<Self>, client: ClientId) {
         let mut core = self.lock();
         core.sessions.remove(&client);
+        core.client_info.remove(&client);
         self.handle_locked(&mut core, Event::ClientClosed { client }, None);
     }
 
@@ -258,6 +272,7 @@ impl Shared {
             }
             Action::CloseServer { server, reason } => {
                 core.cancel_targets.remove(&server);
+                core.server_info.remove(&server);
                 if let Some(conn) = core.idle.remove(&server) {
                     tracing::info!("S-{}: closing because: {}", server.0, reason.message());
                     conn.terminate();

@@ -84,6 +84,17 @@ impl Stream {
         }
     }
 
+    /// The local address (`unix` for Unix sockets).
+    pub fn local(&self) -> (String, u16) {
+        match self {
+            Stream::Tcp(s) => s
+                .local_addr()
+                .map(|a| (a.ip().to_string(), a.port()))
+                .unwrap_or_else(|_| ("?".into(), 0)),
+            Stream::Unix(_) => ("unix".into(), 0),
+        }
+    }
+
     /// Disables Nagle's algorithm on TCP sockets.
     pub fn set_nodelay(&self) {
         if let Stream::Tcp(s) = self {
