@@ -101,7 +101,7 @@ pub(crate) fn test_command(args: &[&str]) -> Outcome {
 /// one fails, so one run shows every failure.
 fn test(fast: bool) -> Outcome {
     let mut all_targets = cmd::cargo();
-    all_targets.args(["test", "--workspace", "--all-targets"]);
+    all_targets.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
     let mut doc = cmd::cargo();
     doc.args(["test", "--workspace", "--doc"]);
     if fast {

@@ -5,6 +5,7 @@
 
 mod ci;
 mod cmd;
+mod demo;
 mod fuzz;
 mod layering;
 mod pg;
@@ -38,7 +39,8 @@ fn main() -> ExitCode {
         "tidy" => no_args(&rest).and_then(|()| tidy::run()),
         "pg" => pg::run(&rest),
         "fuzz" => fuzz::run(&rest),
-        // `demo` and `bench` go here.
+        "demo" => demo::run(&rest),
+        // `bench` goes here.
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

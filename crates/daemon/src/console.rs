@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pgbouncer_admin::{self as admin, AdminClientInfo, ConfigEntry, ConnInfo, Effect, Reply, Snapshot};
+use pgbouncer_admin::{
+    self as admin, AdminClientInfo, ConfigEntry, ConnInfo, Effect, Reply, Snapshot,
+};
 use pgbouncer_pool_core::{ClientId, Event};
 use pgbouncer_protocol::{
     encode_auth_ok, encode_backend_key_data, encode_parameter_status, encode_ready_for_query,
@@ -23,24 +25,25 @@ use crate::shared::Shared;
 use crate::stream::Stream;
 
 /// What the console needs from the session.
-pub struct ConsoleIo<'a> {
+pub(crate) struct ConsoleIo<'a> {
     /// Shared state.
-    pub shared: &'a Arc<Shared>,
+    pub(crate) shared: &'a Arc<Shared>,
     /// Configuration.
-    pub rt: &'a Arc<Runtime>,
+    pub(crate) rt: &'a Arc<Runtime>,
     /// Client socket.
-    pub stream: &'a mut Stream,
+    pub(crate) stream: &'a mut Stream,
     /// Read buffer.
-    pub buf: &'a mut BytesMut,
+    pub(crate) buf: &'a mut BytesMut,
     /// max_packet_size.
-    pub max: u32,
+    pub(crate) max: u32,
 }
 
 /// Serves a console session until the client leaves.
 pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     let rt = io.rt.clone();
     let is_admin = rt.admin_users.iter().any(|u| u == user);
-    let is_stats = is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
+    let is_stats =
+        is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
     if !is_stats {
         return Exit::fatal("not allowed");
     }
@@ -49,7 +52,11 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         let shared = shared.clone();
         move |u: &str, p: &str| shared.plain_scram_secret(u, p)
     };
-    let mut login = LoginIo { stream: io.stream, buf: io.buf, max: io.max.min(65_536) };
+    let mut login = LoginIo {
+        stream: io.stream,
+        buf: io.buf,
+        max: io.max.min(65_536),
+    };
     if let Err(f) = auth::authenticate(&mut login, &rt, user, &plain_scram).await {
         return Exit::fatal(f.0);
     }
@@ -68,7 +75,11 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     ] {
         encode_parameter_status(&mut out, k, v);
     }
-    encode_backend_key_data(&mut out, rand::random::<i32>() & 0x7fff_ffff, rand::random());
+    encode_backend_key_data(
+        &mut out,
+        rand::random::<i32>() & 0x7fff_ffff,
+        rand::random(),
+    );
     encode_ready_for_query(&mut out, TransactionStatus::Idle);
     if stream.write_all(&out).await.is_err() {
         return Exit::Quiet("client unexpected eof".into());
@@ -83,7 +94,13 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             user: user.to_string(),
             connect_time: now,
             request_time: now,
-            conn: ConnInfo { addr, port, local_addr, local_port, ..Default::default() },
+            conn: ConnInfo {
+                addr,
+                port,
+                local_addr,
+                local_port,
+                ..Default::default()
+            },
         },
     );
     let exit = console_loop(&shared, stream, buf, io.max, is_admin, is_stats).await;
@@ -123,10 +140,14 @@ async fn console_loop(
                 }
                 encode_ready_for_query(&mut out, TransactionStatus::Idle);
             }
-            FrontendMessage::Parse { .. } | FrontendMessage::Bind { .. } | FrontendMessage::Execute { .. } => {
+            FrontendMessage::Parse { .. }
+            | FrontendMessage::Bind { .. }
+            | FrontendMessage::Execute { .. } => {
                 Reply::Error(admin::AdminError::extended_query_not_supported()).encode(&mut out);
                 let _ = stream.write_all(&out).await;
-                return Exit::Quiet("extended query protocol not supported by admin console".into());
+                return Exit::Quiet(
+                    "extended query protocol not supported by admin console".into(),
+                );
             }
             other => {
                 Reply::Error(admin::AdminError::unsupported_packet(other.tag())).encode(&mut out);
@@ -141,7 +162,12 @@ async fn console_loop(
 }
 
 /// Runs one console command. `None`: the process is exiting (plain SHUTDOWN).
-async fn run_command(shared: &Arc<Shared>, sql: &str, is_admin: bool, is_stats: bool) -> Option<Reply> {
+async fn run_command(
+    shared: &Arc<Shared>,
+    sql: &str,
+    is_admin: bool,
+    is_stats: bool,
+) -> Option<Reply> {
     let cmd = match admin::parse_checked(sql, is_admin, is_stats) {
         Ok(c) => c,
         Err(e) => return Some(Reply::Error(e)),
@@ -150,7 +176,11 @@ async fn run_command(shared: &Arc<Shared>, sql: &str, is_admin: bool, is_stats: 
     let shutting_down = *shared.shutdown.borrow();
     let effect = {
         let core = shared.lock();
-        let state = admin::ControlState { pooler: &core.pooler, suspended: false, shutting_down };
+        let state = admin::ControlState {
+            pooler: &core.pooler,
+            suspended: false,
+            shutting_down,
+        };
         admin::plan(cmd, &state, |db| rt.database(db).is_some())
     };
     let effect = match effect {
@@ -287,7 +317,13 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
         .iter()
         .map(|k| ConfigEntry {
             key: k.name.to_string(),
-            value: rt.settings.values.get(k.name).cloned().flatten().unwrap_or_default(),
+            value: rt
+                .settings
+                .values
+                .get(k.name)
+                .cloned()
+                .flatten()
+                .unwrap_or_default(),
             default: k.default.unwrap_or("").to_string(),
             changeable: k.reloadable,
         })

@@ -43,8 +43,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         check: false,
         file: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
+    for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "-V" | "--version" => {
                 println!("pgbouncer-rs {}", env!("CARGO_PKG_VERSION"));
@@ -142,13 +141,6 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
     let pidfile_path = settings.str("pidfile").to_string();
-    let daemon = match Daemon::start(settings).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!("FATAL {e}");
-            return ExitCode::from(1);
-        }
-    };
     let _pidfile = if pidfile_path.is_empty() {
         None
     } else {
@@ -158,6 +150,13 @@ async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
                 tracing::error!("FATAL {e}");
                 return ExitCode::from(1);
             }
+        }
+    };
+    let daemon = match Daemon::start(settings).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("FATAL {e}");
+            return ExitCode::from(1);
         }
     };
     tracing::info!(

@@ -2,11 +2,10 @@
 //! headers are parsed on the way through (PgBouncer: sbuf's `pkt_remain` bookkeeping).
 //! Bodies are handed to the caller only for the few tags it asks for.
 
-use bytes::BytesMut;
 use pgbouncer_protocol::{DecodeError, Header};
 
 /// What the scanner saw in one chunk.
-pub trait Visitor {
+pub(crate) trait Visitor {
     /// A message with `tag` starts; `len` includes the 4 length bytes.
     fn header(&mut self, tag: u8, len: u32);
     /// The complete body of a message whose tag `wants_body` accepted.
@@ -17,7 +16,7 @@ pub trait Visitor {
 
 /// Incremental header scanner over a stream.
 #[derive(Debug, Default)]
-pub struct Scanner {
+pub(crate) struct Scanner {
     /// Bytes of the current message body not seen yet.
     remaining: usize,
     /// A header split across chunks.
@@ -29,12 +28,12 @@ pub struct Scanner {
 
 impl Scanner {
     /// True when the stream is at a message boundary.
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.remaining == 0 && self.partial_len == 0
     }
 
     /// Scans `data`, the next chunk of the stream.
-    pub fn scan(
+    pub(crate) fn scan(
         &mut self,
         mut data: &[u8],
         max_packet_size: u32,
@@ -108,15 +107,6 @@ impl Scanner {
     }
 }
 
-/// Splits complete messages off the front of `buf` (used during login, where every
-/// message is decoded).
-pub fn complete_message_len(buf: &BytesMut, max: u32) -> Result<Option<usize>, DecodeError> {
-    match Header::peek(buf, max)? {
-        Some(h) if buf.len() >= h.total_len() => Ok(Some(h.total_len())),
-        _ => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +132,7 @@ mod tests {
     fn stream() -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(b"C\0\0\0\x0bSELECT\0");
-        v.extend_from_slice(b"S\0\0\0\x0ca\0bcdefg\0");
+        v.extend_from_slice(b"S\0\0\0\x0da\0bcdefg\0");
         v.extend_from_slice(b"D\0\0\0\x06\0\0");
         v.extend_from_slice(b"Z\0\0\0\x05I");
         v

@@ -45,7 +45,7 @@ impl Exit {
 }
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve(shared: Arc<Shared>, stream: Stream) {
+pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream) {
     stream.set_nodelay();
     let (addr, port) = stream.peer();
     let rt = shared.runtime();
@@ -252,7 +252,9 @@ impl Session {
                     port: self.port,
                     local_addr,
                     local_port,
-                    application_name: get_var(&self.vars, "application_name").unwrap_or("").to_string(),
+                    application_name: get_var(&self.vars, "application_name")
+                        .unwrap_or("")
+                        .to_string(),
                     ..Default::default()
                 },
             );
@@ -779,7 +781,7 @@ impl Visitor for ServerVisitor {
 }
 
 /// The 64-bit key pool-core uses for a BackendKeyData pair.
-pub fn cancel_key(pid: i32, secret: i32) -> u64 {
+pub(crate) fn cancel_key(pid: i32, secret: i32) -> u64 {
     (u64::from(pid as u32) << 32) | u64::from(secret as u32)
 }
 

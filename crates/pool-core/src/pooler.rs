@@ -177,6 +177,11 @@ impl Pooler {
         self.servers.get(&server).map(|s| &self.pools[s.pool].key)
     }
 
+    /// The state of `server`, if pool-core knows it.
+    pub fn server_state(&self, server: ServerId) -> Option<crate::ServerState> {
+        self.servers.get(&server).map(|s| s.state)
+    }
+
     /// Whether `database` (or everything) is paused.
     pub fn is_paused(&self, database: Option<&str>) -> bool {
         self.global_pause

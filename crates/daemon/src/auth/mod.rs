@@ -188,7 +188,7 @@ async fn scram(
     out.clear();
     encode_auth_sasl_final(&mut out, &outcome.server_final);
     io.send(&out).await?;
-    let scram_keys = pass_through.then(|| ScramKeys {
+    let scram_keys = pass_through.then_some(ScramKeys {
         client_key: outcome.client_key,
         server_key: keys_base.0,
         salt: keys_base.1,
