@@ -64,6 +64,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream) {
         port,
         started: WallInstant::now(),
         label: String::new(),
+        timeouts: QueryTimeouts::default(),
     };
     let exit = s.run().await;
     s.finish(exit).await;
@@ -85,6 +86,7 @@ struct Session {
     started: WallInstant,
     label: String,
     max: u32,
+    timeouts: QueryTimeouts,
 }
 
 /// State of the link between the client and a server.
@@ -98,6 +100,55 @@ struct Link {
     usage: Usage,
     query_start: Option<WallInstant>,
     xact_start: Option<WallInstant>,
+    /// Since when the client has been idle inside a transaction.
+    idle_in_xact_since: Option<WallInstant>,
+}
+
+/// The timeouts a session enforces itself because they depend on per-query state that
+/// only it sees (pool-core would need an event per query): `query_timeout`,
+/// `idle_transaction_timeout`, `transaction_timeout`, with `[users]` overrides.
+#[derive(Debug, Clone, Copy, Default)]
+struct QueryTimeouts {
+    query: Duration,
+    idle_transaction: Duration,
+    transaction: Duration,
+}
+
+impl QueryTimeouts {
+    fn new(rt: &Runtime, user: &str) -> Self {
+        let s = &rt.settings;
+        let u = s.users.iter().find(|u| u.name == user);
+        QueryTimeouts {
+            query: u.and_then(|u| u.query_timeout).unwrap_or_else(|| s.time("query_timeout")),
+            idle_transaction: u
+                .and_then(|u| u.idle_transaction_timeout)
+                .unwrap_or_else(|| s.time("idle_transaction_timeout")),
+            transaction: u
+                .and_then(|u| u.transaction_timeout)
+                .unwrap_or_else(|| s.time("transaction_timeout")),
+        }
+    }
+
+    /// The next deadline for this link and the error it gives.
+    fn deadline(&self, l: &Link) -> Option<(WallInstant, &'static str)> {
+        let mut best: Option<(WallInstant, &'static str)> = None;
+        let mut consider = |at: Option<WallInstant>, d: Duration, msg| {
+            if let (Some(at), false) = (at, d.is_zero()) {
+                let at = at + d;
+                if best.is_none_or(|(b, _)| at < b) {
+                    best = Some((at, msg));
+                }
+            }
+        };
+        if l.pending > 0 {
+            consider(l.query_start, self.query, "query timeout");
+        }
+        consider(l.idle_in_xact_since, self.idle_transaction, "idle transaction timeout");
+        if l.status != TransactionStatus::Idle || l.pending > 0 {
+            consider(l.xact_start, self.transaction, "transaction timeout");
+        }
+        best
+    }
 }
 
 impl Link {
@@ -111,6 +162,7 @@ impl Link {
             usage: Usage::default(),
             query_start: None,
             xact_start: None,
+            idle_in_xact_since: None,
         }
     }
 
@@ -209,6 +261,7 @@ impl Session {
             .unwrap_or(&user)
             .to_string();
         self.label = format!("{database}/{user}@{}:{}", self.addr, self.port);
+        self.timeouts = QueryTimeouts::new(&self.rt, &user);
         for (k, v) in &m.params {
             match k.as_str() {
                 "user" | "database" | "replication" => {}
@@ -548,8 +601,19 @@ impl Session {
                 .rx
                 .as_mut()
                 .ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let deadline = self.timeouts.deadline(l);
+            let timer = async {
+                match deadline {
+                    Some((at, msg)) => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                        msg
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
+                msg = timer => return Err(Exit::fatal(msg)),
                 r = l.conn.stream.readable() => {
                     if r.is_err() { return Err(Exit::fatal("server conn crashed?")); }
                     self.server_to_client(l).await?;
@@ -589,6 +653,9 @@ impl Session {
         l.cscan
             .scan(&self.cbuf, self.max, &mut v)
             .map_err(|e| Exit::fatal(e.pgbouncer_message()))?;
+        if v.any {
+            l.idle_in_xact_since = None;
+        }
         if v.any && l.query_start.is_none() {
             let now = WallInstant::now();
             l.query_start = Some(now);
@@ -664,6 +731,8 @@ impl Session {
             }
             if l.pending > 0 {
                 l.query_start = Some(now);
+            } else if status != TransactionStatus::Idle {
+                l.idle_in_xact_since = Some(now);
             }
         }
         if self.mode == PoolMode::Session && l.usage.xact_count > 0 && l.pending == 0 {
