@@ -125,12 +125,14 @@ impl Daemon {
 
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
     let mut stop = shared.shutdown.subscribe();
+    let local = l.local_addr().map(|a| (a.ip().to_string(), a.port())).unwrap_or_default();
     loop {
         tokio::select! {
             r = l.accept() => match r {
-                Ok((s, _)) => {
+                Ok((s, peer)) => {
                     net::tune_client_socket(&s, &shared.runtime().settings);
-                    tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s)));
+                    let peer = (peer.ip().to_string(), peer.port());
+                    tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -148,7 +150,9 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((s, _)) => {
-                    tokio::spawn(session::serve(shared.clone(), Stream::Unix(s)));
+                    let local = ("unix".to_string(), shared.runtime().settings.listen_port());
+                    let peer = ("unix".to_string(), 0);
+                    tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");

@@ -23,7 +23,13 @@ use crate::server::ServerConn;
 use crate::shared::{SessionMsg, Shared};
 use crate::stream::Stream;
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Client reads start small (queries are small, and a thousand waiting clients each hold
+/// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
+/// binds). An idle client holds no buffer at all.
+const SMALL_READ: usize = 1024;
+const READ_CHUNK: usize = 32 * 1024;
+/// Server reads: result sets can be big; the buffer lives with the server connection.
+const SERVER_READ_CHUNK: usize = 32 * 1024;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -45,9 +51,13 @@ impl Exit {
 }
 
 /// Serves one accepted client connection until it closes.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream) {
-    stream.set_nodelay();
-    let (addr, port) = stream.peer();
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: Stream,
+    peer: (String, u16),
+    local: (String, u16),
+) {
+    let (addr, port) = peer;
     let rt = shared.runtime();
     let mut s = Session {
         id: shared.next_client_id(),
@@ -65,6 +75,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Stream) {
         started: WallInstant::now(),
         label: String::new(),
         timeouts: QueryTimeouts::default(),
+        local,
     };
     let exit = s.run().await;
     s.finish(exit).await;
@@ -87,6 +98,8 @@ struct Session {
     label: String,
     max: u32,
     timeouts: QueryTimeouts,
+    /// The listener's address (no getsockname per client).
+    local: (String, u16),
 }
 
 /// State of the link between the client and a server.
@@ -221,6 +234,7 @@ impl Session {
 
     /// Reads the startup packet, answering SSL/GSS requests with 'N'. `Ok(None)` for a
     /// cancel request (handled here).
+
     async fn read_startup(&mut self) -> Result<Option<StartupMessage>, Exit> {
         loop {
             match StartupPacket::decode(&mut self.cbuf, self.max) {
@@ -297,7 +311,7 @@ impl Session {
         );
         if db.is_some() {
             self.rx = Some(self.shared.register(self.id));
-            let (local_addr, local_port) = self.client.local();
+            let (local_addr, local_port) = self.local.clone();
             self.shared.lock().client_info.insert(
                 self.id,
                 pgbouncer_admin::ConnInfo {
@@ -504,7 +518,7 @@ impl Session {
                         eof = true; // enough buffered; wait for the server only
                         continue;
                     }
-                    self.cbuf.reserve(READ_CHUNK);
+                    reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
                         Ok(_) => {}
@@ -530,9 +544,9 @@ impl Session {
                     Err(e) => return Err(e),
                 }
             }
-            if self.cbuf.capacity() > 4 * READ_CHUNK {
-                self.cbuf = BytesMut::new();
-            }
+            // Nothing buffered and no server: give the buffer back, so that thousands
+            // of idle clients cost little memory (PgBouncer returns pkt_buf the same way).
+            self.cbuf = BytesMut::new();
             let rx = self
                 .rx
                 .as_mut()
@@ -546,7 +560,7 @@ impl Session {
                 },
                 r = self.client.readable() => {
                     if r.is_err() { return Ok(None); }
-                    self.cbuf.reserve(READ_CHUNK);
+                    reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
                         Ok(_) => {}
@@ -620,7 +634,7 @@ impl Session {
                 }
                 r = self.client.readable() => {
                     if r.is_err() { return Ok(Released::ClientLeft("client unexpected eof".into())); }
-                    self.cbuf.reserve(READ_CHUNK);
+                    reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Ok(Released::ClientLeft("client unexpected eof".into())),
                         Ok(_) => {}
@@ -684,7 +698,7 @@ impl Session {
     }
 
     async fn server_to_client(&mut self, l: &mut Link) -> Result<(), Exit> {
-        l.conn.buf.reserve(READ_CHUNK);
+        l.conn.buf.reserve(SERVER_READ_CHUNK);
         match l.conn.stream.try_read_buf(&mut l.conn.buf) {
             Ok(0) => return Err(Exit::fatal("server conn crashed?")),
             Ok(_) => {}
@@ -865,4 +879,10 @@ fn get_var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
     vars.iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// A buffer that already holds a lot means the client is streaming: read more at once.
+fn reserve_client_read(cbuf: &mut BytesMut) {
+    let want = if cbuf.len() >= SMALL_READ { READ_CHUNK } else { SMALL_READ };
+    cbuf.reserve(want);
 }

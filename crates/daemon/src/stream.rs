@@ -4,7 +4,7 @@
 use std::io;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A connected socket.
@@ -26,10 +26,27 @@ impl Stream {
     }
 
     /// Reads what is available into `buf` without waiting; `Ok(0)` is end of stream.
+    ///
+    /// A read that returns less than the free capacity drained the socket, so the
+    /// readiness is cleared right away: the next `readable()` waits for new data instead
+    /// of returning at once and costing a `recvfrom` that fails with EAGAIN (tokio's
+    /// readiness tick makes this race-free: an event that arrived meanwhile is kept).
     pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
+        let spare = buf.capacity() - buf.len();
+        let mut got = 0;
+        let r = match self {
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || {
+                got = s.try_read_buf(buf)?;
+                drained(got, spare)
+            }),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || {
+                got = s.try_read_buf(buf)?;
+                drained(got, spare)
+            }),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            other => other,
         }
     }
 
@@ -100,5 +117,14 @@ impl Stream {
         if let Stream::Tcp(s) = self {
             let _ = s.set_nodelay(true);
         }
+    }
+}
+
+/// `WouldBlock` for a short read (tells tokio to clear the readiness), else the count.
+fn drained(got: usize, spare: usize) -> io::Result<usize> {
+    if got > 0 && got < spare {
+        Err(io::ErrorKind::WouldBlock.into())
+    } else {
+        Ok(got)
     }
 }
