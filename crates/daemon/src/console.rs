@@ -41,7 +41,12 @@ pub(crate) struct ConsoleIo<'a> {
 /// Serves a console session until the client leaves.
 pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     let rt = io.rt.clone();
-    let is_admin = rt.admin_users.iter().any(|u| u == user);
+    // PgBouncer compat: user `pgbouncer` over the Unix socket from our own OS user is an
+    // admin without a password.
+    let same_uid = user == "pgbouncer"
+        && matches!(io.stream, Stream::Unix(_))
+        && io.stream.peer_uid().is_some_and(|uid| Some(uid) == own_uid());
+    let is_admin = same_uid || rt.admin_users.iter().any(|u| u == user);
     let is_stats =
         is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
     if !is_stats {
@@ -52,13 +57,22 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         let shared = shared.clone();
         move |u: &str, p: &str| shared.plain_scram_secret(u, p)
     };
+    let facts = auth::ConnFacts {
+        unix: matches!(io.stream, Stream::Unix(_)),
+        addr: io.stream.peer().0.parse().ok(),
+        peer_uid: io.stream.peer_uid(),
+        database: admin::ADMIN_DB.to_string(),
+        replication: false,
+    };
     let mut login = LoginIo {
         stream: io.stream,
         buf: io.buf,
         max: io.max.min(65_536),
     };
-    if let Err(f) = auth::authenticate(&mut login, &rt, user, &plain_scram).await {
-        return Exit::fatal(f.0);
+    if !same_uid {
+        if let Err(f) = auth::authenticate(&mut login, &rt, user, &facts, &plain_scram).await {
+            return Exit::fatal(f.0);
+        }
     }
     let stream = login.stream;
     let buf = login.buf;
@@ -329,4 +343,11 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
         })
         .collect();
     snap
+}
+
+/// Our effective uid, from /proc (std has no getuid).
+fn own_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }

@@ -19,9 +19,9 @@ use crate::stream::Stream;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The auth file.
+    /// The auth, hba or ident file.
     #[error(transparent)]
-    Userlist(#[from] crate::auth::userlist::UserlistError),
+    Runtime(#[from] crate::runtime::RuntimeError),
     /// Listeners.
     #[error(transparent)]
     Bind(#[from] BindError),

@@ -10,6 +10,7 @@ pub mod config;
 mod console;
 pub mod daemon;
 pub mod logging;
+mod mailbox;
 pub mod net;
 pub mod pidfile;
 pub mod runtime;

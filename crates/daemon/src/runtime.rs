@@ -51,14 +51,45 @@ pub struct Runtime {
     pub server_check_query: String,
     /// unix_socket_dir (used for servers without host=).
     pub unix_socket_dir: String,
+    /// auth_hba_file, parsed (auth_type = hba).
+    pub hba: Option<crate::auth::hba::HbaFile>,
+    /// auth_ident_file, parsed.
+    pub ident: Option<crate::auth::ident::IdentMap>,
+}
+
+/// Why the runtime configuration could not be built from settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// auth_file.
+    #[error(transparent)]
+    Userlist(#[from] userlist::UserlistError),
+    /// auth_hba_file.
+    #[error(transparent)]
+    Hba(#[from] crate::auth::hba::HbaError),
+    /// auth_ident_file.
+    #[error(transparent)]
+    Ident(#[from] crate::auth::ident::IdentError),
 }
 
 impl Runtime {
     /// Derives the runtime view; reads the auth file.
-    pub fn new(settings: Settings) -> Result<Arc<Runtime>, userlist::UserlistError> {
+    pub fn new(settings: Settings) -> Result<Arc<Runtime>, RuntimeError> {
         let userlist = match settings.str("auth_file") {
             "" => Userlist::new(),
             f => userlist::load(&PathBuf::from(f))?,
+        };
+        let ident = match settings.str("auth_ident_file") {
+            "" => None,
+            f => Some(crate::auth::ident::IdentMap::load(&PathBuf::from(f))?),
+        };
+        let hba = match settings.str("auth_hba_file") {
+            "" => None,
+            f => {
+                let h = crate::auth::hba::HbaFile::load(&PathBuf::from(f))?;
+                h.check_maps(ident.as_ref())?;
+                Some(h)
+            }
         };
         let mut tracked: Vec<String> = TRACKED.iter().map(|s| s.to_string()).collect();
         for extra in settings.list("track_extra_parameters") {
@@ -87,6 +118,8 @@ impl Runtime {
                 check
             },
             unix_socket_dir: settings.str("unix_socket_dir").to_string(),
+            hba,
+            ident,
             tracked,
             userlist,
             settings,

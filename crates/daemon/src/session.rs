@@ -14,7 +14,6 @@ use pgbouncer_protocol::{
     encode_auth_ok, encode_backend_key_data, encode_error, encode_parameter_status,
     encode_ready_for_query, BackendMessage, StartupMessage, StartupPacket, TransactionStatus,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::auth::{self, LoginIo};
 use crate::runtime::Runtime;
@@ -87,7 +86,7 @@ struct Session {
     id: ClientId,
     client: Stream,
     cbuf: BytesMut,
-    rx: Option<UnboundedReceiver<SessionMsg>>,
+    rx: Option<Arc<crate::mailbox::Mailbox>>,
     pool: Option<PoolKey>,
     mode: PoolMode,
     /// Tracked parameters the client set (startup, options, ParameterStatus).
@@ -205,7 +204,9 @@ impl Session {
             Ok(None) => return Exit::Quiet("cancel request".into()),
             Err(e) => return e,
         };
-        let mut link = match self.login(startup).await {
+        // Boxed: the login state (auth exchanges) would otherwise sit in every idle
+        // session task for its whole life.
+        let mut link = match Box::pin(self.login(startup)).await {
             Ok(link) => link,
             Err(e) => return e,
         };
@@ -338,6 +339,13 @@ impl Session {
         let rt = self.rt.clone();
         let shared = self.shared.clone();
         let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
+        let facts = auth::ConnFacts {
+            unix: self.addr == "unix",
+            addr: self.addr.parse().ok(),
+            peer_uid: self.client.peer_uid(),
+            database: database.clone(),
+            replication: false,
+        };
         // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
         // bigger length during login is an attack or garbage, not a password.
         let login_max = self.max.min(65_536);
@@ -346,7 +354,7 @@ impl Session {
             buf: &mut self.cbuf,
             max: login_max,
         };
-        let ok = auth::authenticate(&mut io, &rt, &user, &plain_scram)
+        let ok = auth::authenticate(&mut io, &rt, &user, &facts, &plain_scram)
             .await
             .map_err(|f| Exit::fatal(f.0))?;
         if let Some(keys) = ok.scram_keys {
@@ -466,7 +474,7 @@ impl Session {
     /// A disconnect queued while we were not listening.
     fn check_mailbox(&mut self) -> Result<(), Exit> {
         if let Some(rx) = self.rx.as_mut() {
-            if let Ok(SessionMsg::Disconnect(r)) = rx.try_recv() {
+            if let Some(SessionMsg::Disconnect(r)) = rx.try_recv() {
                 return Err(Exit::from_reason(&r));
             }
         }
@@ -493,16 +501,16 @@ impl Session {
     }
 
     async fn wait_for_link(&mut self) -> Result<ServerConn, Exit> {
-        let Some(rx) = self.rx.as_mut() else {
+        let Some(rx) = self.rx.clone() else {
             return Err(Exit::fatal("bouncer config error"));
         };
         let mut eof = false;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(SessionMsg::Link(conn)) => return Ok(conn),
-                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
-                    Some(SessionMsg::CancelWait) => {
+                    SessionMsg::Link(conn) => return Ok(*conn),
+                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
+                    SessionMsg::CancelWait => {
                         self.cbuf.clear();
                         let mut out = BytesMut::new();
                         encode_error(&mut out, "ERROR", "57014", "canceling statement due to user request");
@@ -510,7 +518,6 @@ impl Session {
                         let _ = self.client.write_all(&out).await;
                         return Err(Exit::Quiet("__cancelled_wait".into()));
                     }
-                    None => return Err(Exit::fatal("pooler is shutting down")),
                 },
                 r = self.client.readable(), if !eof => {
                     if r.is_err() { return Err(Exit::Quiet("client unexpected eof".into())); }
@@ -547,16 +554,12 @@ impl Session {
             // Nothing buffered and no server: give the buffer back, so that thousands
             // of idle clients cost little memory (PgBouncer returns pkt_buf the same way).
             self.cbuf = BytesMut::new();
-            let rx = self
-                .rx
-                .as_mut()
-                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self.rx.clone().ok_or_else(|| Exit::fatal("bouncer config error"))?;
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
-                    Some(SessionMsg::Link(conn)) => return Ok(Some(Link::new(conn))),
-                    Some(SessionMsg::CancelWait) => {}
-                    None => return Err(Exit::fatal("pooler is shutting down")),
+                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
+                    SessionMsg::Link(conn) => return Ok(Some(Link::new(*conn))),
+                    SessionMsg::CancelWait => {}
                 },
                 r = self.client.readable() => {
                     if r.is_err() { return Ok(None); }
@@ -611,10 +614,7 @@ impl Session {
             if l.is_clean() && self.mode != PoolMode::Session {
                 return Ok(Released::Yes);
             }
-            let rx = self
-                .rx
-                .as_mut()
-                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self.rx.clone().ok_or_else(|| Exit::fatal("bouncer config error"))?;
             let deadline = self.timeouts.deadline(l);
             let timer = async {
                 match deadline {
@@ -646,9 +646,8 @@ impl Session {
                     }
                 }
                 msg = rx.recv() => match msg {
-                    Some(SessionMsg::Disconnect(r)) => return Err(Exit::from_reason(&r)),
-                    Some(_) => {}
-                    None => return Err(Exit::fatal("pooler is shutting down")),
+                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
+                    _ => {}
                 },
             }
         }

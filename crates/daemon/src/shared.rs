@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use pgbouncer_pool_core::{
     Action, ClientId, DisconnectReason, Event, Instant, PoolKey, Pooler, ServerId,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
+
+use crate::mailbox::Mailbox;
 
 use crate::auth::userlist::Secret;
 use crate::runtime::Runtime;
@@ -24,8 +26,8 @@ use crate::server::{self, ServerConn, ServerCredential, ServerTarget};
 /// A message to a client session.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// Your server.
-    Link(ServerConn),
+    /// Your server (boxed: the queue stays small).
+    Link(Box<ServerConn>),
     /// Send this error and close.
     Disconnect(DisconnectReason),
     /// Your wait was cancelled by a cancel request.
@@ -50,7 +52,7 @@ pub struct ScramKeys {
 pub struct Core {
     /// The pool state machine.
     pub pooler: Pooler,
-    sessions: HashMap<ClientId, mpsc::UnboundedSender<SessionMsg>>,
+    sessions: HashMap<ClientId, Arc<Mailbox>>,
     idle: HashMap<ServerId, ServerConn>,
     cancel_targets: HashMap<ServerId, (String, u16, i32, i32)>,
     /// Server parameters per pool from the first login (PgBouncer's welcome message).
@@ -168,16 +170,29 @@ impl Shared {
     }
 
     /// Registers a session mailbox.
-    pub fn register(&self, client: ClientId) -> mpsc::UnboundedReceiver<SessionMsg> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().sessions.insert(client, tx);
-        rx
+    pub fn register(&self, client: ClientId) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::default());
+        self.lock().sessions.insert(client, mailbox.clone());
+        mailbox
     }
 
     /// Removes a session mailbox and tells pool-core the client is gone.
     pub fn client_gone(self: &Arc<Self>, client: ClientId) {
         let mut core = self.lock();
-        core.sessions.remove(&client);
+        if let Some(mailbox) = core.sessions.remove(&client) {
+            // A server mailed to us after we stopped listening is clean: take it back.
+            for msg in mailbox.drain() {
+                if let SessionMsg::Link(conn) = msg {
+                    let server = conn.id;
+                    core.idle.insert(server, *conn);
+                    let now = self.now();
+                    core.pooler.handle(
+                        now,
+                        Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                    );
+                }
+            }
+        }
         core.client_info.remove(&client);
         self.handle_locked(&mut core, Event::ClientClosed { client }, None);
     }
@@ -239,27 +254,19 @@ impl Shared {
                     *mine = Some(conn);
                     return;
                 }
-                let failed = match core.sessions.get(&client) {
-                    Some(tx) => tx.send(SessionMsg::Link(conn)).err().map(|e| match e.0 {
-                        SessionMsg::Link(c) => c,
-                        _ => unreachable!("sent a Link"),
-                    }),
-                    None => Some(conn),
-                };
-                if let Some(conn) = failed {
-                    // The session is gone but pool-core has not heard yet: take the
-                    // server back (it is clean) and forget the client.
-                    core.idle.insert(server, conn);
-                    let now = self.now();
-                    core.pooler.handle(
-                        now,
-                        Event::ClientReleasedServer {
-                            client,
-                            reusable: true,
-                            usage: Default::default(),
-                        },
-                    );
-                    core.pooler.handle(now, Event::ClientClosed { client });
+                match core.sessions.get(&client) {
+                    Some(mailbox) => mailbox.send(SessionMsg::Link(Box::new(conn))),
+                    None => {
+                        // The session is gone but pool-core has not heard yet: take the
+                        // server back (it is clean) and forget the client.
+                        core.idle.insert(server, conn);
+                        let now = self.now();
+                        core.pooler.handle(
+                            now,
+                            Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                        );
+                        core.pooler.handle(now, Event::ClientClosed { client });
+                    }
                 }
             }
             Action::ResetServer { server } => {
@@ -279,8 +286,8 @@ impl Shared {
                 }
             }
             Action::DisconnectClient { client, reason } => {
-                if let Some(tx) = core.sessions.get(&client) {
-                    let _ = tx.send(SessionMsg::Disconnect(reason));
+                if let Some(mailbox) = core.sessions.get(&client) {
+                    mailbox.send(SessionMsg::Disconnect(reason));
                 }
             }
             Action::SendCancel { client, server } => {
@@ -292,8 +299,8 @@ impl Shared {
                 }
             }
             Action::CancelWait { client } => {
-                if let Some(tx) = core.sessions.get(&client) {
-                    let _ = tx.send(SessionMsg::CancelWait);
+                if let Some(mailbox) = core.sessions.get(&client) {
+                    mailbox.send(SessionMsg::CancelWait);
                 }
             }
             Action::PauseDone { database } => {

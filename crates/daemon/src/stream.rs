@@ -101,6 +101,14 @@ impl Stream {
         }
     }
 
+    /// The peer's uid on a Unix socket (SO_PEERCRED), for `peer` authentication.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => s.peer_cred().ok().map(|c| c.uid()),
+            Stream::Tcp(_) => None,
+        }
+    }
+
     /// The local address (`unix` for Unix sockets).
     pub fn local(&self) -> (String, u16) {
         match self {

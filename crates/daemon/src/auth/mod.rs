@@ -1,6 +1,8 @@
 //! Client authentication, as PgBouncer does it against `auth_file` secrets
 //! (mirrors client.c `send_client_authreq` / `check_client_passwd` and scram.c).
 
+pub mod hba;
+pub mod ident;
 pub mod userlist;
 
 use bytes::BytesMut;
@@ -67,14 +69,33 @@ pub struct AuthSuccess {
     pub scram_keys: Option<ScramKeys>,
 }
 
-/// Runs the authentication exchange for `user`. `random` supplies salts and nonces.
+/// Facts about the connection that auth methods look at.
+#[derive(Debug, Clone, Default)]
+pub struct ConnFacts {
+    /// Connected over the Unix socket.
+    pub unix: bool,
+    /// Client address (TCP).
+    pub addr: Option<std::net::IpAddr>,
+    /// Peer uid (Unix socket), for `peer`.
+    pub peer_uid: Option<u32>,
+    /// The database asked for.
+    pub database: String,
+    /// A replication connection.
+    pub replication: bool,
+}
+
+/// Runs the authentication exchange for `user`.
 pub async fn authenticate(
     io: &mut LoginIo<'_>,
     rt: &Runtime,
     user: &str,
+    facts: &ConnFacts,
     plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
 ) -> Result<AuthSuccess, AuthFailure> {
     let secret = rt.secret(user).cloned();
+    if rt.auth_type == AuthType::Hba {
+        return hba_auth(io, rt, user, facts, secret, plain_scram).await;
+    }
     match rt.auth_type {
         AuthType::Any => Ok(AuthSuccess::default()),
         AuthType::Trust => match secret {
@@ -95,6 +116,69 @@ pub async fn authenticate(
             Err(AuthFailure("no authentication method is found".into()))
         }
     }
+}
+
+/// `auth_type = hba`: the first matching `auth_hba_file` rule picks the method.
+async fn hba_auth(
+    io: &mut LoginIo<'_>,
+    rt: &Runtime,
+    user: &str,
+    facts: &ConnFacts,
+    secret: Option<Secret>,
+    plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
+) -> Result<AuthSuccess, AuthFailure> {
+    use hba::{HbaConn, HbaMethod};
+    let conn = HbaConn {
+        unix: facts.unix,
+        tls: false,
+        addr: facts.addr,
+        database: &facts.database,
+        user,
+        replication: facts.replication,
+    };
+    let Some(rule) = rt.hba.as_ref().and_then(|h| h.find(&conn)) else {
+        return Err(AuthFailure("no authentication method is found".into()));
+    };
+    match rule.method {
+        HbaMethod::Trust => Ok(AuthSuccess::default()),
+        HbaMethod::Reject => Err(AuthFailure("login rejected".into())),
+        HbaMethod::Password => plain(io, user, secret.as_ref(), plain_scram).await,
+        HbaMethod::Md5 => match secret {
+            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
+            other => md5_exchange(io, user, other.as_ref()).await,
+        },
+        HbaMethod::ScramSha256 => match secret {
+            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
+            Some(Secret::Plain(p)) => scram(io, Some(plain_scram(user, &p)), false).await,
+            _ => scram(io, None, false).await,
+        },
+        HbaMethod::Peer => {
+            let fail = || AuthFailure("unix socket login rejected".into());
+            let system_user = facts.peer_uid.and_then(user_name_of_uid).ok_or_else(fail)?;
+            let ok = match &rule.map {
+                Some(map) => rt.ident.as_ref().is_some_and(|m| m.allows(map, &system_user, user)),
+                None => system_user == user,
+            };
+            if ok {
+                Ok(AuthSuccess::default())
+            } else {
+                Err(fail())
+            }
+        }
+        HbaMethod::Cert => Err(AuthFailure("certificate authentication failed".into())),
+        _ => Err(AuthFailure("LDAP authentication failed".into())),
+    }
+}
+
+/// The login name of `uid` from /etc/passwd.
+fn user_name_of_uid(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _pw = f.next()?;
+        (f.next()?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }
 
 async fn plain(
