@@ -45,7 +45,10 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     // admin without a password.
     let same_uid = user == "pgbouncer"
         && matches!(io.stream, Stream::Unix(_))
-        && io.stream.peer_uid().is_some_and(|uid| Some(uid) == own_uid());
+        && io
+            .stream
+            .peer_uid()
+            .is_some_and(|uid| Some(uid) == own_uid());
     let is_admin = same_uid || rt.admin_users.iter().any(|u| u == user);
     let is_stats =
         is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
@@ -70,7 +73,16 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         max: io.max.min(65_536),
     };
     if !same_uid {
-        if let Err(f) = auth::authenticate(&mut login, &rt, user, &facts, &plain_scram).await {
+        if let Err(f) = auth::authenticate(
+            &mut login,
+            &rt,
+            user,
+            rt.secret(user).cloned(),
+            &facts,
+            &plain_scram,
+        )
+        .await
+        {
             return Exit::fatal(f.0);
         }
     }

@@ -125,7 +125,10 @@ impl Daemon {
 
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
     let mut stop = shared.shutdown.subscribe();
-    let local = l.local_addr().map(|a| (a.ip().to_string(), a.port())).unwrap_or_default();
+    let local = l
+        .local_addr()
+        .map(|a| (a.ip().to_string(), a.port()))
+        .unwrap_or_default();
     loop {
         tokio::select! {
             r = l.accept() => match r {

@@ -6,6 +6,7 @@
 //! can run the daemon in-process.
 
 pub mod auth;
+mod auth_query;
 pub mod config;
 mod console;
 pub mod daemon;

@@ -19,13 +19,19 @@ pub struct Mailbox {
 impl Mailbox {
     /// Leaves a message and wakes the session.
     pub fn send(&self, msg: SessionMsg) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(msg);
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(msg);
         self.notify.notify_one();
     }
 
     /// Takes the next message without waiting.
     pub fn try_recv(&self) -> Option<SessionMsg> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     /// Waits for the next message. Cancel-safe: a message stays queued until taken.
@@ -40,6 +46,10 @@ impl Mailbox {
 
     /// Everything left, for a session that is going away.
     pub fn drain(&self) -> Vec<SessionMsg> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
     }
 }

@@ -151,7 +151,7 @@ impl ServerConn {
     }
 
     /// Reads one whole message.
-    async fn read_message(&mut self) -> Result<BackendMessage, LoginError> {
+    pub(crate) async fn read_message(&mut self) -> Result<BackendMessage, LoginError> {
         loop {
             match BackendMessage::decode(&mut self.buf, pgbouncer_protocol::DEFAULT_MAX_PACKET_SIZE)
             {

@@ -131,7 +131,9 @@ impl QueryTimeouts {
         let s = &rt.settings;
         let u = s.users.iter().find(|u| u.name == user);
         QueryTimeouts {
-            query: u.and_then(|u| u.query_timeout).unwrap_or_else(|| s.time("query_timeout")),
+            query: u
+                .and_then(|u| u.query_timeout)
+                .unwrap_or_else(|| s.time("query_timeout")),
             idle_transaction: u
                 .and_then(|u| u.idle_transaction_timeout)
                 .unwrap_or_else(|| s.time("idle_transaction_timeout")),
@@ -155,7 +157,11 @@ impl QueryTimeouts {
         if l.pending > 0 {
             consider(l.query_start, self.query, "query timeout");
         }
-        consider(l.idle_in_xact_since, self.idle_transaction, "idle transaction timeout");
+        consider(
+            l.idle_in_xact_since,
+            self.idle_transaction,
+            "idle transaction timeout",
+        );
         if l.status != TransactionStatus::Idle || l.pending > 0 {
             consider(l.xact_start, self.transaction, "transaction timeout");
         }
@@ -235,7 +241,6 @@ impl Session {
 
     /// Reads the startup packet, answering SSL/GSS requests with 'N'. `Ok(None)` for a
     /// cancel request (handled here).
-
     async fn read_startup(&mut self) -> Result<Option<StartupMessage>, Exit> {
         loop {
             match StartupPacket::decode(&mut self.cbuf, self.max) {
@@ -336,6 +341,7 @@ impl Session {
             );
             self.check_mailbox()?;
         }
+        let secret = self.find_secret(&user, &database, db.as_ref()).await?;
         let rt = self.rt.clone();
         let shared = self.shared.clone();
         let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
@@ -354,7 +360,7 @@ impl Session {
             buf: &mut self.cbuf,
             max: login_max,
         };
-        let ok = auth::authenticate(&mut io, &rt, &user, &facts, &plain_scram)
+        let ok = auth::authenticate(&mut io, &rt, &user, secret, &facts, &plain_scram)
             .await
             .map_err(|f| Exit::fatal(f.0))?;
         if let Some(keys) = ok.scram_keys {
@@ -396,6 +402,57 @@ impl Session {
         };
         self.send_welcome(&params, pid, secret).await?;
         Ok(kept)
+    }
+
+    /// The user's secret: from auth_file, else via auth_query when an auth_user is set
+    /// (per database or global), as PgBouncer does.
+    async fn find_secret(
+        &mut self,
+        user: &str,
+        database: &str,
+        db: Option<&crate::config::DatabaseDef>,
+    ) -> Result<Option<crate::auth::userlist::Secret>, Exit> {
+        if let Some(s) = self.rt.secret(user) {
+            return Ok(Some(s.clone()));
+        }
+        let settings = &self.rt.settings;
+        let auth_user = db
+            .and_then(|d| d.auth_user.clone())
+            .or_else(|| Some(settings.str("auth_user").to_string()).filter(|s| !s.is_empty()));
+        let (Some(auth_user), Some(db)) = (auth_user, db) else {
+            return Ok(None);
+        };
+        let query = db
+            .auth_query
+            .clone()
+            .unwrap_or_else(|| settings.str("auth_query").to_string());
+        let auth_db = db
+            .auth_dbname
+            .clone()
+            .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| database.to_string());
+        if auth_db == "pgbouncer" {
+            return Err(Exit::fatal("bouncer config error"));
+        }
+        let shared = self.shared.clone();
+        match shared
+            .auth_conns
+            .lookup(&shared, &auth_db, &auth_user, &query, user)
+            .await
+        {
+            Ok(crate::auth_query::Lookup::Found(secret)) => {
+                shared
+                    .lock()
+                    .dynamic_secrets
+                    .insert(user.to_string(), secret.clone());
+                Ok(Some(secret))
+            }
+            Ok(crate::auth_query::Lookup::NoSuchUser) => Err(Exit::fatal("no such user")),
+            Err(e) => {
+                tracing::warn!("C-{}: auth_query failed: {e}", self.id.0);
+                Err(Exit::fatal("bouncer config error"))
+            }
+        }
     }
 
     fn parse_options(&mut self, options: &str) -> Result<(), Exit> {
@@ -554,7 +611,10 @@ impl Session {
             // Nothing buffered and no server: give the buffer back, so that thousands
             // of idle clients cost little memory (PgBouncer returns pkt_buf the same way).
             self.cbuf = BytesMut::new();
-            let rx = self.rx.clone().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self
+                .rx
+                .clone()
+                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
             tokio::select! {
                 msg = rx.recv() => match msg {
                     SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
@@ -614,7 +674,10 @@ impl Session {
             if l.is_clean() && self.mode != PoolMode::Session {
                 return Ok(Released::Yes);
             }
-            let rx = self.rx.clone().ok_or_else(|| Exit::fatal("bouncer config error"))?;
+            let rx = self
+                .rx
+                .clone()
+                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
             let deadline = self.timeouts.deadline(l);
             let timer = async {
                 match deadline {
@@ -645,10 +708,11 @@ impl Session {
                         return Ok(Released::ClientLeft(reason));
                     }
                 }
-                msg = rx.recv() => match msg {
-                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
-                    _ => {}
-                },
+                msg = rx.recv() => {
+                    if let SessionMsg::Disconnect(r) = msg {
+                        return Err(Exit::from_reason(&r));
+                    }
+                }
             }
         }
     }
@@ -882,6 +946,10 @@ fn get_var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A buffer that already holds a lot means the client is streaming: read more at once.
 fn reserve_client_read(cbuf: &mut BytesMut) {
-    let want = if cbuf.len() >= SMALL_READ { READ_CHUNK } else { SMALL_READ };
+    let want = if cbuf.len() >= SMALL_READ {
+        READ_CHUNK
+    } else {
+        SMALL_READ
+    };
     cbuf.reserve(want);
 }

@@ -59,6 +59,8 @@ pub struct Core {
     pub welcome: HashMap<PoolKey, Vec<(String, String)>>,
     /// SCRAM pass-through keys per user.
     pub scram_keys: HashMap<String, ScramKeys>,
+    /// Secrets found by auth_query, used to log in to servers as those users.
+    pub dynamic_secrets: HashMap<String, Secret>,
     pause_waiters: Vec<(Option<String>, tokio::sync::oneshot::Sender<()>)>,
     /// Socket facts per client, for SHOW CLIENTS.
     pub client_info: HashMap<ClientId, pgbouncer_admin::ConnInfo>,
@@ -80,6 +82,8 @@ pub struct Shared {
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Connections that run auth_query.
+    pub auth_conns: crate::auth_query::AuthConns,
     /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
     pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
 }
@@ -98,6 +102,7 @@ impl Shared {
                 cancel_targets: HashMap::new(),
                 welcome: HashMap::new(),
                 scram_keys: HashMap::new(),
+                dynamic_secrets: HashMap::new(),
                 pause_waiters: Vec::new(),
                 client_info: HashMap::new(),
                 server_info: HashMap::new(),
@@ -110,6 +115,7 @@ impl Shared {
             next_client: AtomicU32::new(1),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
+            auth_conns: Default::default(),
             shutdown_request,
         })
     }
@@ -188,7 +194,11 @@ impl Shared {
                     let now = self.now();
                     core.pooler.handle(
                         now,
-                        Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                        Event::ClientReleasedServer {
+                            client,
+                            reusable: true,
+                            usage: Default::default(),
+                        },
                     );
                 }
             }
@@ -263,7 +273,11 @@ impl Shared {
                         let now = self.now();
                         core.pooler.handle(
                             now,
-                            Event::ClientReleasedServer { client, reusable: true, usage: Default::default() },
+                            Event::ClientReleasedServer {
+                                client,
+                                reusable: true,
+                                usage: Default::default(),
+                            },
                         );
                         core.pooler.handle(now, Event::ClientClosed { client });
                     }
@@ -335,7 +349,10 @@ impl Shared {
         let forced = db.user.as_deref() == Some(&*pool.user);
         let credential = match (&db.password, forced) {
             (Some(p), true) => ServerCredential::Plain(p.clone()),
-            _ => match rt.secret(&pool.user) {
+            _ => match rt
+                .secret(&pool.user)
+                .or_else(|| core.dynamic_secrets.get(&*pool.user))
+            {
                 Some(Secret::Plain(p)) => ServerCredential::Plain(p.clone()),
                 Some(Secret::Md5(h)) => ServerCredential::Md5(h.clone()),
                 Some(Secret::Scram(_)) => match core.scram_keys.get(&*pool.user) {

@@ -1472,3 +1472,98 @@ async fn fake_gucs_answer_like_pgbouncer() {
     );
     assert_eq!(raw_tag(&msgs).as_deref(), Some("SET"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Found while writing the console docs.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_servers_gives_each_servers_address_port_and_backend_pid() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-servers");
+    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 1").await;
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    let app = connect(&format!("{} application_name=linked", md5_conninfo(&d)))
+        .await
+        .unwrap();
+    let pid = scalar(&app, "begin; select pg_backend_pid()")
+        .await
+        .unwrap();
+
+    let clients = table(&admin, "SHOW CLIENTS").await;
+    let client = clients.rows_where("application_name", "linked")[0];
+    let servers = table(&admin, "SHOW SERVERS").await;
+    let rows = servers.rows_where("database", "appdb");
+    assert_eq!(rows.len(), 1, "{:?}", servers.rows);
+    let server = rows[0];
+    assert_eq!(cell(server, "state"), "active");
+    assert_eq!(cell(server, "link"), cell(client, "ptr"));
+    assert_eq!(cell(server, "ptr"), cell(client, "link"));
+    // PgBouncer shows the server socket's peer and local address and, for TCP, the
+    // backend PID from BackendKeyData.
+    assert_eq!(
+        (
+            cell(server, "addr"),
+            int(server, "port"),
+            cell(server, "local_addr"),
+            int(server, "local_port") > 0,
+            cell(server, "remote_pid"),
+        ),
+        (
+            "127.0.0.1".to_string(),
+            i64::from(pg.port()),
+            "127.0.0.1".to_string(),
+            true,
+            pid,
+        ),
+        "SHOW SERVERS (addr, port, local_addr, local_port > 0, remote_pid): {server:?}"
+    );
+    app.simple_query("commit").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_gets_a_new_server_when_the_clients_holding_the_pool_leave_mid_transaction(
+) {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-stranded");
+    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 2").await;
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    let (a, a_conn) = connect_watched(&md5_conninfo(&d)).await;
+    let (b, b_conn) = connect_watched(&md5_conninfo(&d)).await;
+    a.simple_query("begin; select 1").await.unwrap();
+    b.simple_query("begin; select 1").await.unwrap();
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    let waiting = tokio::spawn(async move { scalar(&c, "select 'served'").await });
+    let mut t = Ticker::new("cl_waiting = 1");
+    loop {
+        t.next().await;
+        let row = pool_row(&admin, "appdb", MD5_USER).await.unwrap();
+        if int(&row, "cl_waiting") == 1 {
+            break;
+        }
+    }
+    // Both holders go away inside their transactions: their servers are dirty and
+    // closed, so the pool has room again and must open a server for the waiting client.
+    drop((a, b));
+    for conn in [a_conn, b_conn] {
+        tokio::time::timeout(LIMIT, conn)
+            .await
+            .expect("the holder's connection ends")
+            .unwrap()
+            .unwrap();
+    }
+    let got = tokio::time::timeout(LIMIT, waiting).await;
+    let pools = pool_row(&admin, "appdb", MD5_USER).await;
+    let got = got.unwrap_or_else(|_| {
+        panic!(
+            "the waiting client was never served after the pool's servers were closed; \
+             SHOW POOLS: {pools:?}"
+        )
+    });
+    assert_eq!(got.unwrap().unwrap(), "served");
+}

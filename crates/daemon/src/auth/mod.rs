@@ -89,10 +89,10 @@ pub async fn authenticate(
     io: &mut LoginIo<'_>,
     rt: &Runtime,
     user: &str,
+    secret: Option<Secret>,
     facts: &ConnFacts,
     plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
 ) -> Result<AuthSuccess, AuthFailure> {
-    let secret = rt.secret(user).cloned();
     if rt.auth_type == AuthType::Hba {
         return hba_auth(io, rt, user, facts, secret, plain_scram).await;
     }
@@ -156,7 +156,10 @@ async fn hba_auth(
             let fail = || AuthFailure("unix socket login rejected".into());
             let system_user = facts.peer_uid.and_then(user_name_of_uid).ok_or_else(fail)?;
             let ok = match &rule.map {
-                Some(map) => rt.ident.as_ref().is_some_and(|m| m.allows(map, &system_user, user)),
+                Some(map) => rt
+                    .ident
+                    .as_ref()
+                    .is_some_and(|m| m.allows(map, &system_user, user)),
                 None => system_user == user,
             };
             if ok {

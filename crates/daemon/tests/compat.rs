@@ -1,0 +1,298 @@
+//! Drop-in compatibility with real clients: auth_query, hba with peer over the Unix
+//! socket, cancel requests, COPY in transaction mode, and configuration from the
+//! environment only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_query_fetches_md5_and_scram_secrets_from_the_server() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("authq");
+    // Only the auth_user is in the userlist: everyone else is looked up.
+    let text = ini(pg, &dir, "auth_user = postgres\npool_mode = transaction");
+    std::fs::write(dir.0.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    for (user, pass) in [(MD5_USER, MD5_PASSWORD), (SCRAM_USER, SCRAM_PASSWORD)] {
+        let o = psql(
+            pg,
+            &conninfo(&d, user, pass, "appdb"),
+            "select current_user",
+        )
+        .await;
+        assert_eq!(stdout(&o), user, "{user}: {}", stderr(&o));
+    }
+    let e = connect(&conninfo(&d, MD5_USER, "wrong", "appdb"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "password authentication failed");
+    let e = connect(&conninfo(&d, "ghost_user", "x", "appdb"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        ("FATAL".into(), "08P01".into(), "no such user".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hba_rules_pick_the_method_per_user_and_address() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("hba");
+    let hba = dir.0.join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "# TYPE DATABASE USER ADDRESS METHOD\n\
+         host all md5user 127.0.0.1/32 md5\n\
+         host all plainuser 127.0.0.0 255.0.0.0 password\n\
+         host all scramuser 127.0.0.1/32 scram-sha-256\n\
+         host all all 0.0.0.0/0 reject\n",
+    )
+    .unwrap();
+    let extra = format!("auth_type = hba\nauth_hba_file = {}", hba.display());
+    let d = start(pg, &dir, &extra).await;
+    for (user, pass) in [
+        (MD5_USER, MD5_PASSWORD),
+        ("plainuser", "plainpass"),
+        (SCRAM_USER, SCRAM_PASSWORD),
+    ] {
+        let o = psql(pg, &conninfo(&d, user, pass, "appdb"), "select 1").await;
+        assert_eq!(stdout(&o), "1", "{user}: {}", stderr(&o));
+        let e = connect(&conninfo(&d, user, "wrong", "appdb"))
+            .await
+            .unwrap_err();
+        assert!(db_error(&e).2.ends_with("authentication failed"), "{user}");
+    }
+    let e = connect(&conninfo(&d, "admin", "adminpass", "appdb"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "login rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_listener_serves_clients_and_peer_auth_maps_the_os_user() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("unix");
+    let os_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let hba = dir.0.join("hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all peer map=app\nhost all all 127.0.0.1/32 md5\n",
+    )
+    .unwrap();
+    let ident = dir.0.join("ident.conf");
+    std::fs::write(&ident, format!("app {os_user} {MD5_USER}\n")).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "auth_type = hba\nauth_hba_file = {}\nauth_ident_file = {}\nunix_socket_dir = {}\nlisten_port = {port}",
+        hba.display(),
+        ident.display(),
+        dir.0.display()
+    );
+    let text = ini(pg, &dir, &extra).replace("listen_port = 0\nunix_socket_dir =\n", "");
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let socket = dir.0.join(format!(".s.PGSQL.{port}"));
+    assert!(socket.exists(), "unix socket {socket:?} missing");
+    // peer: no password, the OS user maps to md5user.
+    let ci = format!(
+        "host={} port={port} user={MD5_USER} dbname=appdb",
+        dir.0.display()
+    );
+    let o = psql(pg, &ci, "select current_user").await;
+    assert_eq!(stdout(&o), MD5_USER, "{}", stderr(&o));
+    // Not in the map: refused.
+    let ci = format!(
+        "host={} port={port} user=plainuser dbname=appdb",
+        dir.0.display()
+    );
+    let o = psql(pg, &ci, "select 1").await;
+    assert!(
+        stderr(&o).contains("unix socket login rejected"),
+        "{}",
+        stderr(&o)
+    );
+    // TCP still works with md5.
+    let o = psql(pg, &md5_conninfo(&d), "select 2").await;
+    assert_eq!(stdout(&o), "2", "{}", stderr(&o));
+    // The admin console via the socket as `pgbouncer` from our own OS user, no password.
+    let ci = format!(
+        "host={} port={port} user=pgbouncer dbname=pgbouncer",
+        dir.0.display()
+    );
+    let o = psql(pg, &ci, "show state").await;
+    assert!(
+        stdout(&o).contains("paused|no"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+    assert!(!socket.exists(), "socket file removed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query_on_the_right_server() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("cancel");
+    let d = start(pg, &dir, "pool_mode = transaction").await;
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    let other = connect(&md5_conninfo(&d)).await.unwrap();
+    let token = c.cancel_token();
+    let running = tokio::spawn(async move { c.simple_query("select pg_sleep(10)").await });
+    // Wait until the sleep is really running on a server.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..250 {
+        tick.tick().await;
+        let n = pg
+            .psql("postgres", "select count(*) from pg_stat_activity where query = 'select pg_sleep(10)' and state = 'active'")
+            .unwrap();
+        if n == "1" {
+            break;
+        }
+    }
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(8), running)
+        .await
+        .expect("cancel took effect")
+        .unwrap();
+    let e = r.unwrap_err();
+    assert_eq!(db_error(&e).1, "57014", "{e}");
+    // The other client and the pool are fine.
+    let rows = other.simple_query("select 1").await.unwrap();
+    assert!(!rows.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_work_in_transaction_mode() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("copy");
+    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 2").await;
+    let data = dir.0.join("in.txt");
+    let rows: String = (1..=50_000).map(|i| format!("{i}\tline {i}\n")).collect();
+    std::fs::write(&data, &rows).unwrap();
+    let out = dir.0.join("out.txt");
+    let script = format!(
+        "create table if not exists copy_t(a int, b text);\ntruncate copy_t;\n\\copy copy_t from '{}'\nselect count(*) from copy_t;\n\\copy (select * from copy_t order by a) to '{}'\n",
+        data.display(),
+        out.display()
+    );
+    let script_path = dir.0.join("copy.sql");
+    std::fs::write(&script_path, &script).unwrap();
+    let o = run(
+        pg,
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &md5_conninfo(&d),
+            "-f",
+            &script_path.to_string_lossy(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("50000"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), rows);
+    // A COPY that fails half way (bad data) leaves a usable server behind.
+    let bad = dir.0.join("bad.sql");
+    std::fs::write(
+        &bad,
+        "copy copy_t from stdin;\n1\tok\nnot-a-number\tbad\n\\.\n",
+    )
+    .unwrap();
+    let o = run(
+        pg,
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            &md5_conninfo(&d),
+            "-f",
+            &bad.to_string_lossy(),
+        ],
+    )
+    .await;
+    assert!(
+        stderr(&o).contains("invalid input syntax for type integer"),
+        "{}",
+        stderr(&o)
+    );
+    let o = psql(pg, &md5_conninfo(&d), "select count(*) from copy_t").await;
+    assert_eq!(stdout(&o), "50000", "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_from_environment_variables_alone() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgbouncer-rs"))
+        .env_clear()
+        .env("DATABASES_HOST", "127.0.0.1")
+        .env("DATABASES_PORT", pg.port().to_string())
+        .env("DATABASES_USER", MD5_USER)
+        .env("DATABASES_PASSWORD", MD5_PASSWORD)
+        .env("DATABASES_DBNAME", "appdb")
+        .env("PGBOUNCER_LISTEN_ADDR", "127.0.0.1")
+        .env("PGBOUNCER_LISTEN_PORT", port.to_string())
+        .env("PGBOUNCER_UNIX_SOCKET_DIR", "")
+        .env("PGBOUNCER_AUTH_TYPE", "any")
+        .env("PGBOUNCER_POOL_MODE", "transaction")
+        .env("PGBOUNCER_DEFAULT_POOL_SIZE", "5")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ci = format!("host=127.0.0.1 port={port} user=whoever dbname=mydb");
+    let mut last = String::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..200 {
+        tick.tick().await;
+        let o = psql(pg, &ci, "select current_user, current_database()").await;
+        if o.status.success() {
+            last = stdout(&o);
+            break;
+        }
+        last = stderr(&o);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(last, format!("{MD5_USER}|appdb"));
+}
