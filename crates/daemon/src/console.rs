@@ -17,7 +17,7 @@ use pgbouncer_protocol::{
 };
 
 use crate::auth::{self, LoginIo};
-use crate::config::{keys, AuthType, Settings};
+use crate::config::{keys, AuthType};
 use crate::daemon::ShutdownMode;
 use crate::runtime::Runtime;
 use crate::session::Exit;
@@ -270,7 +270,7 @@ async fn run_command(
             }
             Reply::Tag("SHUTDOWN".into())
         }
-        Effect::Reload => match reload(shared, &rt) {
+        Effect::Reload => match crate::daemon::reload_from_disk(shared) {
             Ok(()) => Reply::Tag("RELOAD".into()),
             Err(e) => {
                 tracing::error!("config file loading failed: {e}");
@@ -283,26 +283,6 @@ async fn run_command(
         },
         _ => Reply::Error(admin::AdminError::bad_arguments()),
     })
-}
-
-/// Re-reads the ini (and environment) the daemon started from.
-pub(crate) fn reload(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), String> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let settings = Settings::load(rt.settings.file.as_deref(), &env).map_err(|e| e.to_string())?;
-    let settings = keep_startup_only(settings, &rt.settings);
-    let new = Runtime::new(settings).map_err(|e| e.to_string())?;
-    shared.set_runtime(new);
-    Ok(())
-}
-
-/// RELOAD and SET leave startup-only keys as they were (PgBouncer's `CF_NO_RELOAD`).
-fn keep_startup_only(mut new: Settings, old: &Settings) -> Settings {
-    for k in keys::KEYS.iter().filter(|k| !k.reloadable) {
-        if let Some(v) = old.values.get(k.name) {
-            new.values.insert(k.name, v.clone());
-        }
-    }
-    new
 }
 
 fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<(), ()> {

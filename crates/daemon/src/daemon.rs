@@ -56,7 +56,10 @@ impl Daemon {
         let rt = Runtime::new(settings)?;
         let listeners = net::bind(&rt.settings).await?;
         let shared = Shared::new(rt);
-        let mut tasks = vec![tokio::spawn(shared.clone().run_timers())];
+        let mut tasks = vec![
+            tokio::spawn(shared.clone().run_timers()),
+            tokio::spawn(log_stats(shared.clone())),
+        ];
         let mut addrs = Vec::new();
         for l in listeners.tcp {
             if let Ok(a) = l.local_addr() {
@@ -121,6 +124,62 @@ impl Daemon {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// The periodic `stats:` log line (`log_stats`, every `stats_period`), with PgBouncer's
+/// wording: per-second rates and average times over the last period, all pools summed.
+async fn log_stats(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.subscribe();
+    let mut previous = pgbouncer_pool_core::StatCounters::default();
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let period =
+            Duration::from_secs(shared.runtime().settings.int("stats_period").max(1) as u64);
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let mut totals = pgbouncer_pool_core::StatCounters::default();
+        {
+            let core = shared.lock();
+            for p in core.pooler.pools(shared.now()) {
+                totals.add(&p.stats.totals);
+            }
+        }
+        let elapsed = last.elapsed().as_micros().max(1) as u64;
+        last = tokio::time::Instant::now();
+        let avg = totals.averages(&previous, elapsed);
+        previous = totals;
+        if shared.runtime().settings.bool("log_stats") {
+            tracing::info!(
+                "stats: {} xacts/s, {} queries/s, {} client parses/s, {} server parses/s, {} binds/s, in {} B/s, out {} B/s, xact {} us, query {} us, wait {} us",
+                avg.xact_count, avg.query_count, avg.client_parse_count, avg.server_parse_count,
+                avg.bind_count, avg.bytes_received, avg.bytes_sent, avg.xact_time, avg.query_time,
+                avg.wait_time
+            );
+        }
+    }
+}
+
+/// RELOAD / SIGHUP: re-reads the ini (and environment) the daemon started from. Every
+/// `[pgbouncer]` key starts from its default again, except startup-only keys (kept as
+/// they were) and keys whose default is NULL (kept when the file no longer sets them),
+/// as PgBouncer does. A bad file keeps the old configuration.
+pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
+    let old = shared.runtime();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut new = Settings::load(old.settings.file.as_deref(), &env).map_err(|e| e.to_string())?;
+    for k in crate::config::keys::KEYS {
+        let keep = !k.reloadable || (k.default.is_none() && !new.origins.contains_key(k.name));
+        if keep {
+            if let Some(v) = old.settings.values.get(k.name) {
+                new.values.insert(k.name, v.clone());
+            }
+        }
+    }
+    let rt = Runtime::new(new).map_err(|e| e.to_string())?;
+    shared.set_runtime(rt);
+    Ok(())
 }
 
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {

@@ -136,10 +136,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(settings, args.file))
+    runtime.block_on(run(settings))
 }
 
-async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
+async fn run(settings: Settings) -> ExitCode {
     let pidfile_path = settings.str("pidfile").to_string();
     let _pidfile = if pidfile_path.is_empty() {
         None
@@ -164,7 +164,7 @@ async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    let mode = match wait_for_signals(&daemon, file).await {
+    let mode = match wait_for_signals(&daemon).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("FATAL cannot install signal handlers: {e}");
@@ -187,7 +187,7 @@ async fn run(settings: Settings, file: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signals(daemon: &Daemon, file: Option<PathBuf>) -> std::io::Result<ShutdownMode> {
+async fn wait_for_signals(daemon: &Daemon) -> std::io::Result<ShutdownMode> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -200,9 +200,8 @@ async fn wait_for_signals(daemon: &Daemon, file: Option<PathBuf>) -> std::io::Re
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("got SIGHUP, re-reading config");
-                match Settings::load(file.as_deref(), &env()) {
-                    Ok(s) => if let Err(e) = daemon.reload(s) { tracing::error!("config file loading failed: {e}") },
-                    Err(e) => tracing::error!("config file loading failed: {e}"),
+                if let Err(e) = pgbouncer_rs::daemon::reload_from_disk(&daemon.shared) {
+                    tracing::error!("config file loading failed: {e}");
                 }
             }
             _ = int.recv() => return Ok(ShutdownMode::WaitForServers),

@@ -775,8 +775,18 @@ impl Session {
         l.sscan
             .scan(&l.conn.buf, self.max, &mut v)
             .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?;
+        // PgBouncer compat: in statement mode a ReadyForQuery that opens a transaction
+        // is not forwarded; the client gets the FATAL error in its place.
+        let refused =
+            self.mode == PoolMode::Statement && v.rfq.iter().any(|s| *s != TransactionStatus::Idle);
+        let mut end = l.conn.buf.len();
+        if refused
+            && (l.conn.buf.ends_with(b"Z\0\0\0\x05T") || l.conn.buf.ends_with(b"Z\0\0\0\x05E"))
+        {
+            end -= 6;
+        }
         self.client
-            .write_all(&l.conn.buf)
+            .write_all(&l.conn.buf[..end])
             .await
             .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
         l.usage.bytes_sent += l.conn.buf.len() as u64;

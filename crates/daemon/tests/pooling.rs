@@ -1,0 +1,284 @@
+//! Pool settings as users see them through a real PostgreSQL: errors and SQLSTATEs of
+//! limits and timeouts, statement mode, server recycling, the reserve pool, and a
+//! connection storm held under max_db_connections.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pg_harness::{ClusterOptions, PgCluster, MD5_PASSWORD, MD5_USER};
+
+fn first_value(rows: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_disconnects_a_client_whose_query_runs_too_long() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("qtimeout");
+    let d = start(pg, &dir, "pool_mode = transaction\nquery_timeout = 0.5").await;
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    let e = c.simple_query("select pg_sleep(30)").await.unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        ("FATAL".into(), "08P01".into(), "query timeout".into())
+    );
+    let ok = connect(&md5_conninfo(&d)).await.unwrap();
+    assert_eq!(
+        first_value(&ok.simple_query("select 5").await.unwrap()).as_deref(),
+        Some("5")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_transaction_timeout_disconnects_a_client_idle_inside_a_transaction() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("idletx");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\nidle_transaction_timeout = 0.5",
+    )
+    .await;
+    let (c, conn) = tokio_postgres::connect(&md5_conninfo(&d), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    c.simple_query("begin").await.unwrap();
+    // The pooler closes the connection; the driver future ends with its error.
+    let ended = tokio::time::timeout(Duration::from_secs(20), driver)
+        .await
+        .expect("closed by the pooler");
+    let e = ended.unwrap().unwrap_err();
+    assert_eq!(db_error(&e).2, "idle transaction timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_mode_refuses_transaction_blocks_with_pgbouncers_error() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("stmt");
+    let d = start(pg, &dir, "pool_mode = statement").await;
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    assert_eq!(
+        first_value(&c.simple_query("select 1").await.unwrap()).as_deref(),
+        Some("1")
+    );
+    let e = c.simple_query("begin").await.unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        (
+            "FATAL".into(),
+            "08P01".into(),
+            "transaction blocks not allowed in statement pooling mode".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lifetime_recycles_servers_after_they_are_released() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("lifetime");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nserver_lifetime = 0.3",
+    )
+    .await;
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    let pid1 = first_value(&c.simple_query("select pg_backend_pid()").await.unwrap()).unwrap();
+    let pid2 = first_value(&c.simple_query("select pg_backend_pid()").await.unwrap()).unwrap();
+    assert_eq!(pid1, pid2, "young server reused");
+    // This transaction outlives the server's lifetime: the server is closed on release.
+    c.simple_query("select pg_sleep(0.5)").await.unwrap();
+    let pid3 = first_value(&c.simple_query("select pg_backend_pid()").await.unwrap()).unwrap();
+    assert_ne!(pid1, pid3, "server recycled after server_lifetime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_pool_serves_a_waiting_client_only_after_reserve_pool_timeout() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    // Without a reserve, the second client waits until query_wait_timeout.
+    let dir = Scratch::new("noreserve");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nquery_wait_timeout = 1",
+    )
+    .await;
+    let a = connect(&md5_conninfo(&d)).await.unwrap();
+    a.simple_query("begin; select 1").await.unwrap();
+    let b = connect(&md5_conninfo(&d)).await.unwrap();
+    let e = b.simple_query("select 2").await.unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        ("FATAL".into(), "08P01".into(), "query_wait_timeout".into())
+    );
+
+    // With a reserve, it is served by an extra server while `a` still holds the first.
+    let dir = Scratch::new("reserve");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nreserve_pool_size = 1\nreserve_pool_timeout = 0.3\nquery_wait_timeout = 20",
+    )
+    .await;
+    let a = connect(&md5_conninfo(&d)).await.unwrap();
+    let pid_a = first_value(
+        &a.simple_query("begin; select pg_backend_pid()")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let b = connect(&md5_conninfo(&d)).await.unwrap();
+    let pid_b = first_value(&b.simple_query("select pg_backend_pid()").await.unwrap()).unwrap();
+    assert_ne!(pid_a, pid_b, "the reserve server, not a's");
+    let admin = connect(&conninfo(&d, "admin", "adminpass", "pgbouncer"))
+        .await
+        .unwrap();
+    let stats = admin.simple_query("show stats_totals").await.unwrap();
+    let wait_us: u64 = stats
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("appdb") => {
+                r.get("wait_time").and_then(|v| v.parse().ok())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        wait_us >= 300_000,
+        "b was served only after reserve_pool_timeout (waited {wait_us} us)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_client_conn_refuses_extra_clients_with_pgbouncers_error() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("maxclient");
+    let d = start(pg, &dir, "pool_mode = transaction\nmax_client_conn = 2").await;
+    let _a = connect(&md5_conninfo(&d)).await.unwrap();
+    let _b = connect(&md5_conninfo(&d)).await.unwrap();
+    let e = connect(&md5_conninfo(&d)).await.unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        (
+            "FATAL".into(),
+            "08P01".into(),
+            "no more connections allowed (max_client_conn)".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_clients_connecting_per_request_for_thirty_seconds_stay_under_max_db_connections(
+) {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::start(ClusterOptions {
+        max_connections: 40,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = Scratch::new("storm");
+    let d = start(
+        &pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 20\nreserve_pool_size = 5\nreserve_pool_timeout = 1\n\
+         max_db_connections = 30\nmax_client_conn = 1000\nquery_wait_timeout = 60",
+    )
+    .await;
+    let peak = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicU32::new(0));
+    let watcher = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        let ci = pg.socket_conninfo("postgres", "postgres");
+        tokio::spawn(async move {
+            let c = connect(&ci).await.unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for _ in 0..5000 {
+                tick.tick().await;
+                if stop.load(Ordering::Relaxed) == 1 {
+                    break;
+                }
+                let row = c
+                    .query_one("select count(*)::int from pg_stat_activity where usename in ('md5user', 'plainuser')", &[])
+                    .await
+                    .unwrap();
+                peak.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
+            }
+        })
+    };
+    // Two users, so two pools compete for the database's 30 connections.
+    let script = dir.0.join("req.sql");
+    std::fs::write(&script, "select count(*) from pg_class;\n").unwrap();
+    let runs: Vec<_> = [(MD5_USER, MD5_PASSWORD), ("plainuser", "plainpass")]
+        .into_iter()
+        .map(|(u, p)| {
+            let ci = conninfo(&d, u, p, "appdb");
+            let script = script.to_string_lossy().to_string();
+            let bin = pg.bin_dir().join("pgbench");
+            tokio::spawn(async move {
+                tokio::process::Command::new(bin)
+                    .args([
+                        "-n", "-C", "-c", "250", "-j", "2", "-T", "30", "-f", &script, &ci,
+                    ])
+                    .output()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut total = 0u64;
+    for r in runs {
+        let o = r.await.unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.contains("number of failed transactions: 0 (0.000%)"),
+            "{out}"
+        );
+        total += out
+            .lines()
+            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+            .and_then(|n| n.split('/').next())
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    stop.store(1, Ordering::Relaxed);
+    watcher.await.unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(total > 0);
+    assert!(
+        peak <= 30,
+        "PostgreSQL saw {peak} connections from the pooler (max_db_connections = 30)"
+    );
+}
