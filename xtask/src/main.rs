@@ -4,8 +4,10 @@
 //! non-zero when something fails. `.ci/run` calls `cargo xtask ci`.
 
 mod ci;
+mod bench;
 mod cmd;
 mod demo;
+mod fakepg;
 mod fuzz;
 mod layering;
 mod pg;
@@ -23,6 +25,10 @@ commands:
   tidy                        //! headers, file sizes, no dbg!/println!/mutable statics
   pg [--max-connections N]    start a throwaway PostgreSQL until stdin closes
   fuzz TARGET [--seconds N]   cargo-fuzz run with a time limit (nightly + cargo-fuzz)
+  demo [--no-wait]            PostgreSQL with max_connections 30, 300 clients through pgbouncer-rs
+  bench [--quick] [--micro-only|--no-micro] [--no-macro] [--save NAME|--baseline NAME]
+                              criterion micro-benches, pooler-bound run against a fake server,
+                              and the reference pgbench harness next to PgBouncer
 ";
 
 fn main() -> ExitCode {
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
         "pg" => pg::run(&rest),
         "fuzz" => fuzz::run(&rest),
         "demo" => demo::run(&rest),
-        // `bench` goes here.
+        "bench" => bench::run(&rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
