@@ -294,11 +294,15 @@ impl Session {
                 },
             }
         }
-        if m.param("replication")
-            .is_some_and(|r| r != "false" && r != "0" && r != "off")
-        {
-            return Err(Exit::fatal("replication connections are not supported"));
-        }
+        let replication = m
+            .param("replication")
+            .filter(|r| {
+                !matches!(
+                    r.to_ascii_lowercase().as_str(),
+                    "false" | "0" | "off" | "no"
+                )
+            })
+            .map(str::to_string);
         if self.rt.log_connections {
             tracing::info!(
                 "C-{}: {} login attempt: db={database} user={user} tls=no",
@@ -350,7 +354,7 @@ impl Session {
             addr: self.addr.parse().ok(),
             peer_uid: self.client.peer_uid(),
             database: database.clone(),
-            replication: false,
+            replication: replication.as_deref().is_some_and(|r| r != "database"),
         };
         // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
         // bigger length during login is an attack or garbage, not a password.
@@ -385,6 +389,9 @@ impl Session {
             },
             None,
         );
+        if let Some(value) = replication {
+            return Err(Box::pin(self.replicate(&pool, &value, pid, secret)).await);
+        }
         let cached = self.shared.lock().welcome.get(&pool).cloned();
         let mut kept = None;
         let params = match cached {
@@ -402,6 +409,78 @@ impl Session {
         };
         self.send_welcome(&params, pid, secret).await?;
         Ok(kept)
+    }
+
+    /// A replication connection (`replication=database` or `true`): always session
+    /// pooled on a dedicated server that logs in with the replication parameter, then the
+    /// bytes are relayed both ways untouched (PgBouncer >= 1.23 semantics).
+    async fn replicate(&mut self, pool: &PoolKey, value: &str, pid: i32, secret: i32) -> Exit {
+        let target = {
+            let core = self.shared.lock();
+            self.shared.server_target(&core, pool)
+        };
+        let Some(mut target) = target else {
+            return Exit::fatal(format!("no such database: {}", pool.database));
+        };
+        target
+            .startup_params
+            .push(("replication".into(), value.to_string()));
+        for (k, v) in &self.vars {
+            target.startup_params.push((k.clone(), v.clone()));
+        }
+        let timeout = self.rt.settings.time("server_connect_timeout");
+        let id = pgbouncer_pool_core::ServerId(0);
+        let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
+            Ok(c) => c,
+            Err(e) => return Exit::Fatal(e.code, e.message),
+        };
+        let params = conn.params.clone();
+        if let Err(e) = self.send_welcome(&params, pid, secret).await {
+            return e;
+        }
+        let mut cbuf = std::mem::take(&mut self.cbuf);
+        loop {
+            if !cbuf.is_empty() {
+                if conn.stream.write_all(&cbuf).await.is_err() {
+                    return Exit::fatal("server conn crashed?");
+                }
+                cbuf.clear();
+            }
+            if !conn.buf.is_empty() {
+                if self.client.write_all(&conn.buf).await.is_err() {
+                    return Exit::Quiet("client unexpected eof".into());
+                }
+                conn.buf.clear();
+            }
+            tokio::select! {
+                r = self.client.readable() => {
+                    if r.is_err() {
+                        return Exit::Quiet("client unexpected eof".into());
+                    }
+                    cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut cbuf) {
+                        Ok(0) => return Exit::Quiet("client close request".into()),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            return Exit::Quiet("client unexpected eof".into());
+                        }
+                        _ => {}
+                    }
+                }
+                r = conn.stream.readable() => {
+                    if r.is_err() {
+                        return Exit::fatal("server conn crashed?");
+                    }
+                    conn.buf.reserve(SERVER_READ_CHUNK);
+                    match conn.stream.try_read_buf(&mut conn.buf) {
+                        Ok(0) => return Exit::Quiet("server closed the replication connection".into()),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            return Exit::fatal("server conn crashed?");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 
     /// The user's secret: from auth_file, else via auth_query when an auth_user is set

@@ -1557,63 +1557,17 @@ async fn a_waiting_client_gets_a_new_server_when_the_clients_holding_the_pool_le
             .unwrap()
             .unwrap();
     }
-    let got = tokio::time::timeout(LIMIT, waiting).await;
+    // A new server is one connect away; 5 s is far beyond that and far below the
+    // unrelated timer (server_connect_timeout, 15 s) that eventually rescues the client
+    // when the pooler forgets to look at its queue.
+    let promptly = Duration::from_secs(5);
+    let got = tokio::time::timeout(promptly, waiting).await;
     let pools = pool_row(&admin, "appdb", MD5_USER).await;
     let got = got.unwrap_or_else(|_| {
         panic!(
-            "the waiting client was never served after the pool's servers were closed; \
+            "the waiting client was not served although the pool had room for new servers; \
              SHOW POOLS: {pools:?}"
         )
     });
     assert_eq!(got.unwrap().unwrap(), "served");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tmp_psql_holders_variant() {
-    if !pg_harness::require_postgres() {
-        return;
-    }
-    let pg = PgCluster::shared().unwrap();
-    let dir = Scratch::new("admin-stranded2");
-    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 2").await;
-    let admin = connect(&admin_conninfo(&d)).await.unwrap();
-    let info = md5_conninfo(&d);
-    let h1 = {
-        let info = info.clone();
-        tokio::spawn(async move {
-            psql(
-                PgCluster::shared().unwrap(),
-                &info,
-                "begin; select pg_sleep(1)",
-            )
-            .await
-        })
-    };
-    let h2 = {
-        let info = info.clone();
-        tokio::spawn(async move {
-            psql(
-                PgCluster::shared().unwrap(),
-                &info,
-                "begin; select pg_sleep(1)",
-            )
-            .await
-        })
-    };
-    let mut t = Ticker::new("sv_active = 2");
-    loop {
-        t.next().await;
-        if let Some(row) = pool_row(&admin, "appdb", MD5_USER).await {
-            if int(&row, "sv_active") == 2 {
-                break;
-            }
-        }
-    }
-    let c = connect(&info).await.unwrap();
-    let waiting = tokio::spawn(async move { scalar(&c, "select 'served'").await });
-    h1.await.unwrap();
-    h2.await.unwrap();
-    let got = tokio::time::timeout(LIMIT, waiting).await;
-    let pools = pool_row(&admin, "appdb", MD5_USER).await;
-    assert!(got.is_ok(), "stranded: {pools:?}");
 }

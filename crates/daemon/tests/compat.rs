@@ -296,3 +296,47 @@ async fn the_binary_runs_from_environment_variables_alone() {
     let _ = child.wait();
     assert_eq!(last, format!("{MD5_USER}|appdb"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_connections_are_passed_through_on_a_dedicated_server() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::start(pg_harness::ClusterOptions {
+        extra_conf: vec![
+            "wal_level = logical".into(),
+            "max_wal_senders = 4".into(),
+            "max_replication_slots = 4".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    // PostgreSQL's own pg_hba: "all" does not cover replication connections.
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let mut text = std::fs::read_to_string(&hba).unwrap();
+    text.insert_str(0, "host replication md5user 127.0.0.1/32 md5\n");
+    std::fs::write(&hba, text).unwrap();
+    pg.psql(
+        "postgres",
+        "alter role md5user replication; select pg_reload_conf()",
+    )
+    .unwrap();
+    let dir = Scratch::new("repl");
+    let d = start(&pg, &dir, "pool_mode = transaction").await;
+    for mode in ["database", "true"] {
+        let ci = format!("{} replication={mode}", md5_conninfo(&d));
+        let o = psql(&pg, &ci, "IDENTIFY_SYSTEM").await;
+        assert!(o.status.success(), "replication={mode}: {}", stderr(&o));
+        let out = stdout(&o);
+        let system_id = pg
+            .psql(
+                "postgres",
+                "select system_identifier from pg_control_system()",
+            )
+            .unwrap();
+        assert!(out.starts_with(&system_id), "replication={mode}: {out}");
+    }
+    // A normal client of the same pool still pools as usual.
+    let o = psql(&pg, &md5_conninfo(&d), "select 3").await;
+    assert_eq!(stdout(&o), "3", "{}", stderr(&o));
+}
