@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--save NAME | --baseline NAME]`
+//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--save NAME | --baseline NAME]`
 //!
 //! 1. criterion micro-benches: protocol decode/encode MB/s, pool-core checkout+checkin
 //!    rate, and the cost of the pool hand-off (mutex vs channel).
@@ -20,11 +20,19 @@ struct Opts {
     micro: bool,
     pooler_bound: bool,
     macro_bench: bool,
+    scale: bool,
     criterion_args: Vec<String>,
 }
 
 fn parse(args: &[&str]) -> Result<Opts, Failure> {
-    let mut o = Opts { quick: false, micro: true, pooler_bound: true, macro_bench: true, criterion_args: vec![] };
+    let mut o = Opts {
+        quick: false,
+        micro: true,
+        pooler_bound: true,
+        macro_bench: true,
+        scale: true,
+        criterion_args: vec![],
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -32,13 +40,27 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
             "--micro-only" => {
                 o.pooler_bound = false;
                 o.macro_bench = false;
+                o.scale = false;
             }
             "--no-micro" => o.micro = false,
             "--no-macro" => o.macro_bench = false,
+            "--no-scale" => o.scale = false,
+            "--scale-only" => {
+                o.micro = false;
+                o.pooler_bound = false;
+                o.macro_bench = false;
+            }
             "--save" | "--baseline" => {
-                let name = it.next().ok_or_else(|| Failure::Usage(format!("{a} needs a name")))?;
-                let flag = if *a == "--save" { "--save-baseline" } else { "--baseline" };
-                o.criterion_args.extend([flag.to_string(), name.to_string()]);
+                let name = it
+                    .next()
+                    .ok_or_else(|| Failure::Usage(format!("{a} needs a name")))?;
+                let flag = if *a == "--save" {
+                    "--save-baseline"
+                } else {
+                    "--baseline"
+                };
+                o.criterion_args
+                    .extend([flag.to_string(), name.to_string()]);
             }
             other => return Err(Failure::Usage(format!("unexpected argument `{other}`"))),
         }
@@ -57,6 +79,9 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     }
     if o.pooler_bound {
         pooler_bound(&root, &o)?;
+    }
+    if o.scale {
+        crate::scale::run(&root, o.quick)?;
     }
     if o.macro_bench {
         macro_bench(&root, &o)?;
@@ -83,11 +108,13 @@ fn micro(o: &Opts) -> Outcome {
 }
 
 /// A pooler process, killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-QUIT", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.0.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -100,7 +127,7 @@ impl Drop for Proc {
     }
 }
 
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -110,24 +137,33 @@ fn clock_ticks() -> f64 {
 }
 
 /// utime + stime of `pid` (and its reaped children) in seconds.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
     // fields after the comm: state is index 0, utime 11, stime 12, cutime 13, cstime 14
     f.get(11..15).map_or(0.0, |v| v.iter().sum::<f64>()) / ticks
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+pub(crate) fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn free_port() -> Result<u16, Failure> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::Failed(e.to_string()))?;
-    Ok(l.local_addr().map_err(|e| Failure::Failed(e.to_string()))?.port())
+pub(crate) fn free_port() -> Result<u16, Failure> {
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::Failed(e.to_string()))?;
+    Ok(l.local_addr()
+        .map_err(|e| Failure::Failed(e.to_string()))?
+        .port())
 }
 
-fn wait_port(port: u16) -> bool {
+pub(crate) fn wait_port(port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -152,14 +188,18 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
     let pgbench = bin_dir.join("pgbench");
     let dir = std::env::temp_dir().join(format!("pgbrs-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Failure::Failed(e.to_string()))?;
-    let _ = Command::new("chmod").args(["755", &dir.to_string_lossy()]).status();
+    let _ = Command::new("chmod")
+        .args(["755", &dir.to_string_lossy()])
+        .status();
     let script = dir.join("select1.sql");
     std::fs::write(&script, "select 1;\n").map_err(|e| Failure::Failed(e.to_string()))?;
     let seconds = if o.quick { 5 } else { 15 };
     let ticks = clock_ticks();
     let mut rows = Vec::new();
-    let mut targets: Vec<(String, Option<usize>)> =
-        vec![("pgbouncer-rs 1 thread".into(), Some(1)), ("pgbouncer-rs 2 threads".into(), Some(2))];
+    let mut targets: Vec<(String, Option<usize>)> = vec![
+        ("pgbouncer-rs 1 thread".into(), Some(1)),
+        ("pgbouncer-rs 2 threads".into(), Some(2)),
+    ];
     let pgbouncer = Path::new("/usr/sbin/pgbouncer");
     if pgbouncer.exists() {
         targets.push(("pgbouncer".into(), None));
@@ -180,7 +220,9 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
             ),
         )
         .map_err(|e| Failure::Failed(e.to_string()))?;
-        let _ = Command::new("chmod").args(["644", &ini.to_string_lossy()]).status();
+        let _ = Command::new("chmod")
+            .args(["644", &ini.to_string_lossy()])
+            .status();
         let child = match threads {
             Some(t) => Command::new(root.join("target/release/pgbouncer-rs"))
                 .arg(&ini)
@@ -195,7 +237,11 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn(),
-            None => Command::new(pgbouncer).arg(&ini).stdout(Stdio::null()).stderr(Stdio::null()).spawn(),
+            None => Command::new(pgbouncer)
+                .arg(&ini)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn(),
         }
         .map_err(|e| Failure::Failed(format!("{name}: {e}")))?;
         let proc = Proc(child);
@@ -205,9 +251,22 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
         let pid = proc.0.id();
         let before = cpu_seconds(pid, ticks);
         let out = Command::new(&pgbench)
-            .args(["-n", "-M", "simple", "-c", "50", "-j", "2", "-T", &seconds.to_string(), "-f"])
+            .args([
+                "-n",
+                "-M",
+                "simple",
+                "-c",
+                "50",
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+                "-f",
+            ])
             .arg(&script)
-            .arg(format!("host=127.0.0.1 port={port} user=bench dbname=bench"))
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=bench dbname=bench"
+            ))
             .output()
             .map_err(|e| Failure::Failed(e.to_string()))?;
         let cpu = cpu_seconds(pid, ticks) - before;
@@ -231,7 +290,12 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        let row = Row { target: name, tps, cpu_us: cpu * 1e6 / txns, per_core: txns / cpu.max(1e-9) };
+        let row = Row {
+            target: name,
+            tps,
+            cpu_us: cpu * 1e6 / txns,
+            per_core: txns / cpu.max(1e-9),
+        };
         println!(
             "   {:<24} tps {:>9.0}   pooler CPU {:>6.1} us/txn   {:>8.0} txn per pooler-core-second",
             row.target, row.tps, row.cpu_us, row.per_core
@@ -265,17 +329,25 @@ fn macro_bench(root: &Path, o: &Opts) -> Outcome {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("../shared/bench/run.sh"));
     if !harness.exists() {
-        println!("   harness not found at {} (set BENCH_HARNESS): skipped", harness.display());
+        println!(
+            "   harness not found at {} (set BENCH_HARNESS): skipped",
+            harness.display()
+        );
         return Ok(());
     }
-    let out = root.join("bench-results").join(format!("{}", std::process::id()));
+    let out = root
+        .join("bench-results")
+        .join(format!("{}", std::process::id()));
     let mut c = Command::new("bash");
     c.arg(&harness)
         .env("CANDIDATE", root.join("target/release/pgbouncer-rs"))
         .env("CANDIDATE_NAME", "pgbouncer-rs")
         .env("OUT", &out);
     if o.quick {
-        c.env("DURATION", "5").env("REPS", "1").env("SCENARIOS", "select connect extended").env("CLIENTS", "10 100");
+        c.env("DURATION", "5")
+            .env("REPS", "1")
+            .env("SCENARIOS", "select connect extended")
+            .env("CLIENTS", "10 100");
     }
     cmd::run(&mut c)?;
     println!("   results: {}", out.display());

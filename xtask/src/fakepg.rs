@@ -107,7 +107,9 @@ fn serve(mut s: TcpStream) -> std::io::Result<()> {
     let mut row_desc = Vec::new();
     row_desc.extend_from_slice(&1u16.to_be_bytes());
     cstr(&mut row_desc, "?column?");
-    row_desc.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+    row_desc.extend_from_slice(&[
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0,
+    ]);
     let mut data_row = Vec::new();
     data_row.extend_from_slice(&1u16.to_be_bytes());
     data_row.extend_from_slice(&1u32.to_be_bytes());
@@ -120,7 +122,8 @@ fn serve(mut s: TcpStream) -> std::io::Result<()> {
         let mut pos = 0;
         while have - pos >= 5 {
             let tag = buf[pos];
-            let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]) as usize;
+            let len = u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]])
+                as usize;
             if have - pos < len + 1 {
                 break;
             }

@@ -3,14 +3,15 @@
 //! One `match` over subcommands; each prints the commands it runs as `$ ...` and exits
 //! non-zero when something fails. `.ci/run` calls `cargo xtask ci`.
 
-mod ci;
 mod bench;
+mod ci;
 mod cmd;
 mod demo;
 mod fakepg;
 mod fuzz;
 mod layering;
 mod pg;
+mod scale;
 mod tidy;
 
 use std::process::ExitCode;

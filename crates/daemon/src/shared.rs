@@ -436,6 +436,23 @@ impl Shared {
                     core.welcome
                         .entry(pool)
                         .or_insert_with(|| conn.params.clone());
+                    let (addr, port) = conn.stream.peer();
+                    let (local_addr, local_port) = conn.stream.local();
+                    core.server_info.insert(
+                        server,
+                        pgbouncer_admin::ConnInfo {
+                            addr,
+                            port,
+                            local_addr,
+                            local_port,
+                            remote_pid: conn.backend_key.0,
+                            application_name: conn
+                                .param("application_name")
+                                .unwrap_or("")
+                                .to_string(),
+                            ..Default::default()
+                        },
+                    );
                     core.idle.insert(server, conn);
                     Event::ServerConnected { server }
                 }

@@ -328,8 +328,13 @@ impl Pooler {
     }
 
     fn client_closed(&mut self, now: Instant, client: ClientId) {
+        let pool = self.clients.get(&client).map(|c| c.pool);
         if let Some(server) = self.forget_client(client) {
             self.close_server(now, server, ServerCloseReason::ClientDisconnectedDirty);
+            // The slot is free: a waiting client may now get a new server.
+            if let Some(pool) = pool {
+                self.activate(now, pool);
+            }
         }
     }
 

@@ -905,3 +905,27 @@ fn poll_timeout_is_none_when_nothing_is_pending_and_extra_timeouts_do_nothing() 
     assert!(sim.pooler.poll_action().is_none());
     assert_eq!(sim.disconnected(a), None);
 }
+
+#[test]
+fn a_waiting_client_gets_a_new_server_when_the_holder_leaves_mid_transaction() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.client_closes(a); // dirty: its server is closed, the slot is free
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "a replacement server is opened at once"
+    );
+    sim.server_connects();
+    assert!(sim.linked(b).is_some());
+}
