@@ -77,7 +77,7 @@ pub(crate) async fn serve(
         local,
     };
     let exit = s.run().await;
-    s.finish(exit).await;
+    Box::pin(s.finish(exit)).await;
 }
 
 struct Session {
@@ -225,7 +225,9 @@ impl Session {
                     Err(e) => return e,
                 },
             };
-            match self.forward(&mut l).await {
+            // Boxed: only a linked session pays for the forwarding state; an idle one
+            // keeps a small task.
+            match Box::pin(self.forward(&mut l)).await {
                 Ok(Released::Yes) => self.release(l),
                 Ok(Released::ClientLeft(reason)) => {
                     self.give_back(l, true);
@@ -270,7 +272,7 @@ impl Session {
 
     /// Checks the startup parameters, authenticates, and sends the welcome. Returns the
     /// server link when the welcome needed one and the pool mode keeps it (session).
-    async fn login(&mut self, m: StartupMessage) -> Result<Option<Link>, Exit> {
+    async fn login(&mut self, m: StartupMessage) -> Result<Option<Box<Link>>, Exit> {
         let user = m.param("user").unwrap_or("").to_string();
         if user.is_empty() {
             return Err(Exit::fatal("no username supplied"));
@@ -400,7 +402,7 @@ impl Session {
                 let conn = self.acquire().await?;
                 let p = conn.params.clone();
                 if self.mode == PoolMode::Session {
-                    kept = Some(Link::new(conn));
+                    kept = Some(Box::new(Link::new(conn)));
                 } else {
                     let _ = self.shared.release(self.id, conn, Usage::default());
                 }
@@ -675,14 +677,14 @@ impl Session {
 
     /// No server: wait for the client's next request (or Terminate / EOF), then get one.
     /// `Ok(None)`: the client said goodbye.
-    async fn idle(&mut self) -> Result<Option<Link>, Exit> {
+    async fn idle(&mut self) -> Result<Option<Box<Link>>, Exit> {
         loop {
             if !self.cbuf.is_empty() {
                 if self.cbuf.starts_with(b"X\0\0\0\x04") {
                     return Ok(None);
                 }
                 match self.acquire().await {
-                    Ok(conn) => return Ok(Some(Link::new(conn))),
+                    Ok(conn) => return Ok(Some(Box::new(Link::new(conn)))),
                     Err(Exit::Quiet(r)) if r == "__cancelled_wait" => continue,
                     Err(e) => return Err(e),
                 }
@@ -697,7 +699,7 @@ impl Session {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
-                    SessionMsg::Link(conn) => return Ok(Some(Link::new(*conn))),
+                    SessionMsg::Link(conn) => return Ok(Some(Box::new(Link::new(*conn)))),
                     SessionMsg::CancelWait => {}
                 },
                 r = self.client.readable() => {
@@ -914,13 +916,14 @@ impl Session {
         Ok(())
     }
 
-    fn release(&mut self, l: Link) {
-        let _ = self.shared.release(self.id, l.conn, l.usage);
+    fn release(&mut self, l: Box<Link>) {
+        let Link { conn, usage, .. } = *l;
+        let _ = self.shared.release(self.id, conn, usage);
     }
 
     /// The client is leaving while linked: a clean server goes back to the pool (with
     /// a reset in session mode), anything else is closed.
-    fn give_back(&mut self, l: Link, client_left_cleanly: bool) {
+    fn give_back(&mut self, l: Box<Link>, client_left_cleanly: bool) {
         if client_left_cleanly && l.is_clean() {
             let _ = self.shared.release(self.id, l.conn, l.usage);
         } else {
