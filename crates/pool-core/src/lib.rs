@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 
+mod clients;
 mod config;
 mod entities;
 mod event;

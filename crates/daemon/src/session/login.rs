@@ -1,0 +1,391 @@
+//! Client login: the startup packet, startup parameters, authentication, the welcome
+//! message, and replication pass-through (mirrors client.c's login half).
+
+use super::*;
+
+impl Session {
+    /// Reads the startup packet, answering SSL/GSS requests with 'N'. `Ok(None)` for a
+    /// cancel request (handled here).
+    pub(super) async fn read_startup(&mut self) -> Result<Option<StartupMessage>, Exit> {
+        loop {
+            match StartupPacket::decode(&mut self.cbuf, self.max) {
+                Ok(Some(StartupPacket::SslRequest)) | Ok(Some(StartupPacket::GssEncRequest)) => {
+                    self.client
+                        .write_all(b"N")
+                        .await
+                        .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+                }
+                Ok(Some(StartupPacket::CancelRequest(c))) => {
+                    let key = cancel_key(c.process_id, c.secret_key);
+                    self.shared.handle(Event::CancelRequested { key }, None);
+                    return Ok(None);
+                }
+                Ok(Some(StartupPacket::Startup(m))) => return Ok(Some(m)),
+                Ok(None) => {
+                    self.cbuf.reserve(1024);
+                    match self.client.read_buf(&mut self.cbuf).await {
+                        Ok(0) | Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(_) => {}
+                    }
+                }
+                Err(e) => return Err(Exit::fatal(e.pgbouncer_message())),
+            }
+        }
+    }
+
+    /// Checks the startup parameters, authenticates, and sends the welcome. Returns the
+    /// server link when the welcome needed one and the pool mode keeps it (session).
+    pub(super) async fn login(&mut self, m: StartupMessage) -> Result<Option<Box<Link>>, Exit> {
+        let user = m.param("user").unwrap_or("").to_string();
+        if user.is_empty() {
+            return Err(Exit::fatal("no username supplied"));
+        }
+        let database = m
+            .param("database")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&user)
+            .to_string();
+        self.label = format!("{database}/{user}@{}:{}", self.addr, self.port);
+        self.timeouts = QueryTimeouts::new(&self.rt, &user);
+        for (k, v) in &m.params {
+            match k.as_str() {
+                "user" | "database" | "replication" => {}
+                "options" => self.parse_options(v)?,
+                _ if k.starts_with("_pq_.") => {}
+                _ => match self.rt.tracked_name(k) {
+                    Some(name) => set_var(&mut self.vars, name, v),
+                    None if self.rt.ignored.contains(&k.to_lowercase()) => {}
+                    None => return Err(Exit::fatal(format!("unsupported startup parameter: {k}"))),
+                },
+            }
+        }
+        let replication = m
+            .param("replication")
+            .filter(|r| {
+                !matches!(
+                    r.to_ascii_lowercase().as_str(),
+                    "false" | "0" | "off" | "no"
+                )
+            })
+            .map(str::to_string);
+        if self.rt.log_connections {
+            tracing::info!(
+                "C-{}: {} login attempt: db={database} user={user} tls=no",
+                self.id.0,
+                self.label
+            );
+        }
+        if database == "pgbouncer" {
+            let id = self.id;
+            return Err(crate::console::serve(self.console_io(), id, &user).await);
+        }
+        let db = self.rt.database(&database);
+        let pool = PoolKey::new(
+            &database,
+            db.as_ref().and_then(|d| d.user.as_deref()).unwrap_or(&user),
+        );
+        if db.is_some() {
+            self.rx = Some(self.shared.register(self.id));
+            let (local_addr, local_port) = self.local.clone();
+            self.shared.lock().client_info.insert(
+                self.id,
+                pgbouncer_admin::ConnInfo {
+                    addr: self.addr.clone(),
+                    port: self.port,
+                    local_addr,
+                    local_port,
+                    application_name: get_var(&self.vars, "application_name")
+                        .unwrap_or("")
+                        .to_string(),
+                    ..Default::default()
+                },
+            );
+            self.shared.handle(
+                Event::ClientConnected {
+                    client: self.id,
+                    pool: pool.clone(),
+                    login_user: user.as_str().into(),
+                },
+                None,
+            );
+            self.check_mailbox()?;
+        }
+        let secret = self.find_secret(&user, &database, db.as_ref()).await?;
+        let rt = self.rt.clone();
+        let shared = self.shared.clone();
+        let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
+        let facts = auth::ConnFacts {
+            unix: self.addr == "unix",
+            addr: self.addr.parse().ok(),
+            peer_uid: self.client.peer_uid(),
+            database: database.clone(),
+            replication: replication.as_deref().is_some_and(|r| r != "database"),
+        };
+        // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
+        // bigger length during login is an attack or garbage, not a password.
+        let login_max = self.max.min(65_536);
+        let mut io = LoginIo {
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            max: login_max,
+        };
+        let ok = auth::authenticate(&mut io, &rt, &user, secret, &facts, &plain_scram)
+            .await
+            .map_err(|f| Exit::fatal(f.0))?;
+        if let Some(keys) = ok.scram_keys {
+            self.shared.lock().scram_keys.insert(user.clone(), keys);
+        }
+        if db.is_none() {
+            return Err(Exit::fatal(format!("no such database: {database}")));
+        }
+        self.mode = self
+            .shared
+            .lock()
+            .pooler
+            .client_pool_mode(self.id)
+            .unwrap_or(PoolMode::Session);
+        self.pool = Some(pool.clone());
+        let pid = rand::random::<i32>() & 0x7fff_ffff;
+        let secret = rand::random::<i32>();
+        self.shared.handle(
+            Event::ClientLoggedIn {
+                client: self.id,
+                cancel_key: cancel_key(pid, secret),
+            },
+            None,
+        );
+        if let Some(value) = replication {
+            return Err(Box::pin(self.replicate(&pool, &value, pid, secret)).await);
+        }
+        let cached = self.shared.lock().welcome.get(&pool).cloned();
+        let mut kept = None;
+        let params = match cached {
+            Some(p) => p,
+            None => {
+                let conn = self.acquire().await?;
+                let p = conn.params.clone();
+                if self.mode == PoolMode::Session {
+                    kept = Some(Box::new(Link::new(conn)));
+                } else {
+                    let _ = self.shared.release(self.id, conn, Usage::default());
+                }
+                p
+            }
+        };
+        self.send_welcome(&params, pid, secret).await?;
+        Ok(kept)
+    }
+
+    /// A replication connection (`replication=database` or `true`): always session
+    /// pooled on a dedicated server that logs in with the replication parameter, then the
+    /// bytes are relayed both ways untouched (PgBouncer >= 1.23 semantics).
+    pub(super) async fn replicate(
+        &mut self,
+        pool: &PoolKey,
+        value: &str,
+        pid: i32,
+        secret: i32,
+    ) -> Exit {
+        let target = {
+            let core = self.shared.lock();
+            self.shared.server_target(&core, pool)
+        };
+        let Some(mut target) = target else {
+            return Exit::fatal(format!("no such database: {}", pool.database));
+        };
+        target
+            .startup_params
+            .push(("replication".into(), value.to_string()));
+        for (k, v) in &self.vars {
+            target.startup_params.push((k.clone(), v.clone()));
+        }
+        let timeout = self.rt.settings.time("server_connect_timeout");
+        let id = pgbouncer_pool_core::ServerId(0);
+        let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
+            Ok(c) => c,
+            Err(e) => return Exit::Fatal(e.code, e.message),
+        };
+        let params = conn.params.clone();
+        if let Err(e) = self.send_welcome(&params, pid, secret).await {
+            return e;
+        }
+        let mut cbuf = std::mem::take(&mut self.cbuf);
+        loop {
+            if !cbuf.is_empty() {
+                if conn.stream.write_all(&cbuf).await.is_err() {
+                    return Exit::fatal("server conn crashed?");
+                }
+                cbuf.clear();
+            }
+            if !conn.buf.is_empty() {
+                if self.client.write_all(&conn.buf).await.is_err() {
+                    return Exit::Quiet("client unexpected eof".into());
+                }
+                conn.buf.clear();
+            }
+            tokio::select! {
+                r = self.client.readable() => {
+                    if r.is_err() {
+                        return Exit::Quiet("client unexpected eof".into());
+                    }
+                    cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut cbuf) {
+                        Ok(0) => return Exit::Quiet("client close request".into()),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            return Exit::Quiet("client unexpected eof".into());
+                        }
+                        _ => {}
+                    }
+                }
+                r = conn.stream.readable() => {
+                    if r.is_err() {
+                        return Exit::fatal("server conn crashed?");
+                    }
+                    conn.buf.reserve(SERVER_READ_CHUNK);
+                    match conn.stream.try_read_buf(&mut conn.buf) {
+                        Ok(0) => return Exit::Quiet("server closed the replication connection".into()),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            return Exit::fatal("server conn crashed?");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The user's secret: from auth_file, else via auth_query when an auth_user is set
+    /// (per database or global), as PgBouncer does.
+    pub(super) async fn find_secret(
+        &mut self,
+        user: &str,
+        database: &str,
+        db: Option<&crate::config::DatabaseDef>,
+    ) -> Result<Option<crate::auth::userlist::Secret>, Exit> {
+        if let Some(s) = self.rt.secret(user) {
+            return Ok(Some(s.clone()));
+        }
+        let settings = &self.rt.settings;
+        let auth_user = db
+            .and_then(|d| d.auth_user.clone())
+            .or_else(|| Some(settings.str("auth_user").to_string()).filter(|s| !s.is_empty()));
+        let (Some(auth_user), Some(db)) = (auth_user, db) else {
+            return Ok(None);
+        };
+        let query = db
+            .auth_query
+            .clone()
+            .unwrap_or_else(|| settings.str("auth_query").to_string());
+        let auth_db = db
+            .auth_dbname
+            .clone()
+            .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| database.to_string());
+        if auth_db == "pgbouncer" {
+            return Err(Exit::fatal("bouncer config error"));
+        }
+        let shared = self.shared.clone();
+        match shared
+            .auth_conns
+            .lookup(&shared, &auth_db, &auth_user, &query, user)
+            .await
+        {
+            Ok(crate::auth_query::Lookup::Found(secret)) => {
+                shared
+                    .lock()
+                    .dynamic_secrets
+                    .insert(user.to_string(), secret.clone());
+                Ok(Some(secret))
+            }
+            Ok(crate::auth_query::Lookup::NoSuchUser) => Err(Exit::fatal("no such user")),
+            Err(e) => {
+                tracing::warn!("C-{}: auth_query failed: {e}", self.id.0);
+                Err(Exit::fatal("bouncer config error"))
+            }
+        }
+    }
+
+    pub(super) fn parse_options(&mut self, options: &str) -> Result<(), Exit> {
+        let ignore_all = self.rt.ignored.contains("options");
+        let mut words = options.split_whitespace();
+        while let Some(w) = words.next() {
+            let kv = if w == "-c" {
+                words.next().unwrap_or("")
+            } else if let Some(rest) = w.strip_prefix("-c") {
+                rest
+            } else if let Some(rest) = w.strip_prefix("--") {
+                rest
+            } else if ignore_all {
+                continue;
+            } else {
+                return Err(Exit::fatal(
+                    "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
+                ));
+            };
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(Exit::fatal(format!(
+                    "unsupported startup parameter in options: {kv}"
+                )));
+            };
+            match self.rt.tracked_name(k) {
+                Some(name) => set_var(&mut self.vars, name, v),
+                None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
+                None => {
+                    return Err(Exit::fatal(format!(
+                        "unsupported startup parameter in options: {k}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn console_io(&mut self) -> crate::console::ConsoleIo<'_> {
+        crate::console::ConsoleIo {
+            shared: &self.shared,
+            rt: &self.rt,
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            max: self.max,
+        }
+    }
+
+    pub(super) async fn send_welcome(
+        &mut self,
+        server_params: &[(String, String)],
+        pid: i32,
+        secret: i32,
+    ) -> Result<(), Exit> {
+        // PgBouncer compat (varcache_fill_unset): tracked parameters the client did not
+        // set take the pool's original values, so a server another client changed is
+        // put back before this client's queries run.
+        for (name, value) in server_params {
+            if let Some(tracked) = self.rt.tracked_name(name) {
+                if get_var(&self.vars, tracked).is_none() {
+                    let tracked = tracked.to_string();
+                    set_var(&mut self.vars, &tracked, value);
+                }
+            }
+        }
+        let mut out = BytesMut::with_capacity(512);
+        encode_auth_ok(&mut out);
+        for (name, value) in server_params {
+            let v = get_var(&self.vars, name).unwrap_or(value);
+            encode_parameter_status(&mut out, name, v);
+        }
+        for (name, value) in &self.vars {
+            if !server_params
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                encode_parameter_status(&mut out, name, value);
+            }
+        }
+        encode_backend_key_data(&mut out, pid, secret);
+        encode_ready_for_query(&mut out, TransactionStatus::Idle);
+        self.client
+            .write_all(&out)
+            .await
+            .map_err(|_| Exit::Quiet("client unexpected eof".into()))
+    }
+}
