@@ -243,7 +243,7 @@ async fn run_command(
         }
         Effect::Suspend => Reply::Error(admin::AdminError {
             code: admin::CODE_PROTOCOL_VIOLATION,
-            message: "SUSPEND is not supported by pgbouncer-rs (it serves online restart with -R; use so_reuseport and SHUTDOWN WAIT_FOR_CLIENTS)".into(),
+            message: "SUSPEND is not supported: pgbouncer-rs has no online restart (-R); for rolling restarts use so_reuseport and SHUTDOWN WAIT_FOR_CLIENTS".into(),
         }),
         Effect::WaitClose { database } => {
             loop {

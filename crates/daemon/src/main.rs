@@ -16,10 +16,10 @@ Usage:
   pgbouncer-rs [OPTION]... CONFIG_FILE
 
 Options:
-  -d, --daemon         run in the background (needs pidfile)
+  -d, --daemon         not supported: run under a service manager
   -q, --quiet          do not log to stderr
   -v, --verbose        increase verbosity (repeatable)
-  -u, --user=USERNAME  (not supported: run as the user you want)
+  -u, --user=USERNAME  not supported: start pgbouncer-rs as that user
   -V, --version        show version, then exit
   -h, --help           show this help, then exit
       --check-config   check the configuration file and exit

@@ -34,6 +34,27 @@ pub enum SessionMsg {
     CancelWait,
 }
 
+/// A pool's welcome: the server's ParameterStatus values from its first login, and
+/// the tracked ones among them (the defaults of every client that did not set them).
+#[derive(Debug, Default)]
+pub struct Welcome {
+    /// Every parameter the server reported.
+    pub params: Vec<(String, String)>,
+    /// The tracked ones, under their canonical names.
+    pub tracked: Vec<(String, String)>,
+}
+
+impl Welcome {
+    /// Splits out the tracked parameters once per pool.
+    pub fn new(params: Vec<(String, String)>, rt: &Runtime) -> Welcome {
+        let tracked = params
+            .iter()
+            .filter_map(|(n, v)| rt.tracked_name(n).map(|t| (t.to_string(), v.clone())))
+            .collect();
+        Welcome { params, tracked }
+    }
+}
+
 /// SCRAM keys learned from a client login, for pass-through to servers.
 #[derive(Debug, Clone)]
 pub struct ScramKeys {
@@ -56,7 +77,7 @@ pub struct Core {
     idle: HashMap<ServerId, ServerConn>,
     cancel_targets: HashMap<ServerId, (String, u16, i32, i32)>,
     /// Server parameters per pool from the first login (PgBouncer's welcome message).
-    pub welcome: HashMap<PoolKey, Vec<(String, String)>>,
+    pub welcome: HashMap<PoolKey, Arc<Welcome>>,
     /// SCRAM pass-through keys per user.
     pub scram_keys: HashMap<String, ScramKeys>,
     /// Secrets found by auth_query, used to log in to servers as those users.
@@ -433,9 +454,10 @@ impl Shared {
                             conn.backend_key.1,
                         ),
                     );
-                    core.welcome
-                        .entry(pool)
-                        .or_insert_with(|| conn.params.clone());
+                    if !core.welcome.contains_key(&pool) {
+                        let welcome = Welcome::new(conn.params.clone(), &shared.runtime());
+                        core.welcome.insert(pool, Arc::new(welcome));
+                    }
                     let (addr, port) = conn.stream.peer();
                     let (local_addr, local_port) = conn.stream.local();
                     core.server_info.insert(

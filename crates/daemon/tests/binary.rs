@@ -53,16 +53,22 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
+/// Waits (bounded) for the child to exit; kills it if it does not.
+fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("pgbouncer-rs did not exit");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    panic!("pgbouncer-rs did not exit");
 }
 
 #[test]
@@ -138,7 +144,7 @@ fn runs_in_the_foreground_writes_its_pidfile_and_exits_cleanly_on_sigterm_and_si
         let o = bin().arg(&path).output().unwrap();
         assert_eq!(o.status.code(), Some(1));
         signal(&child, sig);
-        let status = wait_exit(&mut child);
+        let status = wait_exit(child);
         assert!(status.success(), "{sig}: {status:?}");
         assert!(!pidfile.exists(), "pidfile removed at exit");
         let lines: Vec<String> = logs.try_iter().collect();

@@ -87,7 +87,9 @@ async fn three_hundred_clients_fail_directly_but_all_succeed_through_twenty_pool
         let conninfo = pg.socket_conninfo("postgres", "postgres");
         tokio::spawn(async move {
             let c = connect(&conninfo).await.unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
             for _ in 0..2000 {
+                tick.tick().await;
                 if stop.load(Ordering::Relaxed) == 1 {
                     break;
                 }
@@ -99,7 +101,6 @@ async fn three_hundred_clients_fail_directly_but_all_succeed_through_twenty_pool
                     .await
                     .unwrap();
                 peak.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };

@@ -8,7 +8,12 @@ impl Session {
     /// SET, replies swallowed), as PgBouncer's varcache does.
     pub(super) async fn sync_vars(&mut self, l: &mut Link) -> Result<(), Exit> {
         let mut sql = String::new();
-        for (name, value) in &self.vars {
+        let defaults = self
+            .defaults
+            .tracked
+            .iter()
+            .filter(|(n, _)| get_var(&self.vars, n).is_none());
+        for (name, value) in self.vars.iter().chain(defaults) {
             let differs = l
                 .conn
                 .param(name)

@@ -163,7 +163,15 @@ impl Session {
             Some(p) => p,
             None => {
                 let conn = self.acquire().await?;
-                let p = conn.params.clone();
+                let p = self
+                    .shared
+                    .lock()
+                    .welcome
+                    .get(&pool)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt))
+                    });
                 if self.mode == PoolMode::Session {
                     kept = Some(Box::new(Link::new(conn)));
                 } else {
@@ -205,7 +213,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => return Exit::Fatal(e.code, e.message),
         };
-        let params = conn.params.clone();
+        let params = Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt));
         if let Err(e) = self.send_welcome(&params, pid, secret).await {
             return e;
         }
@@ -352,24 +360,18 @@ impl Session {
 
     pub(super) async fn send_welcome(
         &mut self,
-        server_params: &[(String, String)],
+        welcome: &Arc<crate::shared::Welcome>,
         pid: i32,
         secret: i32,
     ) -> Result<(), Exit> {
         // PgBouncer compat (varcache_fill_unset): tracked parameters the client did not
         // set take the pool's original values, so a server another client changed is
-        // put back before this client's queries run.
-        for (name, value) in server_params {
-            if let Some(tracked) = self.rt.tracked_name(name) {
-                if get_var(&self.vars, tracked).is_none() {
-                    let tracked = tracked.to_string();
-                    set_var(&mut self.vars, &tracked, value);
-                }
-            }
-        }
+        // put back before this client's queries run (see `sync_vars`).
+        self.defaults = welcome.clone();
+        let server_params = &welcome.params;
         let mut out = BytesMut::with_capacity(512);
         encode_auth_ok(&mut out);
-        for (name, value) in server_params {
+        for (name, value) in server_params.iter() {
             let v = get_var(&self.vars, name).unwrap_or(value);
             encode_parameter_status(&mut out, name, v);
         }

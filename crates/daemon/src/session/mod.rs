@@ -73,6 +73,7 @@ pub(crate) async fn serve(
         pool: None,
         mode: PoolMode::Session,
         vars: Vec::new(),
+        defaults: Arc::default(),
         addr,
         port,
         started: WallInstant::now(),
@@ -95,6 +96,10 @@ struct Session {
     mode: PoolMode,
     /// Tracked parameters the client set (startup, options, ParameterStatus).
     vars: Vec<(String, String)>,
+    /// The pool's original parameters (its welcome): the value of every tracked
+    /// parameter the client did not set (PgBouncer's `varcache_fill_unset`). Shared by
+    /// all clients of the pool, so it costs a pointer per client.
+    defaults: Arc<crate::shared::Welcome>,
     addr: String,
     port: u16,
     started: WallInstant,
