@@ -454,9 +454,11 @@ impl Shared {
                             conn.backend_key.1,
                         ),
                     );
-                    if !core.welcome.contains_key(&pool) {
-                        let welcome = Welcome::new(conn.params.clone(), &shared.runtime());
-                        core.welcome.insert(pool, Arc::new(welcome));
+                    if let std::collections::hash_map::Entry::Vacant(e) = core.welcome.entry(pool) {
+                        e.insert(Arc::new(Welcome::new(
+                            conn.params.clone(),
+                            &shared.runtime(),
+                        )));
                     }
                     let (addr, port) = conn.stream.peer();
                     let (local_addr, local_port) = conn.stream.local();
