@@ -121,7 +121,7 @@ fn runs_in_the_foreground_writes_its_pidfile_and_exits_cleanly_on_sigterm_and_si
         );
         let path = dir.0.join("pgbouncer.ini");
         std::fs::write(&path, text).unwrap();
-        let (mut child, port, logs) = spawn(&path);
+        let (child, port, logs) = spawn(&path);
         let pid: u32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
