@@ -129,8 +129,22 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             },
         },
     );
-    let exit = console_loop(&shared, stream, buf, io.max, is_admin, is_stats).await;
+    let mut suspended_here = false;
+    let exit = console_loop(
+        &shared,
+        stream,
+        buf,
+        io.max,
+        is_admin,
+        is_stats,
+        &mut suspended_here,
+    )
+    .await;
     shared.lock().admin_clients.remove(&id);
+    if suspended_here {
+        // PgBouncer compat: the console that suspended left, so resume.
+        shared.set_suspended(false);
+    }
     exit
 }
 
@@ -141,6 +155,7 @@ async fn console_loop(
     max: u32,
     is_admin: bool,
     is_stats: bool,
+    suspended_here: &mut bool,
 ) -> Exit {
     loop {
         let msg = match FrontendMessage::decode(buf, max) {
@@ -159,7 +174,7 @@ async fn console_loop(
             FrontendMessage::Terminate => return Exit::Quiet("client close request".into()),
             FrontendMessage::Query { query } => {
                 let sql = String::from_utf8_lossy(&query).to_string();
-                let reply = run_command(shared, &sql, is_admin, is_stats).await;
+                let reply = run_command(shared, &sql, is_admin, is_stats, suspended_here).await;
                 match reply {
                     Some(r) => r.encode(&mut out),
                     None => return Exit::Quiet("admin shutdown".into()),
@@ -193,6 +208,7 @@ async fn run_command(
     sql: &str,
     is_admin: bool,
     is_stats: bool,
+    suspended_here: &mut bool,
 ) -> Option<Reply> {
     let cmd = match admin::parse_checked(sql, is_admin, is_stats) {
         Ok(c) => c,
@@ -204,7 +220,7 @@ async fn run_command(
         let core = shared.lock();
         let state = admin::ControlState {
             pooler: &core.pooler,
-            suspended: false,
+            suspended: shared.is_suspended(),
             shutting_down,
         };
         admin::plan(cmd, &state, |db| rt.database(db).is_some())
@@ -238,13 +254,20 @@ async fn run_command(
             Reply::Tag("PAUSE".into())
         }
         Effect::Resume { database } => {
+            if database.is_none() && shared.is_suspended() {
+                shared.set_suspended(false);
+                *suspended_here = false;
+            }
             shared.handle(Event::Resume { database }, None);
             Reply::Tag("RESUME".into())
         }
-        Effect::Suspend => Reply::Error(admin::AdminError {
-            code: admin::CODE_PROTOCOL_VIOLATION,
-            message: "SUSPEND is not supported: pgbouncer-rs has no online restart (-R); for rolling restarts use so_reuseport and SHUTDOWN WAIT_FOR_CLIENTS".into(),
-        }),
+        Effect::Suspend => {
+            // Every session finishes the write it is doing and reads nothing more;
+            // listeners stop accepting. RESUME (or this console leaving) ends it.
+            shared.set_suspended(true);
+            *suspended_here = true;
+            Reply::Tag("SUSPEND".into())
+        }
         Effect::WaitClose { database } => {
             loop {
                 let done = {

@@ -189,6 +189,9 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
         .map(|a| (a.ip().to_string(), a.port()))
         .unwrap_or_default();
     loop {
+        if shared.is_suspended() {
+            shared.wait_resumed().await;
+        }
         tokio::select! {
             r = l.accept() => match r {
                 Ok((s, peer)) => {

@@ -105,6 +105,9 @@ pub struct Shared {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Connections that run auth_query.
     pub auth_conns: crate::auth_query::AuthConns,
+    /// SUSPEND in force: sessions stop reading, listeners stop accepting.
+    suspended: std::sync::atomic::AtomicBool,
+    resumed: Notify,
     /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
     pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
 }
@@ -136,6 +139,8 @@ impl Shared {
             next_client: AtomicU32::new(1),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
+            suspended: std::sync::atomic::AtomicBool::new(false),
+            resumed: Notify::new(),
             auth_conns: Default::default(),
             shutdown_request,
         })
@@ -179,6 +184,30 @@ impl Shared {
         );
         cache.insert(user.to_string(), (password.to_string(), secret.clone()));
         secret
+    }
+
+    /// Whether SUSPEND is in force.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// SUSPEND (`true`) or its end (`false`).
+    pub fn set_suspended(&self, on: bool) {
+        self.suspended.store(on, Ordering::Release);
+        if !on {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    /// Waits while SUSPEND is in force (returns at once otherwise).
+    pub async fn wait_resumed(&self) {
+        while self.is_suspended() {
+            let notified = self.resumed.notified();
+            if !self.is_suspended() {
+                break;
+            }
+            notified.await;
+        }
     }
 
     /// pool-core's clock.

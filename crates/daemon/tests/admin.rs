@@ -1571,3 +1571,46 @@ async fn a_waiting_client_gets_a_new_server_when_the_clients_holding_the_pool_le
     });
     assert_eq!(got.unwrap().unwrap(), "served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_traffic_until_resume_or_until_the_suspending_console_leaves() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("suspend");
+    let d = start(pg, &dir, "pool_mode = transaction").await;
+    let client = connect(&md5_conninfo(&d)).await.unwrap();
+    client.simple_query("select 1").await.unwrap();
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    admin.simple_query("SUSPEND").await.unwrap();
+    let e = admin.simple_query("SUSPEND").await.unwrap_err();
+    assert_eq!(db_error(&e).2, "already suspended/paused");
+    // A query sent now is not read while suspended.
+    let c = Arc::new(client);
+    let mut pending = {
+        let c = c.clone();
+        tokio::spawn(async move { c.simple_query("select 2").await.map(|_| ()) })
+    };
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut pending).await;
+    assert!(early.is_err(), "the query ran while suspended: {early:?}");
+    admin.simple_query("RESUME").await.unwrap();
+    // After RESUME the waiting query completes, and the client goes on working.
+    tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("served after RESUME")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), c.simple_query("select 3"))
+        .await
+        .expect("served after RESUME")
+        .unwrap();
+    // A console that suspends and then leaves resumes the pooler.
+    let admin2 = connect(&admin_conninfo(&d)).await.unwrap();
+    admin2.simple_query("SUSPEND").await.unwrap();
+    drop(admin2);
+    tokio::time::timeout(Duration::from_secs(10), c.simple_query("select 4"))
+        .await
+        .expect("served after the suspending console left")
+        .unwrap();
+}

@@ -156,3 +156,115 @@ fn runs_in_the_foreground_writes_its_pidfile_and_exits_cleanly_on_sigterm_and_si
         );
     }
 }
+
+/// Runs psql against the pooler's console.
+fn console(pg: &PgCluster, port: u16, sql: &str) -> String {
+    let o = std::process::Command::new(pg.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-At",
+            &format!("host=127.0.0.1 port={port} user=admin password=adminpass dbname=pgbouncer"),
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Polls the console (bounded) until `sql` prints something containing `want`.
+fn wait_console(pg: &PgCluster, port: u16, sql: &str, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = console(pg, port, sql);
+        if last.contains(want) {
+            return last;
+        }
+        std::thread::yield_now();
+    }
+    panic!("console never showed {want:?} for {sql:?}: {last}");
+}
+
+#[test]
+fn sighup_reloads_sigusr1_pauses_sigusr2_resumes_and_sigquit_exits_at_once() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("signals");
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(
+        &path,
+        ini(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 3"),
+    )
+    .unwrap();
+    let (child, port, _logs) = spawn(&path);
+    assert!(console(pg, port, "show config").contains("default_pool_size|3|"));
+    // SIGHUP: the changed file is read again.
+    std::fs::write(
+        &path,
+        ini(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 7"),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    wait_console(pg, port, "show config", "default_pool_size|7|");
+    // SIGUSR1 pauses, SIGUSR2 resumes.
+    signal(&child, "-USR1");
+    wait_console(pg, port, "show state", "paused|yes");
+    signal(&child, "-USR2");
+    wait_console(pg, port, "show state", "paused|no");
+    // SIGQUIT: immediate exit, even with a client connected.
+    let _held = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    signal(&child, "-QUIT");
+    let status = wait_exit(child);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn so_reuseport_lets_two_processes_share_one_port() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut children = Vec::new();
+    for i in 0..2 {
+        let dir = Scratch::new(&format!("reuse{i}"));
+        let text = ini(
+            pg,
+            &dir,
+            "so_reuseport = 1\npool_mode = transaction",
+        )
+        .replace("listen_port = 0", &format!("listen_port = {port}"));
+        let path = dir.0.join("pgbouncer.ini");
+        std::fs::write(&path, text).unwrap();
+        let (child, p, _logs) = spawn(&path);
+        assert_eq!(p, port);
+        children.push((child, dir));
+    }
+    let conninfo = format!("host=127.0.0.1 port={port} user=md5user password=md5pass dbname=appdb");
+    for _ in 0..4 {
+        let o = std::process::Command::new(pg.bin_dir().join("psql"))
+            .args(["-X", "-At", &conninfo, "-c", "select 1"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "1",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for (child, _dir) in children {
+        signal(&child, "-TERM");
+        assert!(wait_exit(child).success());
+    }
+}

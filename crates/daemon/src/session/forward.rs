@@ -48,6 +48,10 @@ impl Session {
             if l.is_clean() && self.mode != PoolMode::Session {
                 return Ok(Released::Yes);
             }
+            if self.shared.is_suspended() {
+                // SUSPEND: what was read has been written on; read nothing more.
+                self.shared.wait_resumed().await;
+            }
             let rx = self
                 .rx
                 .clone()

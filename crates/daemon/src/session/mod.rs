@@ -320,6 +320,9 @@ impl Session {
     /// `Ok(None)`: the client said goodbye.
     async fn idle(&mut self) -> Result<Option<Box<Link>>, Exit> {
         loop {
+            if self.shared.is_suspended() {
+                self.shared.wait_resumed().await;
+            }
             if !self.cbuf.is_empty() {
                 if self.cbuf.starts_with(b"X\0\0\0\x04") {
                     return Ok(None);
