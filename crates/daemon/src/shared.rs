@@ -357,8 +357,23 @@ impl Shared {
             Action::SendCancel { client, server } => {
                 if let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() {
                     tracing::debug!(%client, %server, "forwarding cancel request");
+                    // cancel_wait_timeout bounds the whole forward (connect included).
+                    let limit = self.runtime().settings.time("cancel_wait_timeout");
                     tokio::spawn(async move {
-                        let _ = send_cancel(&host, port, pid, key).await;
+                        let send = send_cancel(&host, port, pid, key);
+                        let sent = if limit.is_zero() {
+                            send.await
+                        } else {
+                            tokio::time::timeout(limit, send).await.unwrap_or_else(|_| {
+                                Err(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "cancel_wait_timeout",
+                                ))
+                            })
+                        };
+                        if let Err(e) = sent {
+                            tracing::warn!("S-{}: cancel request not delivered: {e}", server.0);
+                        }
                     });
                 }
             }

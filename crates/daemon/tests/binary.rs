@@ -238,12 +238,8 @@ fn so_reuseport_lets_two_processes_share_one_port() {
     let mut children = Vec::new();
     for i in 0..2 {
         let dir = Scratch::new(&format!("reuse{i}"));
-        let text = ini(
-            pg,
-            &dir,
-            "so_reuseport = 1\npool_mode = transaction",
-        )
-        .replace("listen_port = 0", &format!("listen_port = {port}"));
+        let text = ini(pg, &dir, "so_reuseport = 1\npool_mode = transaction")
+            .replace("listen_port = 0", &format!("listen_port = {port}"));
         let path = dir.0.join("pgbouncer.ini");
         std::fs::write(&path, text).unwrap();
         let (child, p, _logs) = spawn(&path);

@@ -282,3 +282,58 @@ async fn five_hundred_clients_connecting_per_request_for_thirty_seconds_stay_und
         "PostgreSQL saw {peak} connections from the pooler (max_db_connections = 30)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_timeout_disconnects_a_client_whose_transaction_stays_open_too_long() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("xacttimeout");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\ntransaction_timeout = 0.5",
+    )
+    .await;
+    let c = connect(&md5_conninfo(&d)).await.unwrap();
+    // Short queries inside one long transaction: no single query is slow.
+    c.simple_query("begin").await.unwrap();
+    let mut result = Ok(());
+    for _ in 0..100 {
+        if let Err(e) = c.simple_query("select pg_sleep(0.05)").await {
+            result = Err(e);
+            break;
+        }
+    }
+    let e = result.expect_err("the transaction outlived transaction_timeout");
+    assert_eq!(
+        db_error(&e),
+        ("FATAL".into(), "08P01".into(), "transaction timeout".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_name_add_host_appends_the_client_address_to_application_name() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("appname");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\napplication_name_add_host = 1",
+    )
+    .await;
+    let c = connect(&format!("{} application_name=myapp", md5_conninfo(&d)))
+        .await
+        .unwrap();
+    let name = first_value(
+        &c.simple_query("select current_setting('application_name')")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(name.starts_with("myapp - 127.0.0.1:"), "{name}");
+}

@@ -59,6 +59,18 @@ impl Session {
                 },
             }
         }
+        if self.rt.settings.bool("application_name_add_host") {
+            // PgBouncer compat: "<name> - <addr>:<port>", so servers show who is behind.
+            let name = get_var(&self.vars, "application_name")
+                .unwrap_or("app")
+                .to_string();
+            let with_host = if self.addr.contains(':') {
+                format!("{name} - [{}]:{}", self.addr, self.port)
+            } else {
+                format!("{name} - {}:{}", self.addr, self.port)
+            };
+            set_var(&mut self.vars, "application_name", &with_host);
+        }
         let replication = m
             .param("replication")
             .filter(|r| {
