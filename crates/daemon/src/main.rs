@@ -16,10 +16,10 @@ Usage:
   pgbouncer-rs [OPTION]... CONFIG_FILE
 
 Options:
-  -d, --daemon         not supported: run under a service manager
+  -d, --daemon         run in the background (needs pidfile)
   -q, --quiet          do not log to stderr
   -v, --verbose        increase verbosity (repeatable)
-  -u, --user=USERNAME  not supported: start pgbouncer-rs as that user
+  -u, --user=USERNAME  run as this user (when started as root)
   -V, --version        show version, then exit
   -h, --help           show this help, then exit
       --check-config   check the configuration file and exit
@@ -32,6 +32,7 @@ struct Args {
     verbose: u8,
     daemon: bool,
     check: bool,
+    user: Option<String>,
     file: Option<PathBuf>,
 }
 
@@ -41,9 +42,11 @@ fn parse_args() -> Result<Option<Args>, String> {
         verbose: 0,
         daemon: false,
         check: false,
+        user: None,
         file: None,
     };
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "-V" | "--version" => {
                 println!("pgbouncer-rs {}", env!("CARGO_PKG_VERSION"));
@@ -57,12 +60,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-q" | "--quiet" => a.quiet = true,
             "-d" | "--daemon" => a.daemon = true,
             "--check-config" => a.check = true,
-            "-u" | "--user" => {
-                return Err("-u is not supported: start pgbouncer-rs as that user".into())
-            }
-            s if s.starts_with("--user=") => {
-                return Err("--user is not supported: start pgbouncer-rs as that user".into())
-            }
+            "-u" | "--user" => a.user = Some(args.next().ok_or("-u needs a user name")?),
+            s if s.starts_with("--user=") => a.user = Some(s["--user=".len()..].to_string()),
             "-R" | "--reboot" => {
                 return Err("-R (online restart) is not supported: use so_reuseport".into())
             }
@@ -80,6 +79,92 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(a))
+}
+
+/// Set in the environment of the process we re-execute for `-d` / `-u`.
+const CHILD_MARK: &str = "PGBRS_REEXEC_CHILD";
+
+/// The arguments we were started with, minus `-d` and `-u USER`.
+fn child_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-d" | "--daemon" => {}
+            "-u" | "--user" => {
+                it.next();
+            }
+            s if s.starts_with("--user=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// Starts ourselves again (without `-d`/`-u`): detached in a new session for `-d`
+/// (util-linux `setsid`), as another user for `-u` (util-linux `setpriv`). Safe Rust
+/// cannot fork or setuid, and a re-exec gives the same result for a service manager.
+fn respawn(user: Option<&str>, detach: bool) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("FATAL cannot find our own executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut cmd = std::process::Command::new(if detach { "setsid" } else { "setpriv" });
+    if !detach {
+        let user = user.unwrap_or_default();
+        cmd.args([
+            format!("--reuid={user}"),
+            format!("--regid={user}"),
+            "--init-groups".into(),
+        ]);
+    } else if let Some(user) = user {
+        cmd.args([
+            "setpriv".to_string(),
+            format!("--reuid={user}"),
+            format!("--regid={user}"),
+            "--init-groups".into(),
+        ]);
+    }
+    cmd.arg(exe).args(child_args()).env(CHILD_MARK, "1");
+    if detach {
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        return match cmd.spawn() {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("FATAL cannot daemonize: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    // Same PID as before: setpriv execs us, so signals and the pidfile keep working.
+    let err = std::os::unix::process::CommandExt::exec(&mut cmd);
+    eprintln!("FATAL cannot switch user: {err}");
+    ExitCode::from(1)
+}
+
+/// `-u USER` / `user =`: only root can become another user.
+fn switch_user(user: &str, daemon: bool, no_pidfile: bool) -> ExitCode {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
+    if uid.as_deref() != Some("0") {
+        eprintln!("FATAL setuid to {user} failed: only root can switch users");
+        return ExitCode::from(1);
+    }
+    if daemon && no_pidfile {
+        eprintln!("FATAL daemon needs pidfile configured");
+        return ExitCode::from(1);
+    }
+    respawn(Some(user), daemon)
 }
 
 fn env() -> Vec<(String, String)> {
@@ -115,14 +200,27 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    if args.daemon {
-        eprintln!("pgbouncer-rs: -d is not supported; run it under a service manager (it stays in the foreground)");
-        return ExitCode::from(1);
+    let user = args
+        .user
+        .clone()
+        .or_else(|| Some(settings.str("user").to_string()).filter(|u| !u.is_empty()));
+    if let Some(user) = user {
+        if std::env::var_os(CHILD_MARK).is_none() || args.daemon {
+            return switch_user(&user, args.daemon, settings.str("pidfile").is_empty());
+        }
     }
+    if args.daemon && std::env::var_os(CHILD_MARK).is_none() {
+        if settings.str("pidfile").is_empty() {
+            eprintln!("FATAL daemon needs pidfile configured");
+            return ExitCode::from(1);
+        }
+        return respawn(None, true);
+    }
+    let quiet = args.quiet || args.daemon;
     let verbose = args
         .verbose
         .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
-    if let Err(e) = logging::init(!args.quiet, Some(settings.str("logfile")), verbose) {
+    if let Err(e) = logging::init(!quiet, Some(settings.str("logfile")), verbose) {
         eprintln!("FATAL cannot open logfile: {e}");
         return ExitCode::from(1);
     }

@@ -264,3 +264,100 @@ fn so_reuseport_lets_two_processes_share_one_port() {
         assert!(wait_exit(child).success());
     }
 }
+
+#[test]
+fn dash_d_daemonizes_with_a_pidfile_and_dash_u_runs_as_another_user() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("daemonize");
+    // The daemon may run as postgres (-u): it must be able to write its pidfile here.
+    let _ = Command::new("chmod")
+        .args(["777", &dir.0.to_string_lossy()])
+        .status();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pidfile = dir.0.join("p.pid");
+    let text = ini(
+        pg,
+        &dir,
+        &format!("pidfile = {}\npool_mode = transaction", pidfile.display()),
+    )
+    .replace("listen_port = 0", &format!("listen_port = {port}"));
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, text).unwrap();
+    let _ = Command::new("chmod")
+        .args([
+            "644",
+            &path.to_string_lossy(),
+            &dir.0.join("userlist.txt").to_string_lossy(),
+        ])
+        .status();
+    // Without a pidfile, -d is refused.
+    let bare = dir.0.join("bare.ini");
+    std::fs::write(&bare, "[pgbouncer]\nlisten_port = 1\n").unwrap();
+    let o = bin().args(["-d"]).arg(&bare).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("daemon needs pidfile configured"));
+    let as_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let mut args = vec!["-d".to_string()];
+    if as_root {
+        args.extend(["-u".to_string(), "postgres".to_string()]);
+    }
+    let o = bin().args(&args).arg(&path).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The parent returned at once; the daemon writes its pidfile and serves.
+    let mut pid = None;
+    let mut served = false;
+    for _ in 0..400 {
+        if pid.is_none() {
+            pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+        }
+        let o = Command::new(pg.bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-At",
+                &format!("host=127.0.0.1 port={port} user=md5user password=md5pass dbname=appdb"),
+                "-c",
+                "select 1",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).trim() == "1" && pid.is_some() {
+            served = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let pid = pid.expect("the daemon wrote its pidfile");
+    if as_root {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        assert_ne!(uid, "0", "-u postgres dropped root");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(served, "the daemonized pooler served a query");
+    for _ in 0..2000 {
+        if !pidfile.exists() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+}
