@@ -99,6 +99,8 @@ pub struct ServerConn {
     pub port: u16,
     /// Read buffer kept between uses (normally empty).
     pub buf: BytesMut,
+    /// Prepared statements (registry ids) this server has.
+    pub prepared: std::collections::HashSet<u64>,
 }
 
 impl ServerConn {
@@ -125,6 +127,10 @@ impl ServerConn {
     /// Runs `sql` and swallows its results; errors in the results are reported as
     /// `Err(message)`. ParameterStatus messages update `params`.
     pub async fn run_internal(&mut self, sql: &str) -> Result<(), String> {
+        let upper = sql.to_ascii_uppercase();
+        if upper.contains("DISCARD") || upper.contains("DEALLOCATE") {
+            self.prepared.clear();
+        }
         let mut out = BytesMut::new();
         encode_query(&mut out, sql);
         self.stream
@@ -226,6 +232,7 @@ async fn connect_inner(
         host: t.host.clone(),
         port: t.port,
         buf: BytesMut::with_capacity(4096),
+        prepared: Default::default(),
     };
     let mut params = vec![
         ("user".to_string(), t.user.clone()),

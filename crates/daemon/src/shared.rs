@@ -103,6 +103,8 @@ pub struct Shared {
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Named prepared statements: one server-side name per distinct statement.
+    pub(crate) prepared: crate::session::prepared::Registry,
     /// Connections that run auth_query.
     pub auth_conns: crate::auth_query::AuthConns,
     /// SUSPEND in force: sessions stop reading, listeners stop accepting.
@@ -142,6 +144,7 @@ impl Shared {
             suspended: std::sync::atomic::AtomicBool::new(false),
             resumed: Notify::new(),
             auth_conns: Default::default(),
+            prepared: Default::default(),
             shutdown_request,
         })
     }

@@ -1,6 +1,9 @@
 //! Forwarding while linked: header-only scanning both ways, release decisions on
 //! ReadyForQuery, parameter sync (mirrors proto.c / sbuf.c's forwarding).
 
+use bytes::BufMut;
+use pgbouncer_protocol::Header;
+
 use super::*;
 
 impl Session {
@@ -98,6 +101,9 @@ impl Session {
     /// Sends the buffered client bytes to the server. Returns a reason when the client
     /// sent Terminate (which is not forwarded).
     pub(super) async fn client_to_server(&mut self, l: &mut Link) -> Result<Option<String>, Exit> {
+        if self.prepared_mode {
+            return self.client_to_server_prepared(l).await;
+        }
         let mut v = ClientVisitor {
             pending: 0,
             terminate: false,
@@ -138,6 +144,229 @@ impl Session {
         Ok(v.terminate.then(|| "client close request".to_string()))
     }
 
+    /// The client side in prepared-statement mode: whole messages only (a partial one
+    /// waits in `cbuf`), named statements renamed, Parse/Close answered or injected as
+    /// `prepared.rs` describes.
+    async fn client_to_server_prepared(&mut self, l: &mut Link) -> Result<Option<String>, Exit> {
+        let mut v = ClientVisitor {
+            pending: 0,
+            terminate: false,
+            parses: 0,
+            binds: 0,
+            any: false,
+        };
+        let mut out = BytesMut::with_capacity(self.cbuf.len() + 64);
+        let mut server_parses = 0u64;
+        let mut pos = 0;
+        // Zero-copy: message bodies are slices of this; the unconsumed tail goes back.
+        let data = self.cbuf.split().freeze();
+        while let Some(h) =
+            Header::peek(&data[pos..], self.max).map_err(|e| Exit::fatal(e.pgbouncer_message()))?
+        {
+            let total = h.total_len();
+            if data.len() - pos < total {
+                break;
+            }
+            let msg = data.slice(pos..pos + total);
+            pos += total;
+            v.header(h.tag, h.len);
+            let body = msg.slice(5..);
+            let bad = || Exit::fatal("unknown pkt");
+            match h.tag {
+                b'P' => {
+                    let (name, rest) = prepared::cstr(&body).ok_or_else(bad)?;
+                    if name.is_empty() {
+                        out.extend_from_slice(&msg);
+                        server_parses += 1;
+                        l.queue.push(prepared::Expect::Forwarded {
+                            kind: b'P',
+                            parsed: None,
+                        });
+                        continue;
+                    }
+                    let (query, types) = prepared::cstr(rest).ok_or_else(bad)?;
+                    let stmt = self
+                        .shared
+                        .prepared
+                        .get(body.slice_ref(query), body.slice_ref(types));
+                    let name = body.slice_ref(name);
+                    if let Some(old) = self.stmts.get(&name) {
+                        if old.id != stmt.id {
+                            return Err(Exit::fatal("prepared statement name is already in use"));
+                        }
+                    }
+                    self.stmts.insert(name, stmt.clone());
+                    if l.conn.prepared.contains(&stmt.id) {
+                        l.queue
+                            .push(prepared::Expect::Synthetic(prepared::PARSE_COMPLETE));
+                    } else {
+                        stmt.encode_parse(&mut out);
+                        server_parses += 1;
+                        l.conn.prepared.insert(stmt.id);
+                        l.queue.push(prepared::Expect::Forwarded {
+                            kind: b'P',
+                            parsed: Some(stmt.id),
+                        });
+                    }
+                }
+                b'B' => {
+                    let (portal, rest) = prepared::cstr(&body).ok_or_else(bad)?;
+                    let (name, rest) = prepared::cstr(rest).ok_or_else(bad)?;
+                    if name.is_empty() {
+                        out.extend_from_slice(&msg);
+                    } else {
+                        let stmt = self.known_stmt(name)?;
+                        server_parses += self.ensure_prepared(l, &stmt, &mut out);
+                        let server_name = format!("PGBOUNCER_{}", stmt.id);
+                        let len = 4 + portal.len() + 1 + server_name.len() + 1 + rest.len();
+                        out.put_u8(b'B');
+                        out.put_u32(len as u32);
+                        out.put_slice(portal);
+                        out.put_u8(0);
+                        out.put_slice(server_name.as_bytes());
+                        out.put_u8(0);
+                        out.put_slice(rest);
+                    }
+                    l.queue.push(prepared::Expect::Forwarded {
+                        kind: b'B',
+                        parsed: None,
+                    });
+                }
+                b'D' | b'C' => {
+                    let kind = *body.first().ok_or_else(bad)?;
+                    let (name, _) = prepared::cstr(&body[1..]).ok_or_else(bad)?;
+                    if kind != b'S' || name.is_empty() {
+                        out.extend_from_slice(&msg);
+                        l.queue.push(prepared::Expect::Forwarded {
+                            kind: h.tag,
+                            parsed: None,
+                        });
+                    } else if h.tag == b'C' {
+                        // Close of a statement: the client forgets its name, the server
+                        // keeps the statement for others; we answer.
+                        self.stmts.remove(name);
+                        l.queue
+                            .push(prepared::Expect::Synthetic(prepared::CLOSE_COMPLETE));
+                    } else {
+                        let stmt = self.known_stmt(name)?;
+                        server_parses += self.ensure_prepared(l, &stmt, &mut out);
+                        let server_name = format!("PGBOUNCER_{}", stmt.id);
+                        out.put_u8(b'D');
+                        out.put_u32((4 + 1 + server_name.len() + 1) as u32);
+                        out.put_u8(b'S');
+                        out.put_slice(server_name.as_bytes());
+                        out.put_u8(0);
+                        l.queue.push(prepared::Expect::Forwarded {
+                            kind: b'D',
+                            parsed: None,
+                        });
+                    }
+                }
+                b'X' => {}
+                tag @ (b'E' | b'S' | b'Q' | b'F') => {
+                    out.extend_from_slice(&msg);
+                    l.queue.push(prepared::Expect::Forwarded {
+                        kind: tag,
+                        parsed: None,
+                    });
+                }
+                _ => out.extend_from_slice(&msg),
+            }
+        }
+        self.cbuf.extend_from_slice(&data[pos..]);
+        if v.any {
+            l.idle_in_xact_since = None;
+            if l.query_start.is_none() {
+                let now = WallInstant::now();
+                l.query_start = Some(now);
+                l.xact_start.get_or_insert(now);
+            }
+        }
+        l.pending += v.pending;
+        l.usage.bytes_received += pos as u64;
+        l.usage.client_parse_count += v.parses;
+        l.usage.server_parse_count += server_parses;
+        l.usage.bind_count += v.binds;
+        if !out.is_empty() {
+            l.conn
+                .stream
+                .write_all(&out)
+                .await
+                .map_err(|_| Exit::fatal("server conn crashed?"))?;
+        }
+        // Made-up replies whose turn has come (nothing before them is outstanding).
+        let mut now_due = BytesMut::new();
+        l.queue.flush_synthetic(&mut now_due);
+        if !now_due.is_empty() {
+            self.client
+                .write_all(&now_due)
+                .await
+                .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+        }
+        Ok(v.terminate.then(|| "client close request".to_string()))
+    }
+
+    /// The statement this client calls `name`.
+    fn known_stmt(&self, name: &[u8]) -> Result<Arc<prepared::Stmt>, Exit> {
+        self.stmts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Exit::fatal("prepared statement did not exist"))
+    }
+
+    /// Injects a Parse when the linked server lacks `stmt`; returns the Parses sent.
+    fn ensure_prepared(&self, l: &mut Link, stmt: &prepared::Stmt, out: &mut BytesMut) -> u64 {
+        if l.conn.prepared.contains(&stmt.id) {
+            return 0;
+        }
+        stmt.encode_parse(out);
+        l.conn.prepared.insert(stmt.id);
+        l.queue.push(prepared::Expect::Swallow(stmt.id));
+        1
+    }
+
+    /// The server side while made-up or swallowed replies are queued: whole messages,
+    /// copied into `out` in protocol order.
+    fn server_slow(
+        &mut self,
+        l: &mut Link,
+        out: &mut BytesMut,
+        v: &mut ServerVisitor<'_>,
+    ) -> Result<(), Exit> {
+        let buf = std::mem::take(&mut l.conn.buf);
+        let mut pos = 0;
+        loop {
+            l.queue.flush_synthetic(out);
+            let Some(h) = Header::peek(&buf[pos..], self.max)
+                .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?
+            else {
+                break;
+            };
+            let total = h.total_len();
+            if buf.len() - pos < total {
+                break;
+            }
+            let msg = &buf[pos..pos + total];
+            pos += total;
+            let mut failed = None;
+            let forward = l.queue.on_server_message(h.tag, &mut failed);
+            if let Some(id) = failed {
+                l.conn.prepared.remove(&id);
+            }
+            if v.wants_body(h.tag) {
+                v.body(h.tag, &msg[Header::SIZE..]);
+            }
+            if forward {
+                out.extend_from_slice(msg);
+            }
+        }
+        l.queue.flush_synthetic(out);
+        let mut rest = buf;
+        let _ = rest.split_to(pos);
+        l.conn.buf = rest;
+        Ok(())
+    }
+
     pub(super) async fn server_to_client(&mut self, l: &mut Link) -> Result<(), Exit> {
         l.conn.buf.reserve(SERVER_READ_CHUNK);
         match l.conn.stream.try_read_buf(&mut l.conn.buf) {
@@ -146,29 +375,72 @@ impl Session {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(Exit::fatal("server conn crashed?")),
         }
-        let mut v = ServerVisitor {
-            rfq: Vec::new(),
-            params: Vec::new(),
+        let slow = self.prepared_mode && l.queue.special > 0 && l.sscan.at_boundary();
+        let mut out = BytesMut::new();
+        let (rfq, params, failed, discarded) = {
+            let queue = if self.prepared_mode && !slow {
+                Some(&mut l.queue)
+            } else {
+                None
+            };
+            let mut v = ServerVisitor::new(queue);
+            if slow {
+                v.queue = None;
+            }
+            if !slow {
+                l.sscan
+                    .scan(&l.conn.buf, self.max, &mut v)
+                    .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?;
+            }
+            (v.rfq, v.params, v.failed_parses, v.discarded)
         };
-        l.sscan
-            .scan(&l.conn.buf, self.max, &mut v)
-            .map_err(|e| Exit::fatal(format!("server sent a bad packet: {e}")))?;
+        let (rfq, params, discarded) = if slow {
+            let mut v = ServerVisitor::new(None);
+            v.discarded = discarded;
+            self.server_slow(l, &mut out, &mut v)?;
+            (v.rfq, v.params, v.discarded)
+        } else {
+            if self.prepared_mode {
+                l.queue.flush_synthetic(&mut out);
+                for id in failed {
+                    l.conn.prepared.remove(&id);
+                }
+            }
+            (rfq, params, discarded)
+        };
+        if discarded {
+            // DISCARD ALL / DEALLOCATE ALL: the server and this client forget them all.
+            l.conn.prepared.clear();
+            self.stmts.clear();
+        }
+        let v = ServerVisitor {
+            rfq,
+            params,
+            ..ServerVisitor::new(None)
+        };
+        let data: &[u8] = if slow { &out } else { &l.conn.buf };
         // PgBouncer compat: in statement mode a ReadyForQuery that opens a transaction
         // is not forwarded; the client gets the FATAL error in its place.
         let refused =
             self.mode == PoolMode::Statement && v.rfq.iter().any(|s| *s != TransactionStatus::Idle);
-        let mut end = l.conn.buf.len();
-        if refused
-            && (l.conn.buf.ends_with(b"Z\0\0\0\x05T") || l.conn.buf.ends_with(b"Z\0\0\0\x05E"))
-        {
+        let mut end = data.len();
+        if refused && (data.ends_with(b"Z\0\0\0\x05T") || data.ends_with(b"Z\0\0\0\x05E")) {
             end -= 6;
         }
         self.client
-            .write_all(&l.conn.buf[..end])
+            .write_all(&data[..end])
             .await
             .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
-        l.usage.bytes_sent += l.conn.buf.len() as u64;
-        l.conn.buf.clear();
+        l.usage.bytes_sent += end as u64;
+        if !slow {
+            l.conn.buf.clear();
+            if !out.is_empty() {
+                self.client
+                    .write_all(&out)
+                    .await
+                    .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+            }
+        }
         for (name, value) in v.params {
             l.conn.set_param(&name, &value);
             if let Some(t) = self.rt.tracked_name(&name) {

@@ -156,6 +156,8 @@ impl Session {
             .pooler
             .client_pool_mode(self.id)
             .unwrap_or(PoolMode::Session);
+        self.prepared_mode =
+            self.mode != PoolMode::Session && self.rt.settings.int("max_prepared_statements") > 0;
         self.pool = Some(pool.clone());
         let pid = rand::random::<i32>() & 0x7fff_ffff;
         let secret = rand::random::<i32>();

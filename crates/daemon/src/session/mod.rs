@@ -24,6 +24,7 @@ use crate::stream::Stream;
 
 mod forward;
 mod login;
+pub(crate) mod prepared;
 
 /// Client reads start small (queries are small, and a thousand waiting clients each hold
 /// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
@@ -79,6 +80,8 @@ pub(crate) async fn serve(
         started: WallInstant::now(),
         label: String::new(),
         timeouts: QueryTimeouts::default(),
+        prepared_mode: false,
+        stmts: std::collections::HashMap::new(),
         local,
     };
     let exit = s.run().await;
@@ -106,6 +109,11 @@ struct Session {
     label: String,
     max: u32,
     timeouts: QueryTimeouts,
+    /// Named prepared statements are tracked (transaction/statement mode with
+    /// `max_prepared_statements` > 0).
+    prepared_mode: bool,
+    /// This client's statement names.
+    stmts: std::collections::HashMap<bytes::Bytes, Arc<prepared::Stmt>>,
     /// The listener's address (no getsockname per client).
     local: (String, u16),
 }
@@ -123,6 +131,8 @@ struct Link {
     xact_start: Option<WallInstant>,
     /// Since when the client has been idle inside a transaction.
     idle_in_xact_since: Option<WallInstant>,
+    /// Prepared-statement mode: what the server will answer, in order.
+    queue: prepared::Queue,
 }
 
 /// The timeouts a session enforces itself because they depend on per-query state that
@@ -190,6 +200,7 @@ impl Link {
             query_start: None,
             xact_start: None,
             idle_in_xact_since: None,
+            queue: prepared::Queue::default(),
         }
     }
 
@@ -200,6 +211,7 @@ impl Link {
             && self.cscan.at_boundary()
             && self.sscan.at_boundary()
             && self.conn.buf.is_empty()
+            && self.queue.items.is_empty()
     }
 }
 
@@ -434,13 +446,37 @@ impl Visitor for ClientVisitor {
     }
 }
 
-struct ServerVisitor {
+struct ServerVisitor<'a> {
     rfq: Vec<TransactionStatus>,
     params: Vec<(String, String)>,
+    /// Prepared-statement mode: the expectation queue, kept in step on the fast path.
+    queue: Option<&'a mut prepared::Queue>,
+    /// Forwarded Parses the server refused: not prepared there after all.
+    failed_parses: Vec<u64>,
+    /// The server ran DISCARD ALL / DEALLOCATE ALL: its statements are gone.
+    discarded: bool,
 }
 
-impl Visitor for ServerVisitor {
-    fn header(&mut self, _tag: u8, _len: u32) {}
+impl<'a> ServerVisitor<'a> {
+    fn new(queue: Option<&'a mut prepared::Queue>) -> Self {
+        ServerVisitor {
+            rfq: Vec::new(),
+            params: Vec::new(),
+            queue,
+            failed_parses: Vec::new(),
+            discarded: false,
+        }
+    }
+}
+
+impl Visitor for ServerVisitor<'_> {
+    fn header(&mut self, tag: u8, _len: u32) {
+        if let Some(q) = self.queue.as_mut() {
+            let mut failed = None;
+            q.on_server_message(tag, &mut failed);
+            self.failed_parses.extend(failed);
+        }
+    }
     fn body(&mut self, tag: u8, body: &[u8]) {
         match tag {
             b'Z' => {
@@ -454,11 +490,14 @@ impl Visitor for ServerVisitor {
                     self.params.push((name, value));
                 }
             }
+            b'C' if body.starts_with(b"DISCARD ALL") || body.starts_with(b"DEALLOCATE ALL") => {
+                self.discarded = true;
+            }
             _ => {}
         }
     }
     fn wants_body(&self, tag: u8) -> bool {
-        tag == b'Z' || tag == b'S'
+        tag == b'Z' || tag == b'S' || (tag == b'C' && self.queue.is_some())
     }
 }
 
