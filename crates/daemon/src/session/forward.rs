@@ -1,7 +1,7 @@
 //! Forwarding while linked: header-only scanning both ways, release decisions on
 //! ReadyForQuery, parameter sync (mirrors proto.c / sbuf.c's forwarding).
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use pgbouncer_protocol::Header;
 
 use super::*;
@@ -155,11 +155,42 @@ impl Session {
             binds: 0,
             any: false,
         };
-        let mut out = BytesMut::with_capacity(self.cbuf.len() + 64);
         let mut server_parses = 0u64;
+        // Taken out (no copy) so the loop can look at it while updating `self`.
+        let data = std::mem::take(&mut self.cbuf);
+        // Common case: no named statement in this batch. Then the bytes go out as they
+        // are and only the expectation queue is kept (no copy, no allocation).
+        if !needs_rewrite(&data, self.max) {
+            let mut pos = 0;
+            while let Ok(Some(h)) = Header::peek(&data[pos..], self.max) {
+                let total = h.total_len();
+                if data.len() - pos < total {
+                    break;
+                }
+                v.header(h.tag, h.len);
+                if matches!(h.tag, b'P' | b'B' | b'D' | b'C' | b'E' | b'S' | b'Q' | b'F') {
+                    l.queue.push(prepared::Expect::Forwarded {
+                        kind: h.tag,
+                        parsed: None,
+                    });
+                }
+                if h.tag == b'P' {
+                    server_parses += 1;
+                }
+                pos += total;
+            }
+            let end = if v.terminate && data[..pos].ends_with(b"X\0\0\0\x04") {
+                pos - 5
+            } else {
+                pos
+            };
+            self.cbuf = data;
+            return self
+                .finish_client_batch(l, &v, server_parses, pos, end, None)
+                .await;
+        }
+        let mut out = BytesMut::with_capacity(data.len() + 64);
         let mut pos = 0;
-        // Zero-copy: message bodies are slices of this; the unconsumed tail goes back.
-        let data = self.cbuf.split().freeze();
         while let Some(h) =
             Header::peek(&data[pos..], self.max).map_err(|e| Exit::fatal(e.pgbouncer_message()))?
         {
@@ -167,16 +198,16 @@ impl Session {
             if data.len() - pos < total {
                 break;
             }
-            let msg = data.slice(pos..pos + total);
+            let msg = &data[pos..pos + total];
             pos += total;
             v.header(h.tag, h.len);
-            let body = msg.slice(5..);
+            let body = &msg[Header::SIZE..];
             let bad = || Exit::fatal("unknown pkt");
             match h.tag {
                 b'P' => {
-                    let (name, rest) = prepared::cstr(&body).ok_or_else(bad)?;
+                    let (name, rest) = prepared::cstr(body).ok_or_else(bad)?;
                     if name.is_empty() {
-                        out.extend_from_slice(&msg);
+                        out.extend_from_slice(msg);
                         server_parses += 1;
                         l.queue.push(prepared::Expect::Forwarded {
                             kind: b'P',
@@ -188,8 +219,8 @@ impl Session {
                     let stmt = self
                         .shared
                         .prepared
-                        .get(body.slice_ref(query), body.slice_ref(types));
-                    let name = body.slice_ref(name);
+                        .get(Bytes::copy_from_slice(query), Bytes::copy_from_slice(types));
+                    let name = Bytes::copy_from_slice(name);
                     if let Some(old) = self.stmts.get(&name) {
                         if old.id != stmt.id {
                             return Err(Exit::fatal("prepared statement name is already in use"));
@@ -210,10 +241,10 @@ impl Session {
                     }
                 }
                 b'B' => {
-                    let (portal, rest) = prepared::cstr(&body).ok_or_else(bad)?;
+                    let (portal, rest) = prepared::cstr(body).ok_or_else(bad)?;
                     let (name, rest) = prepared::cstr(rest).ok_or_else(bad)?;
                     if name.is_empty() {
-                        out.extend_from_slice(&msg);
+                        out.extend_from_slice(msg);
                     } else {
                         let stmt = self.known_stmt(name)?;
                         server_parses += self.ensure_prepared(l, &stmt, &mut out);
@@ -236,7 +267,7 @@ impl Session {
                     let kind = *body.first().ok_or_else(bad)?;
                     let (name, _) = prepared::cstr(&body[1..]).ok_or_else(bad)?;
                     if kind != b'S' || name.is_empty() {
-                        out.extend_from_slice(&msg);
+                        out.extend_from_slice(msg);
                         l.queue.push(prepared::Expect::Forwarded {
                             kind: h.tag,
                             parsed: None,
@@ -264,16 +295,33 @@ impl Session {
                 }
                 b'X' => {}
                 tag @ (b'E' | b'S' | b'Q' | b'F') => {
-                    out.extend_from_slice(&msg);
+                    out.extend_from_slice(msg);
                     l.queue.push(prepared::Expect::Forwarded {
                         kind: tag,
                         parsed: None,
                     });
                 }
-                _ => out.extend_from_slice(&msg),
+                _ => out.extend_from_slice(msg),
             }
         }
-        self.cbuf.extend_from_slice(&data[pos..]);
+        self.cbuf = data;
+        let end = out.len();
+        self.finish_client_batch(l, &v, server_parses, pos, end, Some(out))
+            .await
+    }
+
+    /// Bookkeeping and writes after a client batch in prepared-statement mode: `pos`
+    /// bytes of `cbuf` were consumed; `out` (rewritten) or `cbuf[..end]` (as is) goes to
+    /// the server; made-up replies whose turn came go to the client.
+    async fn finish_client_batch(
+        &mut self,
+        l: &mut Link,
+        v: &ClientVisitor,
+        server_parses: u64,
+        pos: usize,
+        end: usize,
+        out: Option<BytesMut>,
+    ) -> Result<Option<String>, Exit> {
         if v.any {
             l.idle_in_xact_since = None;
             if l.query_start.is_none() {
@@ -287,13 +335,13 @@ impl Session {
         l.usage.client_parse_count += v.parses;
         l.usage.server_parse_count += server_parses;
         l.usage.bind_count += v.binds;
-        if !out.is_empty() {
-            l.conn
-                .stream
-                .write_all(&out)
-                .await
-                .map_err(|_| Exit::fatal("server conn crashed?"))?;
-        }
+        let sent = match &out {
+            Some(out) if !out.is_empty() => l.conn.stream.write_all(out).await,
+            None if end > 0 => l.conn.stream.write_all(&self.cbuf[..end]).await,
+            _ => Ok(()),
+        };
+        sent.map_err(|_| Exit::fatal("server conn crashed?"))?;
+        let _ = self.cbuf.split_to(pos);
         // Made-up replies whose turn has come (nothing before them is outstanding).
         let mut now_due = BytesMut::new();
         l.queue.flush_synthetic(&mut now_due);
@@ -484,4 +532,32 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether a batch of client messages holds anything prepared-statement mode must
+/// rewrite or answer: a named Parse, a Bind of a named statement, a Describe or Close of
+/// a named statement, or a Terminate.
+fn needs_rewrite(data: &[u8], max: u32) -> bool {
+    let mut pos = 0;
+    while let Ok(Some(h)) = Header::peek(&data[pos..], max) {
+        let total = h.total_len();
+        if data.len() - pos < total {
+            return false;
+        }
+        let body = &data[pos + Header::SIZE..pos + total];
+        let named = match h.tag {
+            b'P' => body.first().is_some_and(|b| *b != 0),
+            b'B' => {
+                prepared::cstr(body).is_some_and(|(_, rest)| rest.first().is_some_and(|b| *b != 0))
+            }
+            b'D' | b'C' => body.first() == Some(&b'S') && body.get(1).is_some_and(|b| *b != 0),
+            b'X' => true,
+            _ => false,
+        };
+        if named {
+            return true;
+        }
+        pos += total;
+    }
+    false
 }
