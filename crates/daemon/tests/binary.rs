@@ -361,3 +361,43 @@ fn dash_d_daemonizes_with_a_pidfile_and_dash_u_runs_as_another_user() {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn console_shutdown_wait_for_clients_exits_once_the_last_client_leaves() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("console-shutdown");
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, ini(pg, &dir, "pool_mode = transaction")).unwrap();
+    let (mut child, port, _logs) = spawn(&path);
+    // A client stays connected while the console asks for the shutdown.
+    let mut held = std::process::Command::new(pg.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-At",
+            &format!("host=127.0.0.1 port={port} user=md5user password=md5pass dbname=appdb"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Make sure the held client is logged in before shutting down.
+    let _ = wait_console(pg, port, "show clients", "md5user");
+    let out = console(pg, port, "SHUTDOWN WAIT_FOR_CLIENTS");
+    assert!(
+        out.contains("SHUTDOWN") || out.is_empty() || !out.contains("ERROR"),
+        "{out}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running while a client is connected"
+    );
+    // The last client leaves: the process exits with status 0.
+    drop(held.stdin.take());
+    let _ = held.wait();
+    let status = wait_exit(child);
+    assert!(status.success(), "{status:?}");
+}

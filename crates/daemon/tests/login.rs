@@ -174,3 +174,64 @@ async fn client_parameters_reach_the_server_and_two_clients_sharing_a_server_eac
         "both clients ran on the one server of the pool"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_runs_through_the_pooler_as_an_md5_and_as_a_scram_user() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("pgbench-auth");
+    let d = start(pg, &dir, "pool_mode = transaction").await;
+    let script = dir.0.join("q.sql");
+    std::fs::write(&script, "select count(*) from pg_class;\n").unwrap();
+    for (user, pass) in [(MD5_USER, "md5pass"), (SCRAM_USER, SCRAM_PASSWORD)] {
+        let ci = conninfo(&d, user, pass, "appdb");
+        let o = run(
+            pg,
+            "pgbench",
+            &[
+                "-n",
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-t",
+                "50",
+                "-f",
+                &script.to_string_lossy(),
+                &ci,
+            ],
+        )
+        .await;
+        let out = stdout(&o);
+        assert!(o.status.success(), "{user}: {out}\n{}", stderr(&o));
+        assert!(
+            out.contains("number of failed transactions: 0 (0.000%)"),
+            "{user}: {out}"
+        );
+        // And reconnecting for every transaction (-C): SCRAM pass-through each time.
+        let o = run(
+            pg,
+            "pgbench",
+            &[
+                "-n",
+                "-C",
+                "-c",
+                "2",
+                "-t",
+                "10",
+                "-f",
+                &script.to_string_lossy(),
+                &ci,
+            ],
+        )
+        .await;
+        assert!(
+            stdout(&o).contains("number of failed transactions: 0 (0.000%)"),
+            "{user}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
