@@ -73,11 +73,71 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes to stderr and/or a log file.
+/// Where log lines go besides stderr; replaced on RELOAD / SIGHUP.
+#[derive(Default)]
+struct Sinks {
+    file: Option<std::fs::File>,
+    syslog: Option<Syslog>,
+}
+
+/// `syslog = 1`: RFC 3164 datagrams to the local syslog socket.
+struct Syslog {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    ident: String,
+    facility: u8,
+}
+
+impl Syslog {
+    fn open(ident: &str, facility: &str) -> Option<Syslog> {
+        // The socket path can be moved for tests; /dev/log is where syslog(3) writes.
+        let path =
+            std::env::var_os("PGBRS_SYSLOG_SOCKET").map_or_else(|| "/dev/log".into(), Into::into);
+        let facility = match facility.to_ascii_lowercase().as_str() {
+            "auth" => 4,
+            "authpriv" => 10,
+            "user" => 1,
+            f if f.starts_with("local") => 16 + f[5..].parse::<u8>().unwrap_or(0).min(7),
+            _ => 3, // daemon
+        };
+        let socket = std::os::unix::net::UnixDatagram::unbound().ok()?;
+        Some(Syslog {
+            socket,
+            path,
+            ident: ident.to_string(),
+            facility,
+        })
+    }
+
+    /// Sends one formatted line; the level word picks the severity.
+    fn send(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let rest = text
+            .split_once("] ")
+            .map_or(text.as_ref(), |(_, r)| r)
+            .trim_end();
+        let (level, msg) = rest.split_once(' ').unwrap_or(("LOG", rest));
+        let severity = match level {
+            "ERROR" | "FATAL" => 3,
+            "WARNING" => 4,
+            "DEBUG" | "NOISE" => 7,
+            _ => 6,
+        };
+        let pri = u16::from(self.facility) * 8 + severity;
+        let datagram = format!(
+            "<{pri}>{}[{}]: {level} {msg}",
+            self.ident,
+            std::process::id()
+        );
+        let _ = self.socket.send_to(datagram.as_bytes(), &self.path);
+    }
+}
+
+/// Writes to stderr, the log file and syslog.
 #[derive(Clone)]
 struct Tee {
     stderr: bool,
-    file: Option<Arc<Mutex<std::fs::File>>>,
+    sinks: Arc<Mutex<Sinks>>,
 }
 
 struct TeeWriter(Tee);
@@ -87,9 +147,12 @@ impl Write for TeeWriter {
         if self.0.stderr {
             let _ = std::io::stderr().write_all(buf);
         }
-        if let Some(f) = &self.0.file {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sinks = self.0.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = sinks.file.as_mut() {
             let _ = f.write_all(buf);
+        }
+        if let Some(s) = &sinks.syslog {
+            s.send(buf);
         }
         Ok(buf.len())
     }
@@ -105,17 +168,46 @@ impl<'a> MakeWriter<'a> for Tee {
     }
 }
 
+/// Lets the log destinations follow the configuration (RELOAD / SIGHUP reopen
+/// `logfile`, so log rotation works as with PgBouncer).
+#[derive(Clone)]
+pub struct LogHandle(Arc<Mutex<Sinks>>);
+
+impl LogHandle {
+    /// (Re)opens `logfile` and syslog per the settings.
+    pub fn apply(&self, settings: &crate::config::Settings) -> std::io::Result<()> {
+        let file = match settings.str("logfile") {
+            "" => None,
+            path => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let syslog = if settings.bool("syslog") {
+            Syslog::open(
+                settings.str("syslog_ident"),
+                settings.str("syslog_facility"),
+            )
+        } else {
+            None
+        };
+        let mut sinks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.file = file;
+        sinks.syslog = syslog;
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. `verbose`: 0 = LOG, 1 = DEBUG, 2+ = NOISE.
-pub fn init(stderr: bool, logfile: Option<&str>, verbose: u8) -> std::io::Result<()> {
-    let file = match logfile.filter(|f| !f.is_empty()) {
-        Some(path) => Some(Arc::new(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        ))),
-        None => None,
-    };
+pub fn init(
+    stderr: bool,
+    settings: &crate::config::Settings,
+    verbose: u8,
+) -> std::io::Result<LogHandle> {
+    let handle = LogHandle(Arc::new(Mutex::new(Sinks::default())));
+    handle.apply(settings)?;
     let level = match verbose {
         0 => Level::INFO,
         1 => Level::DEBUG,
@@ -127,9 +219,12 @@ pub fn init(stderr: bool, logfile: Option<&str>, verbose: u8) -> std::io::Result
         .event_format(PgbFormat {
             pid: std::process::id(),
         })
-        .with_writer(Tee { stderr, file })
+        .with_writer(Tee {
+            stderr,
+            sinks: handle.0.clone(),
+        })
         .try_init();
-    Ok(())
+    Ok(handle)
 }
 
 #[cfg(test)]

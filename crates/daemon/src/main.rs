@@ -220,10 +220,13 @@ fn main() -> ExitCode {
     let verbose = args
         .verbose
         .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
-    if let Err(e) = logging::init(!quiet, Some(settings.str("logfile")), verbose) {
-        eprintln!("FATAL cannot open logfile: {e}");
-        return ExitCode::from(1);
-    }
+    let log = match logging::init(!quiet, &settings, verbose) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("FATAL cannot open logfile: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,10 +237,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(settings))
+    runtime.block_on(run(settings, log))
 }
 
-async fn run(settings: Settings) -> ExitCode {
+async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
     let pidfile_path = settings.str("pidfile").to_string();
     let _pidfile = if pidfile_path.is_empty() {
         None
@@ -262,6 +265,13 @@ async fn run(settings: Settings) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    daemon
+        .shared
+        .set_log_reopen(pgbouncer_rs::shared::LogReopen(Box::new(move |s| {
+            if let Err(e) = log.apply(s) {
+                tracing::error!("cannot reopen logfile: {e}");
+            }
+        })));
     let mode = match wait_for_signals(&daemon).await {
         Ok(m) => m,
         Err(e) => {

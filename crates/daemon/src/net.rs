@@ -117,6 +117,17 @@ async fn bind_unix(
     let mode = u32::try_from(s.int("unix_socket_mode")).unwrap_or(0o777);
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+    let group = s.str("unix_socket_group");
+    if !group.is_empty() {
+        match group_id(group) {
+            Some(gid) => {
+                if let Err(e) = std::os::unix::fs::chown(&path, None, Some(gid)) {
+                    tracing::warn!("unix_socket_group {group}: {e}");
+                }
+            }
+            None => tracing::warn!("unix_socket_group {group}: no such group"),
+        }
+    }
     Ok((l, path))
 }
 
@@ -142,4 +153,16 @@ pub fn tune_client_socket(stream: &TcpStream, s: &Settings) {
             s.int("tcp_user_timeout") as u64,
         )));
     }
+}
+
+/// The gid of a group name (or a number), from /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(n) = group.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == group).then(|| f.nth(1)?.parse().ok())?
+    })
 }

@@ -23,6 +23,15 @@ use crate::auth::userlist::Secret;
 use crate::runtime::Runtime;
 use crate::server::{self, ServerConn, ServerCredential, ServerTarget};
 
+/// Reopens log destinations from new settings.
+pub struct LogReopen(pub Box<dyn Fn(&crate::config::Settings) + Send + Sync>);
+
+impl std::fmt::Debug for LogReopen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogReopen")
+    }
+}
+
 /// A message to a client session.
 #[derive(Debug)]
 pub enum SessionMsg {
@@ -107,6 +116,10 @@ pub struct Shared {
     pub(crate) prepared: crate::session::prepared::Registry,
     /// Connections that run auth_query.
     pub auth_conns: crate::auth_query::AuthConns,
+    /// Next host of each database's host list.
+    host_cursor: Mutex<HashMap<String, usize>>,
+    /// Reopens the log destinations after a reload (set by `main`).
+    log_reopen: Mutex<Option<LogReopen>>,
     /// SUSPEND in force: sessions stop reading, listeners stop accepting.
     suspended: std::sync::atomic::AtomicBool,
     resumed: Notify,
@@ -141,6 +154,8 @@ impl Shared {
             next_client: AtomicU32::new(1),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
+            log_reopen: Mutex::new(None),
+            host_cursor: Mutex::new(HashMap::new()),
             suspended: std::sync::atomic::AtomicBool::new(false),
             resumed: Notify::new(),
             auth_conns: Default::default(),
@@ -159,6 +174,14 @@ impl Shared {
 
     /// Replaces the runtime configuration (RELOAD) and tells pool-core.
     pub fn set_runtime(self: &Arc<Self>, rt: Arc<Runtime>) {
+        if let Some(f) = self
+            .log_reopen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            (f.0)(&rt.settings);
+        }
         let config = rt.settings.pool_config();
         *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = rt;
         self.handle(Event::Reload(Box::new(config)), None);
@@ -187,6 +210,11 @@ impl Shared {
         );
         cache.insert(user.to_string(), (password.to_string(), secret.clone()));
         secret
+    }
+
+    /// Registers what to do with the log destinations after a reload.
+    pub fn set_log_reopen(&self, f: LogReopen) {
+        *self.log_reopen.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
     /// Whether SUSPEND is in force.
@@ -435,11 +463,19 @@ impl Shared {
                 None => ServerCredential::None,
             },
         };
-        let host = db
-            .hosts
-            .first()
-            .cloned()
-            .unwrap_or_else(|| rt.unix_socket_dir.clone());
+        // Host lists: `load_balance_hosts = round-robin` (default) moves to the next host
+        // for every new connection; `disable` stays on one until a connect fails.
+        let host = if db.hosts.is_empty() {
+            rt.unix_socket_dir.clone()
+        } else {
+            let mut cursors = self.host_cursor.lock().unwrap_or_else(|e| e.into_inner());
+            let cursor = cursors.entry(db.name.clone()).or_insert(0);
+            let host = db.hosts[*cursor % db.hosts.len()].clone();
+            if db.load_balance_hosts.as_deref() != Some("disable") {
+                *cursor = cursor.wrapping_add(1);
+            }
+            host
+        };
         let mut startup_params = Vec::new();
         for (k, v) in [
             ("client_encoding", &db.client_encoding),
@@ -528,6 +564,15 @@ impl Shared {
                     Event::ServerConnected { server }
                 }
                 Err(e) => {
+                    // `load_balance_hosts = disable`: the next attempt tries the next host.
+                    if let Some(c) = shared
+                        .host_cursor
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&*pool.database)
+                    {
+                        *c = c.wrapping_add(1);
+                    }
                     tracing::warn!("S-{}: {pool} server login failed: {}", server.0, e.message);
                     Event::ServerConnectFailed {
                         server,

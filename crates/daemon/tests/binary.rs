@@ -401,3 +401,71 @@ fn console_shutdown_wait_for_clients_exits_once_the_last_client_leaves() {
     let status = wait_exit(child);
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn syslog_gets_the_log_lines_and_sighup_reopens_a_rotated_logfile() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("syslog");
+    let sock_path = dir.0.join("syslog.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let logfile = dir.0.join("pgbouncer.log");
+    let path = dir.0.join("pgbouncer.ini");
+    let extra = format!(
+        "pool_mode = transaction\nsyslog = 1\nsyslog_ident = pgbrs-test\nsyslog_facility = local3\nlog_connections = 1\nlogfile = {}",
+        logfile.display()
+    );
+    std::fs::write(&path, ini(pg, &dir, &extra)).unwrap();
+    let mut child = bin()
+        .arg(&path)
+        .env("PGBRS_SYSLOG_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a syslog datagram");
+    let first = String::from_utf8_lossy(&buf[..n]).to_string();
+    // local3 = 19, LOG = info (6): 19 * 8 + 6 = 158.
+    assert!(first.starts_with("<158>pgbrs-test["), "{first}");
+    let port: u16 = std::fs::read_to_string(&logfile)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.split("listening on 127.0.0.1:")
+                .nth(1)
+                .map(|p| p.trim().parse().unwrap())
+        })
+        .expect("listening line in the logfile");
+    // Rotate the log file away and send SIGHUP: a new file is opened.
+    let rotated = dir.0.join("pgbouncer.log.1");
+    std::fs::rename(&logfile, &rotated).unwrap();
+    signal(&child, "-HUP");
+    let conninfo = format!("host=127.0.0.1 port={port} user=md5user password=md5pass dbname=appdb");
+    let mut found = false;
+    for _ in 0..200 {
+        let _ = Command::new(pg.bin_dir().join("psql"))
+            .args(["-X", "-At", &conninfo, "-c", "select 1"])
+            .output();
+        if std::fs::read_to_string(&logfile).is_ok_and(|t| t.contains("login attempt")) {
+            found = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "the reopened logfile gets new lines");
+    let mut saw_login = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("login attempt") {
+            saw_login = true;
+            break;
+        }
+    }
+    assert!(saw_login, "syslog got the login line");
+}

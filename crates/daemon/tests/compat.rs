@@ -106,8 +106,25 @@ async fn unix_socket_listener_serves_clients_and_peer_auth_maps_the_os_user() {
     let ident = dir.0.join("ident.conf");
     std::fs::write(&ident, format!("app {os_user} {MD5_USER}\n")).unwrap();
     let port = free_port();
+    // unix_socket_group by name: our own primary group (always allowed).
+    let gid: u32 = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Gid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let group = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| gid.to_string());
     let extra = format!(
-        "auth_type = hba\nauth_hba_file = {}\nauth_ident_file = {}\nunix_socket_dir = {}\nlisten_port = {port}",
+        "auth_type = hba\nauth_hba_file = {}\nauth_ident_file = {}\nunix_socket_dir = {}\nlisten_port = {port}\nunix_socket_group = {group}\nunix_socket_mode = 0770",
         hba.display(),
         ident.display(),
         dir.0.display()
@@ -118,6 +135,16 @@ async fn unix_socket_listener_serves_clients_and_peer_auth_maps_the_os_user() {
         .unwrap();
     let socket = dir.0.join(format!(".s.PGSQL.{port}"));
     assert!(socket.exists(), "unix socket {socket:?} missing");
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(&socket).unwrap();
+        assert_eq!(meta.gid(), gid, "unix_socket_group applied");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o770,
+            "unix_socket_mode applied"
+        );
+    }
     // peer: no password, the OS user maps to md5user.
     let ci = format!(
         "host={} port={port} user={MD5_USER} dbname=appdb",
@@ -339,4 +366,150 @@ async fn replication_connections_are_passed_through_on_a_dedicated_server() {
     // A normal client of the same pool still pools as usual.
     let o = psql(&pg, &md5_conninfo(&d), "select 3").await;
     assert_eq!(stdout(&o), "3", "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_auth_type_accepts_the_right_secret_and_refuses_the_rest_with_pgbouncers_errors() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    // (auth_type, user, right password, text for a wrong password, text for an unknown user)
+    let cases: [(&str, &str, &str, Option<&str>, &str); 5] = [
+        (
+            "trust",
+            MD5_USER,
+            "anything",
+            None,
+            "\"trust\" authentication failed",
+        ),
+        (
+            "plain",
+            "plainuser",
+            "plainpass",
+            Some("password authentication failed"),
+            "password authentication failed",
+        ),
+        (
+            "md5",
+            MD5_USER,
+            MD5_PASSWORD,
+            Some("password authentication failed"),
+            "password authentication failed",
+        ),
+        (
+            "scram-sha-256",
+            SCRAM_USER,
+            SCRAM_PASSWORD,
+            Some("SASL authentication failed"),
+            "SASL authentication failed",
+        ),
+        (
+            "md5",
+            SCRAM_USER,
+            SCRAM_PASSWORD,
+            Some("SASL authentication failed"),
+            "password authentication failed",
+        ),
+    ];
+    for (auth, user, pass, wrong, unknown) in cases {
+        let dir = Scratch::new("authmatrix");
+        let d = start(pg, &dir, &format!("auth_type = {auth}")).await;
+        let ok = psql(
+            pg,
+            &conninfo(&d, user, pass, "appdb"),
+            "select current_user",
+        )
+        .await;
+        assert_eq!(stdout(&ok), user, "{auth}/{user}: {}", stderr(&ok));
+        if let Some(wrong) = wrong {
+            let e = connect(&conninfo(&d, user, "wrong", "appdb"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                db_error(&e),
+                ("FATAL".into(), "08P01".into(), wrong.into()),
+                "{auth}/{user}"
+            );
+        }
+        let e = connect(&conninfo(&d, "nobody_here", "x", "appdb"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            db_error(&e),
+            ("FATAL".into(), "08P01".into(), unknown.into()),
+            "{auth} unknown user"
+        );
+        let e = connect(&conninfo(&d, user, pass, "nosuchdb"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            db_error(&e),
+            (
+                "FATAL".into(),
+                "08P01".into(),
+                "no such database: nosuchdb".into()
+            ),
+            "{auth} unknown db"
+        );
+    }
+    // any: the user name is ignored, every database forces one.
+    let dir = Scratch::new("authany");
+    let text = ini(pg, &dir, "auth_type = any").replace(
+        &format!("appdb = host=127.0.0.1 port={} dbname=appdb", pg.port()),
+        &format!("appdb = host=127.0.0.1 port={} dbname=appdb user={MD5_USER} password={MD5_PASSWORD}", pg.port()),
+    )
+    .replace(&format!("postgres = host=127.0.0.1 port={} dbname=postgres\n", pg.port()), "");
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let o = psql(
+        pg,
+        &conninfo(&d, "whoever", "whatever", "appdb"),
+        "select current_user",
+    )
+    .await;
+    assert_eq!(stdout(&o), MD5_USER, "{}", stderr(&o));
+    let e = connect(&conninfo(&d, "whoever", "x", "nosuchdb"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "no such database: nosuchdb");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_list_with_load_balance_hosts_disable_moves_past_a_dead_host() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("hostlist");
+    // 127.0.0.2 is loopback but PostgreSQL does not listen there: that host is dead.
+    let text = ini(pg, &dir, "pool_mode = transaction\nserver_login_retry = 0").replace(
+        &format!("appdb = host=127.0.0.1 port={} dbname=appdb", pg.port()),
+        &format!(
+            "appdb = host=127.0.0.2,127.0.0.1 port={} dbname=appdb load_balance_hosts=disable",
+            pg.port()
+        ),
+    );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let mut first_ok = None;
+    let mut errors = Vec::new();
+    for attempt in 0..5 {
+        let o = psql(pg, &md5_conninfo(&d), "select 1").await;
+        if stdout(&o) == "1" {
+            first_ok = Some(attempt);
+            break;
+        }
+        errors.push(stderr(&o));
+    }
+    assert!(
+        first_ok.is_some(),
+        "the live host is reached after the dead one failed: {errors:?}"
+    );
+    for _ in 0..5 {
+        let o = psql(pg, &md5_conninfo(&d), "select 2").await;
+        assert_eq!(stdout(&o), "2", "stays on the live host: {}", stderr(&o));
+    }
 }
