@@ -513,3 +513,53 @@ async fn a_host_list_with_load_balance_hosts_disable_moves_past_a_dead_host() {
         assert_eq!(stdout(&o), "2", "stays on the live host: {}", stderr(&o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_for_a_client_still_waiting_for_a_server_cancels_its_query() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("cancelwait");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nquery_wait_timeout = 60",
+    )
+    .await;
+    let holder = connect(&md5_conninfo(&d)).await.unwrap();
+    holder.simple_query("begin; select 1").await.unwrap(); // holds the only server
+    let waiter = std::sync::Arc::new(connect(&md5_conninfo(&d)).await.unwrap());
+    let token = waiter.cancel_token();
+    let mut queued = {
+        let w = waiter.clone();
+        tokio::spawn(async move { w.simple_query("select 42").await.map(|_| ()) })
+    };
+    // It cannot run: the only server is held.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut queued)
+            .await
+            .is_err()
+    );
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), queued)
+        .await
+        .expect("answered")
+        .unwrap();
+    let e = r.unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        (
+            "ERROR".into(),
+            "57014".into(),
+            "canceling statement due to user request".into()
+        )
+    );
+    // The waiter is still connected and works once the server is free.
+    holder.simple_query("commit").await.unwrap();
+    let rows = tokio::time::timeout(Duration::from_secs(10), waiter.simple_query("select 7"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!rows.is_empty());
+}
