@@ -41,6 +41,8 @@ pub enum SessionMsg {
     Disconnect(DisconnectReason),
     /// Your wait was cancelled by a cancel request.
     CancelWait,
+    /// `server_fast_close`: leave after the current transaction.
+    FastClose,
 }
 
 /// A pool's welcome: the server's ParameterStatus values from its first login, and
@@ -411,6 +413,11 @@ impl Shared {
             Action::CancelWait { client } => {
                 if let Some(mailbox) = core.sessions.get(&client) {
                     mailbox.send(SessionMsg::CancelWait);
+                }
+            }
+            Action::CloseAfterTransaction { client, .. } => {
+                if let Some(mailbox) = core.sessions.get(&client) {
+                    mailbox.send(SessionMsg::FastClose);
                 }
             }
             Action::PauseDone { database } => {

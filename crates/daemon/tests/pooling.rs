@@ -337,3 +337,81 @@ async fn application_name_add_host_appends_the_client_address_to_application_nam
     .unwrap();
     assert!(name.starts_with("myapp - 127.0.0.1:"), "{name}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_fast_close_ends_a_session_after_its_transaction_when_the_database_is_reconnected() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("fastclose");
+    let d = start(pg, &dir, "pool_mode = session\nserver_fast_close = 1").await;
+    let (c, conn) = tokio_postgres::connect(&md5_conninfo(&d), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    c.simple_query("begin; select 1").await.unwrap();
+    let admin = connect(&conninfo(&d, "admin", "adminpass", "pgbouncer"))
+        .await
+        .unwrap();
+    admin.simple_query("RECONNECT appdb").await.unwrap();
+    // The transaction in progress is not interrupted...
+    c.simple_query("select 2").await.unwrap();
+    c.simple_query("commit").await.unwrap();
+    // ...but once it is over, the session is closed with PgBouncer's error.
+    let ended = tokio::time::timeout(Duration::from_secs(20), driver)
+        .await
+        .expect("closed by the pooler");
+    assert_eq!(
+        db_error(&ended.unwrap().unwrap_err()),
+        (
+            "FATAL".into(),
+            "08P01".into(),
+            "database configuration changed".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_query_wait_timeout_and_client_idle_timeout_override_the_global_ones() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("usertimeouts");
+    let text = ini(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nquery_wait_timeout = 120",
+    )
+    .replace(
+        "[pgbouncer]",
+        &format!("[users]\n{MD5_USER} = query_wait_timeout=1 client_idle_timeout=1\n[pgbouncer]"),
+    );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let holder = connect(&md5_conninfo(&d)).await.unwrap();
+    holder.simple_query("begin").await.unwrap();
+    let waiter = connect(&md5_conninfo(&d)).await.unwrap();
+    let e = waiter.simple_query("select 1").await.unwrap_err();
+    assert_eq!(
+        db_error(&e).2,
+        "query_wait_timeout",
+        "the user's 1 s, not the global 120 s"
+    );
+    holder.simple_query("commit").await.unwrap();
+    // An idle client of that user is dropped after its 1 s client_idle_timeout.
+    let (idle, conn) = tokio_postgres::connect(&md5_conninfo(&d), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    idle.simple_query("select 1").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), driver)
+        .await
+        .expect("closed by the pooler");
+    assert_eq!(
+        db_error(&ended.unwrap().unwrap_err()).2,
+        "client_idle_timeout"
+    );
+}

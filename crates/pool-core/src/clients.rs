@@ -84,7 +84,7 @@ impl Pooler {
         self.set_client_state(client, ClientState::Active);
         self.cancel_keys.insert(cancel_key, client);
         self.pools[pool].stats.totals.client_login_count += 1;
-        self.note(deadline(now, self.config.client_idle_timeout));
+        self.note(deadline(now, self.pools[pool].settings.client_idle_timeout));
         self.ensure_min_pool(now, pool);
     }
 
@@ -110,7 +110,7 @@ impl Pooler {
         self.set_client_state(client, ClientState::Waiting);
         self.pools[pool].waiting.push_back(client);
         self.pools[pool].last_used = now;
-        self.note(deadline(now, self.config.query_wait_timeout));
+        self.note(deadline(now, self.pools[pool].settings.query_wait_timeout));
         self.note(deadline(now, self.config.query_timeout));
         if self.pools[pool].settings.reserve_pool_size > 0 {
             self.note(deadline(now, self.config.reserve_pool_timeout));
@@ -135,7 +135,7 @@ impl Pooler {
         c.request_time = now;
         let pool = c.pool;
         self.pools[pool].stats.add_usage(usage);
-        self.note(deadline(now, self.config.client_idle_timeout));
+        self.note(deadline(now, self.pools[pool].settings.client_idle_timeout));
         self.release_server(now, server, reusable);
     }
 

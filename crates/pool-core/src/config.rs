@@ -60,6 +60,8 @@ pub struct DatabaseConfig {
     pub max_db_client_connections: Option<u32>,
     /// Per-database `server_lifetime`.
     pub server_lifetime: Option<Duration>,
+    /// Per-database `query_wait_timeout`.
+    pub query_wait_timeout: Option<Duration>,
 }
 
 /// One `[users]` entry.
@@ -77,6 +79,10 @@ pub struct UserConfig {
     pub max_user_connections: Option<u32>,
     /// Per-user `max_user_client_connections`.
     pub max_user_client_connections: Option<u32>,
+    /// Per-user `query_wait_timeout` (beats the database's).
+    pub query_wait_timeout: Option<Duration>,
+    /// Per-user `client_idle_timeout`.
+    pub client_idle_timeout: Option<Duration>,
 }
 
 /// Everything pool-core needs to know; names follow PgBouncer's keys.
@@ -120,6 +126,9 @@ pub struct Config {
     pub server_reset_enabled: bool,
     /// Run the reset query in transaction and statement modes too.
     pub server_reset_query_always: bool,
+    /// Session mode: a server marked for closing (RECONNECT) is closed right after the
+    /// current transaction, together with its client.
+    pub server_fast_close: bool,
     /// Longest wait in the queue.
     pub query_wait_timeout: Duration,
     /// Longest query (disconnects client and server); zero disables.
@@ -161,6 +170,7 @@ impl Default for Config {
             server_check_enabled: true,
             server_reset_enabled: true,
             server_reset_query_always: false,
+            server_fast_close: false,
             query_wait_timeout: Duration::from_secs(120),
             query_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
@@ -207,7 +217,16 @@ impl Config {
         let server_lifetime = db
             .and_then(|d| d.server_lifetime)
             .unwrap_or(self.server_lifetime);
+        let query_wait_timeout = us
+            .and_then(|u| u.query_wait_timeout)
+            .or_else(|| db.and_then(|d| d.query_wait_timeout))
+            .unwrap_or(self.query_wait_timeout);
+        let client_idle_timeout = us
+            .and_then(|u| u.client_idle_timeout)
+            .unwrap_or(self.client_idle_timeout);
         PoolSettings {
+            query_wait_timeout,
+            client_idle_timeout,
             pool_mode,
             pool_size,
             reserve_pool_size,
@@ -269,4 +288,8 @@ pub struct PoolSettings {
     pub min_pool_size: u32,
     /// Effective server lifetime.
     pub server_lifetime: Duration,
+    /// Effective `query_wait_timeout` (user > database > global).
+    pub query_wait_timeout: Duration,
+    /// Effective `client_idle_timeout` (user > global).
+    pub client_idle_timeout: Duration,
 }

@@ -185,6 +185,14 @@ pub enum Action {
         /// The client.
         client: ClientId,
     },
+    /// `server_fast_close`: `server` (linked to `client`, session mode) must close as soon
+    /// as its current transaction ends; the client is disconnected with it.
+    CloseAfterTransaction {
+        /// The client.
+        client: ClientId,
+        /// Its server.
+        server: ServerId,
+    },
     /// A PAUSE finished: no server of `database` (all when `None`) is in use any more.
     PauseDone {
         /// The database, or all.

@@ -115,6 +115,12 @@ impl Pooler {
                 self.close_server(now, server, ServerCloseReason::CloseNeeded);
             } else if let Some(s) = self.servers.get_mut(&server) {
                 s.close_needed = true;
+                let session = self.pools[s.pool].settings.pool_mode == crate::PoolMode::Session;
+                if let (true, true, Some(client)) = (self.config.server_fast_close, session, s.link)
+                {
+                    self.actions
+                        .push_back(Action::CloseAfterTransaction { client, server });
+                }
             }
         }
     }

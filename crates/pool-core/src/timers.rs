@@ -80,11 +80,19 @@ impl Pooler {
             let check = match (c.state, c.link) {
                 (ClientState::Login, _) => due(c.connect_time, cfg.client_login_timeout, now)
                     .map(|()| DisconnectReason::ClientLoginTimeout),
-                (ClientState::Active, None) => due(c.request_time, cfg.client_idle_timeout, now)
-                    .map(|()| DisconnectReason::ClientIdleTimeout),
+                (ClientState::Active, None) => due(
+                    c.request_time,
+                    self.pools[c.pool].settings.client_idle_timeout,
+                    now,
+                )
+                .map(|()| DisconnectReason::ClientIdleTimeout),
                 (ClientState::Waiting, _) => {
-                    let wait = due(c.request_time, cfg.query_wait_timeout, now)
-                        .map(|()| DisconnectReason::QueryWaitTimeout);
+                    let wait = due(
+                        c.request_time,
+                        self.pools[c.pool].settings.query_wait_timeout,
+                        now,
+                    )
+                    .map(|()| DisconnectReason::QueryWaitTimeout);
                     let query = due(c.request_time, cfg.query_timeout, now)
                         .map(|()| DisconnectReason::QueryTimeoutWaiting);
                     match (wait, query) {

@@ -321,6 +321,7 @@ impl Settings {
             server_check_enabled: !check_query.trim().is_empty(),
             server_reset_enabled: !self.str("server_reset_query").trim().is_empty(),
             server_reset_query_always: self.bool("server_reset_query_always"),
+            server_fast_close: self.bool("server_fast_close"),
             query_wait_timeout: self.time("query_wait_timeout"),
             query_timeout: self.time("query_timeout"),
             client_idle_timeout: self.time("client_idle_timeout"),
@@ -340,6 +341,7 @@ impl Settings {
                     max_db_connections: d.max_db_connections,
                     max_db_client_connections: d.max_db_client_connections,
                     server_lifetime: d.server_lifetime,
+                    query_wait_timeout: d.query_wait_timeout,
                 })
                 .collect(),
             users: self
@@ -352,6 +354,8 @@ impl Settings {
                     reserve_pool_size: u.reserve_pool_size,
                     max_user_connections: u.max_user_connections,
                     max_user_client_connections: u.max_user_client_connections,
+                    query_wait_timeout: u.query_wait_timeout,
+                    client_idle_timeout: u.client_idle_timeout,
                 })
                 .collect(),
         }

@@ -51,6 +51,9 @@ impl Session {
             if l.is_clean() && self.mode != PoolMode::Session {
                 return Ok(Released::Yes);
             }
+            if self.fast_close && l.is_clean() {
+                return Err(Exit::fatal("database configuration changed"));
+            }
             if self.shared.is_suspended() {
                 // SUSPEND: what was read has been written on; read nothing more.
                 self.shared.wait_resumed().await;
@@ -89,11 +92,11 @@ impl Session {
                         return Ok(Released::ClientLeft(reason));
                     }
                 }
-                msg = rx.recv() => {
-                    if let SessionMsg::Disconnect(r) = msg {
-                        return Err(Exit::from_reason(&r));
-                    }
-                }
+                msg = rx.recv() => match msg {
+                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
+                    SessionMsg::FastClose => self.fast_close = true,
+                    _ => {}
+                },
             }
         }
     }

@@ -81,6 +81,7 @@ pub(crate) async fn serve(
         label: String::new(),
         timeouts: QueryTimeouts::default(),
         prepared_mode: false,
+        fast_close: false,
         stmts: std::collections::HashMap::new(),
         local,
     };
@@ -114,6 +115,8 @@ struct Session {
     prepared_mode: bool,
     /// This client's statement names.
     stmts: std::collections::HashMap<bytes::Bytes, Arc<prepared::Stmt>>,
+    /// `server_fast_close` asked this client to leave after its transaction.
+    fast_close: bool,
     /// The listener's address (no getsockname per client).
     local: (String, u16),
 }
@@ -309,6 +312,7 @@ impl Session {
                         let _ = self.client.write_all(&out).await;
                         return Err(Exit::Quiet("__cancelled_wait".into()));
                     }
+                    SessionMsg::FastClose => self.fast_close = true,
                 },
                 r = self.client.readable(), if !eof => {
                     if r.is_err() { return Err(Exit::Quiet("client unexpected eof".into())); }
@@ -356,7 +360,7 @@ impl Session {
                 msg = rx.recv() => match msg {
                     SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
                     SessionMsg::Link(conn) => return Ok(Some(Box::new(Link::new(*conn)))),
-                    SessionMsg::CancelWait => {}
+                    SessionMsg::CancelWait | SessionMsg::FastClose => {}
                 },
                 r = self.client.readable() => {
                     if r.is_err() { return Ok(None); }

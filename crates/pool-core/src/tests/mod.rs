@@ -46,6 +46,7 @@ pub(crate) struct Sim {
     pub(crate) cancels: Vec<(ClientId, ServerId)>,
     pub(crate) cancelled_waits: Vec<ClientId>,
     pub(crate) pause_done: Vec<Option<String>>,
+    pub(crate) fast_closed: Vec<ClientId>,
     /// Servers that have ever been handed to a client while another held them.
     pub(crate) all_actions: Vec<Action>,
 }
@@ -65,6 +66,7 @@ impl Sim {
             cancels: Vec::new(),
             cancelled_waits: Vec::new(),
             pause_done: Vec::new(),
+            fast_closed: Vec::new(),
             all_actions: Vec::new(),
         }
     }
@@ -100,6 +102,7 @@ impl Sim {
                 Action::SendCancel { client, server } => self.cancels.push((client, server)),
                 Action::CancelWait { client } => self.cancelled_waits.push(client),
                 Action::PauseDone { database } => self.pause_done.push(database),
+                Action::CloseAfterTransaction { client, .. } => self.fast_closed.push(client),
             }
         }
         self.check_invariants();
@@ -265,9 +268,10 @@ impl Sim {
                 );
             }
             // No client waits past its deadline (timeouts fire exactly on time).
-            if !p.config.query_wait_timeout.is_zero() {
+            let wait_limit = pool.settings.query_wait_timeout;
+            if !wait_limit.is_zero() {
                 for c in pool.waiting.iter().map(|c| &p.clients[c]) {
-                    assert!(p.now - c.request_time <= p.config.query_wait_timeout);
+                    assert!(p.now - c.request_time <= wait_limit);
                 }
             }
         }

@@ -929,3 +929,96 @@ fn a_waiting_client_gets_a_new_server_when_the_holder_leaves_mid_transaction() {
     sim.server_connects();
     assert!(sim.linked(b).is_some());
 }
+
+#[test]
+fn query_wait_timeout_per_user_beats_per_database_beats_global() {
+    let mut config = Config {
+        default_pool_size: 1,
+        query_wait_timeout: secs(100),
+        ..test_config()
+    };
+    config.databases[0].query_wait_timeout = Some(secs(10));
+    config.users.push(UserConfig {
+        name: "quick".into(),
+        query_wait_timeout: Some(secs(2)),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    for user in ["quick", "app"] {
+        let a = sim.client_logged_in("db", user);
+        sim.client_wants_server(a);
+        sim.server_connects();
+    }
+    let (q, s) = (
+        sim.client_logged_in("db", "quick"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(q);
+    sim.client_wants_server(s);
+    sim.advance(secs(2));
+    assert_eq!(
+        sim.disconnected(q),
+        Some(DisconnectReason::QueryWaitTimeout),
+        "user setting: 2 s"
+    );
+    assert_eq!(sim.disconnected(s), None);
+    sim.advance(secs(8));
+    assert_eq!(
+        sim.disconnected(s),
+        Some(DisconnectReason::QueryWaitTimeout),
+        "database setting: 10 s"
+    );
+}
+
+#[test]
+fn client_idle_timeout_per_user_beats_the_global_one() {
+    let mut config = Config {
+        client_idle_timeout: secs(0),
+        ..test_config()
+    };
+    config.users.push(UserConfig {
+        name: "short".into(),
+        client_idle_timeout: Some(secs(5)),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    let short = sim.client_logged_in("db", "short");
+    let other = sim.client_logged_in("db", "app");
+    sim.advance(secs(5));
+    assert_eq!(
+        sim.disconnected(short),
+        Some(DisconnectReason::ClientIdleTimeout)
+    );
+    assert_eq!(
+        sim.disconnected(other),
+        None,
+        "no global client_idle_timeout"
+    );
+}
+
+#[test]
+fn server_fast_close_asks_session_clients_to_leave_after_their_transaction_on_reconnect() {
+    let config = Config {
+        pool_mode: PoolMode::Session,
+        server_fast_close: true,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.event(Event::Reconnect { database: None });
+    assert_eq!(sim.fast_closed, vec![a]);
+    let mut sim = Sim::new(Config {
+        pool_mode: PoolMode::Session,
+        ..test_config()
+    });
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.event(Event::Reconnect { database: None });
+    assert!(
+        sim.fast_closed.is_empty(),
+        "off by default: the server closes when the client leaves"
+    );
+}
