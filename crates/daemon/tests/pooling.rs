@@ -415,3 +415,120 @@ async fn per_user_query_wait_timeout_and_client_idle_timeout_override_the_global
         "client_idle_timeout"
     );
 }
+
+/// Backends of `user` on `db` as PostgreSQL sees them.
+fn backends(pg: &PgCluster, db: &str) -> i64 {
+    pg.psql(
+        "postgres",
+        &format!(
+            "select count(*) from pg_stat_activity where datname = '{db}' and usename = 'md5user'"
+        ),
+    )
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+/// Polls (bounded) until `cond` holds on the backend count.
+async fn wait_backends(pg: &PgCluster, db: &str, cond: impl Fn(i64) -> bool) -> i64 {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut n = -1;
+    for _ in 0..400 {
+        tick.tick().await;
+        n = backends(pg, db);
+        if cond(n) {
+            return n;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_pool_size_opens_servers_for_a_pool_and_server_idle_timeout_closes_the_rest() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let _ = pg.create_database("minpooldb", MD5_USER);
+    let dir = Scratch::new("minpool");
+    let text = ini(pg, &dir, "pool_mode = transaction\nmin_pool_size = 3\ndefault_pool_size = 6\nserver_idle_timeout = 0.5")
+        .replace("[pgbouncer]", &format!("minpooldb = host=127.0.0.1 port={} dbname=minpooldb\n[pgbouncer]", pg.port()));
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let c = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "minpooldb"))
+        .await
+        .unwrap();
+    // min_pool_size: three servers are opened for the pool without any query.
+    assert_eq!(wait_backends(pg, "minpooldb", |n| n >= 3).await, 3);
+    // Five concurrent transactions grow the pool past the minimum...
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let h = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "minpooldb"))
+            .await
+            .unwrap();
+        h.simple_query("begin; select 1").await.unwrap();
+        held.push(h);
+    }
+    assert_eq!(wait_backends(pg, "minpooldb", |n| n >= 5).await, 5);
+    for h in &held {
+        h.simple_query("commit").await.unwrap();
+    }
+    // ...and server_idle_timeout closes the idle extra ones, down to min_pool_size.
+    assert_eq!(wait_backends(pg, "minpooldb", |n| n <= 3).await, 3);
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_user_connections_and_max_db_client_connections_hold_across_pools() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("usercap");
+    let d = start(
+        pg,
+        &dir,
+        "pool_mode = transaction\nmax_user_connections = 1\nmax_db_client_connections = 2",
+    )
+    .await;
+    // Two databases, one user: one server connection in total.
+    // A unique application_name tells this test's backends apart in the shared cluster.
+    let tag = " application_name=usercap_test";
+    let a = connect(&(conninfo(&d, MD5_USER, MD5_PASSWORD, "appdb") + tag))
+        .await
+        .unwrap();
+    let b = connect(&(conninfo(&d, MD5_USER, MD5_PASSWORD, "postgres") + tag))
+        .await
+        .unwrap();
+    a.simple_query("select 1").await.unwrap();
+    // b needs the user's only slot: a's idle server (other pool) is evicted for it.
+    b.simple_query("select 1").await.unwrap();
+    let total: i64 = pg
+        .psql(
+            "postgres",
+            "select count(*) from pg_stat_activity where application_name = 'usercap_test'",
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        total <= 1,
+        "max_user_connections = 1, PostgreSQL sees {total}"
+    );
+    // A third client of appdb exceeds max_db_client_connections = 2.
+    let _second = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "appdb"))
+        .await
+        .unwrap();
+    let e = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "appdb"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        db_error(&e),
+        (
+            "FATAL".into(),
+            "08P01".into(),
+            "client connections exceeded (max_db_client_connections)".into()
+        )
+    );
+}
