@@ -532,3 +532,99 @@ async fn max_user_connections_and_max_db_client_connections_hold_across_pools() 
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_login_timeout_closes_a_client_that_never_finishes_logging_in() {
+    use tokio::io::AsyncReadExt;
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("logintimeout");
+    let d = start(pg, &dir, "client_login_timeout = 0.3").await;
+    // Connects and says nothing.
+    let mut s = tokio::net::TcpStream::connect(d.addr()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("closed by the pooler")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        out.first() == Some(&b'E') && text.contains("client_login_timeout"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_check_query_runs_on_servers_idle_longer_than_server_check_delay() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let _ = pg.create_database("checkdb", MD5_USER);
+    let setup = format!(
+        "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname=checkdb",
+        pg.port()
+    );
+    let o = psql(
+        pg,
+        &setup,
+        "create table if not exists check_log(at timestamptz); truncate check_log",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = Scratch::new("checkdelay");
+    let text = ini(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nserver_check_delay = 0.2\nserver_check_query = insert into check_log values (now())",
+    )
+    .replace("[pgbouncer]", &format!("checkdb = host=127.0.0.1 port={} dbname=checkdb\n[pgbouncer]", pg.port()));
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let c = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "checkdb"))
+        .await
+        .unwrap();
+    c.simple_query("select 1").await.unwrap();
+    // Back-to-back use: no check.
+    c.simple_query("select 2").await.unwrap();
+    assert_eq!(
+        first_value(
+            &c.simple_query("select count(*) from check_log")
+                .await
+                .unwrap()
+        )
+        .as_deref(),
+        Some("0")
+    );
+    // Idle longer than server_check_delay: SHOW POOLS counts it as `used`, and the next
+    // client gets it only after the check query ran on it.
+    let admin = connect(&conninfo(&d, "admin", "adminpass", "pgbouncer"))
+        .await
+        .unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut used = false;
+    for _ in 0..200 {
+        tick.tick().await;
+        let rows = admin.simple_query("show pools").await.unwrap();
+        used = rows.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                r.get("database") == Some("checkdb") && r.get("sv_used") == Some("1")
+            }
+            _ => false,
+        });
+        if used {
+            break;
+        }
+    }
+    assert!(used, "the idle server became `used`");
+    let n = first_value(
+        &c.simple_query("select count(*) from check_log")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(n, "1", "the check query ran once before reuse");
+}
