@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -80,40 +78,19 @@ async fn three_hundred_clients_fail_directly_but_all_succeed_through_twenty_pool
     )
     .await;
     // Watch PostgreSQL's view of our connections while the clients run.
-    let peak = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(AtomicU32::new(0));
-    let watcher = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        let conninfo = pg.socket_conninfo("postgres", "postgres");
-        tokio::spawn(async move {
-            let c = connect(&conninfo).await.unwrap();
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            for _ in 0..2000 {
-                tick.tick().await;
-                if stop.load(Ordering::Relaxed) == 1 {
-                    break;
-                }
-                let row = c
-                    .query_one(
-                        "select count(*)::int from pg_stat_activity where usename = 'md5user'",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                peak.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
-            }
-        })
-    };
+    let watcher = PeakWatcher::start(
+        &pg,
+        "select count(*)::int from pg_stat_activity where usename = 'md5user'",
+        Duration::from_millis(5),
+    );
     let (ok, errors) = hammer(md5_conninfo(&d), 300, "0.02").await;
-    stop.store(1, Ordering::Relaxed);
-    watcher.await.unwrap();
+    let peak = watcher.finish().await;
     assert!(
         errors.is_empty(),
         "errors through the pooler: {:?}",
         errors.iter().take(5).collect::<Vec<_>>()
     );
     assert_eq!(ok, 300);
-    let peak = peak.load(Ordering::Relaxed);
     assert!(
         peak <= 20,
         "PostgreSQL saw {peak} connections from the pooler"

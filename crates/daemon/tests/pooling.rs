@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -212,27 +210,11 @@ async fn five_hundred_clients_connecting_per_request_for_thirty_seconds_stay_und
          max_db_connections = 30\nmax_client_conn = 1000\nquery_wait_timeout = 60",
     )
     .await;
-    let peak = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(AtomicU32::new(0));
-    let watcher = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        let ci = pg.socket_conninfo("postgres", "postgres");
-        tokio::spawn(async move {
-            let c = connect(&ci).await.unwrap();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            for _ in 0..5000 {
-                tick.tick().await;
-                if stop.load(Ordering::Relaxed) == 1 {
-                    break;
-                }
-                let row = c
-                    .query_one("select count(*)::int from pg_stat_activity where usename in ('md5user', 'plainuser')", &[])
-                    .await
-                    .unwrap();
-                peak.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
-            }
-        })
-    };
+    let watcher = PeakWatcher::start(
+        &pg,
+        "select count(*)::int from pg_stat_activity where usename in ('md5user', 'plainuser')",
+        Duration::from_millis(20),
+    );
     // Two users, so two pools compete for the database's 30 connections.
     let script = dir.0.join("req.sql");
     std::fs::write(&script, "select count(*) from pg_class;\n").unwrap();
@@ -273,9 +255,7 @@ async fn five_hundred_clients_connecting_per_request_for_thirty_seconds_stay_und
             .and_then(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(0);
     }
-    stop.store(1, Ordering::Relaxed);
-    watcher.await.unwrap();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = watcher.finish().await;
     assert!(total > 0);
     assert!(
         peak <= 30,

@@ -143,3 +143,42 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
         d.message().to_string(),
     )
 }
+
+/// Samples a `select count(*)::int ...` on PostgreSQL (bounded, every 5-20 ms) while
+/// clients run, and keeps the peak: what "PostgreSQL never sees more than N" is checked
+/// against.
+pub struct PeakWatcher {
+    peak: std::sync::Arc<AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakWatcher {
+    pub fn start(pg: &PgCluster, count_sql: &str, every: std::time::Duration) -> PeakWatcher {
+        let peak = std::sync::Arc::new(AtomicU32::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let conninfo = pg.socket_conninfo("postgres", "postgres");
+        let sql = count_sql.to_string();
+        let task = tokio::spawn(async move {
+            let c = connect(&conninfo).await.unwrap();
+            let mut tick = tokio::time::interval(every);
+            for _ in 0..5000 {
+                tick.tick().await;
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let row = c.query_one(sql.as_str(), &[]).await.unwrap();
+                p.fetch_max(row.get::<_, i32>(0) as u32, Ordering::Relaxed);
+            }
+        });
+        PeakWatcher { peak, stop, task }
+    }
+
+    /// Stops sampling and returns the peak seen.
+    pub async fn finish(self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
