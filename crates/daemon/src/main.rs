@@ -253,6 +253,13 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
             }
         }
     };
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("FATAL cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let daemon = match Daemon::start(settings).await {
         Ok(d) => d,
         Err(e) => {
@@ -272,7 +279,7 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
                 tracing::error!("cannot reopen logfile: {e}");
             }
         })));
-    let mode = match wait_for_signals(&daemon).await {
+    let mode = match wait_for_signals(&daemon, signals).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("FATAL cannot install signal handlers: {e}");
@@ -295,13 +302,39 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signals(daemon: &Daemon) -> std::io::Result<ShutdownMode> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut quit = signal(SignalKind::quit())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
+/// The signals we handle, installed before the listeners exist: a signal that arrives
+/// right after "listening on" must not hit the default action (which ends the process).
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+async fn wait_for_signals(daemon: &Daemon, signals: Signals) -> std::io::Result<ShutdownMode> {
+    let Signals {
+        mut hup,
+        mut int,
+        mut term,
+        mut quit,
+        mut usr1,
+        mut usr2,
+    } = signals;
     let mut stop = daemon.shared.shutdown.subscribe();
     let mut request = daemon.shared.shutdown_request.subscribe();
     loop {

@@ -272,22 +272,27 @@ impl Shared {
             // A server mailed to us after we stopped listening is clean: take it back.
             for msg in mailbox.drain() {
                 if let SessionMsg::Link(conn) = msg {
-                    let server = conn.id;
-                    core.idle.insert(server, *conn);
-                    let now = self.now();
-                    core.pooler.handle(
-                        now,
-                        Event::ClientReleasedServer {
-                            client,
-                            reusable: true,
-                            usage: Default::default(),
-                        },
-                    );
+                    self.take_back(&mut core, client, *conn);
                 }
             }
         }
         core.client_info.remove(&client);
         self.handle_locked(&mut core, Event::ClientClosed { client }, None);
+    }
+
+    /// A server linked to a client that is already gone is still clean: it goes back to
+    /// the pool (pool-core is told the client released it).
+    fn take_back(&self, core: &mut Core, client: ClientId, conn: ServerConn) {
+        core.idle.insert(conn.id, conn);
+        let now = self.now();
+        core.pooler.handle(
+            now,
+            Event::ClientReleasedServer {
+                client,
+                reusable: true,
+                usage: Default::default(),
+            },
+        );
     }
 
     /// Feeds an event to pool-core and dispatches the resulting actions. If `me` gets a
@@ -352,16 +357,8 @@ impl Shared {
                     None => {
                         // The session is gone but pool-core has not heard yet: take the
                         // server back (it is clean) and forget the client.
-                        core.idle.insert(server, conn);
+                        self.take_back(core, client, conn);
                         let now = self.now();
-                        core.pooler.handle(
-                            now,
-                            Event::ClientReleasedServer {
-                                client,
-                                reusable: true,
-                                usage: Default::default(),
-                            },
-                        );
                         core.pooler.handle(now, Event::ClientClosed { client });
                     }
                 }

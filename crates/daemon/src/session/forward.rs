@@ -107,13 +107,7 @@ impl Session {
         if self.prepared_mode {
             return self.client_to_server_prepared(l).await;
         }
-        let mut v = ClientVisitor {
-            pending: 0,
-            terminate: false,
-            parses: 0,
-            binds: 0,
-            any: false,
-        };
+        let mut v = ClientVisitor::default();
         l.cscan
             .scan(&self.cbuf, self.max, &mut v)
             .map_err(|e| Exit::fatal(e.pgbouncer_message()))?;
@@ -151,13 +145,7 @@ impl Session {
     /// waits in `cbuf`), named statements renamed, Parse/Close answered or injected as
     /// `prepared.rs` describes.
     async fn client_to_server_prepared(&mut self, l: &mut Link) -> Result<Option<String>, Exit> {
-        let mut v = ClientVisitor {
-            pending: 0,
-            terminate: false,
-            parses: 0,
-            binds: 0,
-            any: false,
-        };
+        let mut v = ClientVisitor::default();
         let mut server_parses = 0u64;
         // Taken out (no copy) so the loop can look at it while updating `self`.
         let data = std::mem::take(&mut self.cbuf);

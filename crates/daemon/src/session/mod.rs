@@ -423,6 +423,7 @@ enum Released {
     ClientLeft(String),
 }
 
+#[derive(Default)]
 struct ClientVisitor {
     pending: u32,
     terminate: bool,
