@@ -263,9 +263,18 @@ async fn run_command(
         }
         Effect::Suspend => {
             // Every session finishes the write it is doing and reads nothing more;
-            // listeners stop accepting. RESUME (or this console leaving) ends it.
+            // listeners stop accepting. Writes still waiting for their peer after
+            // suspend_timeout are dropped with their connections. RESUME (or this
+            // console leaving) ends it.
             shared.set_suspended(true);
             *suspended_here = true;
+            let limit = rt.settings.time("suspend_timeout");
+            let dropped = shared.flush.settle(limit).await;
+            if dropped > 0 {
+                tracing::warn!(
+                    "SUSPEND: dropped {dropped} connection(s) not flushed within suspend_timeout"
+                );
+            }
             Reply::Tag("SUSPEND".into())
         }
         Effect::WaitClose { database } => {

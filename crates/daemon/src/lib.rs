@@ -10,6 +10,7 @@ mod auth_query;
 pub mod config;
 mod console;
 pub mod daemon;
+pub mod flush;
 pub mod logging;
 mod mailbox;
 pub mod net;

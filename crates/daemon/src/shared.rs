@@ -125,6 +125,8 @@ pub struct Shared {
     /// SUSPEND in force: sessions stop reading, listeners stop accepting.
     suspended: std::sync::atomic::AtomicBool,
     resumed: Notify,
+    /// Session writes waiting for their peer, which SUSPEND flushes or drops.
+    pub flush: crate::flush::Flusher,
     /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
     pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
 }
@@ -160,6 +162,7 @@ impl Shared {
             host_cursor: Mutex::new(HashMap::new()),
             suspended: std::sync::atomic::AtomicBool::new(false),
             resumed: Notify::new(),
+            flush: Default::default(),
             auth_conns: Default::default(),
             prepared: Default::default(),
             shutdown_request,
@@ -228,6 +231,7 @@ impl Shared {
     pub fn set_suspended(&self, on: bool) {
         self.suspended.store(on, Ordering::Release);
         if !on {
+            self.flush.resume();
             self.resumed.notify_waiters();
         }
     }
@@ -699,5 +703,12 @@ pub async fn send_cancel(host: &str, port: u16, pid: i32, key: i32) -> std::io::
         secret_key: key,
     })
     .encode(&mut buf);
-    s.write_all(&buf).await
+    s.write_all(&buf).await?;
+    // PostgreSQL closes the connection once it has acted on the request; until then
+    // the cancel is still in flight (and cancel_wait_timeout still bounds it).
+    let mut sink = bytes::BytesMut::with_capacity(64);
+    while s.read_buf(&mut sink).await? > 0 {
+        sink.clear();
+    }
+    Ok(())
 }

@@ -25,6 +25,14 @@ impl Stream {
         }
     }
 
+    /// Waits until the socket can take more data (or failed).
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
     /// Reads what is available into `buf` without waiting; `Ok(0)` is end of stream.
     ///
     /// A read that returns less than the free capacity drained the socket, so the

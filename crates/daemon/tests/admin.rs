@@ -1614,3 +1614,62 @@ async fn suspend_stops_traffic_until_resume_or_until_the_suspending_console_leav
         .expect("served after the suspending console left")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_drops_a_connection_whose_data_is_not_flushed_within_suspend_timeout() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("suspendtimeout");
+    let d = start(pg, &dir, "pool_mode = transaction\nsuspend_timeout = 1").await;
+    // A client asks for a large result and never reads it: the pooler's write to it
+    // blocks once the socket buffers are full.
+    let mut stalled = Raw::login(&d, MD5_USER, MD5_PASSWORD, "appdb").await;
+    let mut out = BytesMut::new();
+    encode_query(
+        &mut out,
+        "select repeat('x', 10000) from generate_series(1, 20000)",
+    );
+    stalled.s.write_all(&out).await.unwrap();
+    let reader = connect(&md5_conninfo(&d)).await.unwrap();
+    reader.simple_query("select 1").await.unwrap();
+    // Let the result fill the buffers (it is 200 MB, far more than they hold).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    // SUSPEND gives up on the stuck write after suspend_timeout and then answers.
+    tokio::time::timeout(LIMIT, admin.simple_query("SUSPEND"))
+        .await
+        .expect("SUSPEND answers once suspend_timeout has passed")
+        .unwrap();
+    // The stalled client was dropped: what was buffered drains, then the stream ends
+    // (without the drop the pooler would keep it open, suspended, indefinitely).
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        let n = tokio::time::timeout(LIMIT, stalled.s.read(&mut sink))
+            .await
+            .expect("the stalled connection should be closed by the pooler")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(
+        total < 200_000_000,
+        "the whole result arrived ({total} bytes): nothing was dropped"
+    );
+    admin.simple_query("RESUME").await.unwrap();
+    // The other client is untouched, and the pool still serves (the dropped client's
+    // server, caught mid-result, was closed rather than reused).
+    let rows = reader.simple_query("select 41 + 1").await.unwrap();
+    let answer = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(answer.as_deref(), Some("42"));
+    let clients = table(&admin, "SHOW CLIENTS").await;
+    let left = clients.rows_where("user", MD5_USER);
+    assert_eq!(left.len(), 1, "only the reader is left: {clients:?}");
+}

@@ -563,3 +563,141 @@ async fn cancel_request_for_a_client_still_waiting_for_a_server_cancels_its_quer
         .unwrap();
     assert!(!rows.is_empty());
 }
+
+/// What the relay saw of one connection it swallowed: the bytes it was sent, and
+/// whether the pooler has closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swallowed {
+    Read(usize),
+    Closed,
+}
+
+/// A TCP relay in front of PostgreSQL. It forwards connections both ways until
+/// `swallow` is set; from then on it accepts new connections, reads what they send and
+/// never answers, reporting on `events` what it read and when the other side closed.
+async fn relay(
+    pg_port: u16,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::sync::mpsc::UnboundedReceiver<Swallowed>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let swallow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let flag = swallow.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            if flag.load(Ordering::Acquire) {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 256];
+                    let mut total = 0;
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n;
+                        let _ = tx.send(Swallowed::Read(total));
+                    }
+                    let _ = tx.send(Swallowed::Closed);
+                });
+            } else {
+                tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", pg_port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+                    }
+                });
+            }
+        }
+    });
+    (port, swallow, rx)
+}
+
+/// The relay's next report, if one comes within `wait`.
+async fn next_seen(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<Swallowed>,
+    wait: Duration,
+) -> Option<Swallowed> {
+    tokio::time::timeout(wait, seen.recv()).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() {
+    use std::sync::atomic::Ordering;
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("cancelwaittimeout");
+    let (port, swallow, mut seen) = relay(pg.port()).await;
+    let text = ini(pg, &dir, "pool_mode = transaction\ncancel_wait_timeout = 0").replace(
+        &format!("appdb = host=127.0.0.1 port={}", pg.port()),
+        &format!("appdb = host=127.0.0.1 port={port}"),
+    );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let admin = connect(&conninfo(&d, "admin", "adminpass", "pgbouncer"))
+        .await
+        .unwrap();
+    let c = std::sync::Arc::new(connect(&md5_conninfo(&d)).await.unwrap());
+    c.simple_query("select 1").await.unwrap();
+    // From now on the "server" takes cancel connections and never acts on them.
+    swallow.store(true, Ordering::Release);
+    let sleep_sql = "select pg_sleep(1.5)";
+    let cancel_one = |c: std::sync::Arc<tokio_postgres::Client>| async move {
+        let token = c.cancel_token();
+        let running = tokio::spawn(async move { c.simple_query(sleep_sql).await.map(|_| ()) });
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..250 {
+            tick.tick().await;
+            let q = format!(
+                "select count(*) from pg_stat_activity where query = '{sleep_sql}' and state = 'active'"
+            );
+            if pg.psql("postgres", &q).unwrap() == "1" {
+                break;
+            }
+        }
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        running
+    };
+
+    // cancel_wait_timeout = 0: the cancel request (16 bytes) is sent and the pooler
+    // keeps waiting for the server to act on it.
+    let running = cancel_one(c.clone()).await;
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(15)).await,
+        Some(Swallowed::Read(16))
+    );
+    // Never acted on, so the query simply finishes.
+    running.await.unwrap().expect("the query was not cancelled");
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(2)).await,
+        None,
+        "with cancel_wait_timeout = 0 the pooler keeps waiting for the server"
+    );
+
+    // cancel_wait_timeout = 1: the pooler gives up on the unanswered cancel.
+    admin
+        .simple_query("SET cancel_wait_timeout = 1")
+        .await
+        .unwrap();
+    let running = cancel_one(c.clone()).await;
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(15)).await,
+        Some(Swallowed::Read(16))
+    );
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(15)).await,
+        Some(Swallowed::Closed),
+        "the pooler should drop the cancel connection after cancel_wait_timeout"
+    );
+    running.await.unwrap().expect("the query was not cancelled");
+    // The pool is fine afterwards.
+    c.simple_query("select 1").await.unwrap();
+}

@@ -131,11 +131,11 @@ impl Session {
             end -= 5;
         }
         if end > 0 {
-            l.conn
-                .stream
-                .write_all(&self.cbuf[..end])
+            self.shared
+                .flush
+                .write_all(&l.conn.stream, &self.cbuf[..end])
                 .await
-                .map_err(|_| Exit::fatal("server conn crashed?"))?;
+                .map_err(|e| write_failed(e, Exit::fatal("server conn crashed?")))?;
         }
         self.cbuf.clear();
         Ok(v.terminate.then(|| "client close request".to_string()))
@@ -327,20 +327,26 @@ impl Session {
         l.usage.server_parse_count += server_parses;
         l.usage.bind_count += v.binds;
         let sent = match &out {
-            Some(out) if !out.is_empty() => l.conn.stream.write_all(out).await,
-            None if end > 0 => l.conn.stream.write_all(&self.cbuf[..end]).await,
+            Some(out) if !out.is_empty() => self.shared.flush.write_all(&l.conn.stream, out).await,
+            None if end > 0 => {
+                self.shared
+                    .flush
+                    .write_all(&l.conn.stream, &self.cbuf[..end])
+                    .await
+            }
             _ => Ok(()),
         };
-        sent.map_err(|_| Exit::fatal("server conn crashed?"))?;
+        sent.map_err(|e| write_failed(e, Exit::fatal("server conn crashed?")))?;
         let _ = self.cbuf.split_to(pos);
         // Made-up replies whose turn has come (nothing before them is outstanding).
         let mut now_due = BytesMut::new();
         l.queue.flush_synthetic(&mut now_due);
         if !now_due.is_empty() {
-            self.client
-                .write_all(&now_due)
+            self.shared
+                .flush
+                .write_all(&self.client, &now_due)
                 .await
-                .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+                .map_err(|e| write_failed(e, Exit::Quiet("client unexpected eof".into())))?;
         }
         Ok(v.terminate.then(|| "client close request".to_string()))
     }
@@ -466,18 +472,20 @@ impl Session {
         if refused && (data.ends_with(b"Z\0\0\0\x05T") || data.ends_with(b"Z\0\0\0\x05E")) {
             end -= 6;
         }
-        self.client
-            .write_all(&data[..end])
+        self.shared
+            .flush
+            .write_all(&self.client, &data[..end])
             .await
-            .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+            .map_err(|e| write_failed(e, Exit::Quiet("client unexpected eof".into())))?;
         l.usage.bytes_sent += end as u64;
         if !slow {
             l.conn.buf.clear();
             if !out.is_empty() {
-                self.client
-                    .write_all(&out)
+                self.shared
+                    .flush
+                    .write_all(&self.client, &out)
                     .await
-                    .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+                    .map_err(|e| write_failed(e, Exit::Quiet("client unexpected eof".into())))?;
             }
         }
         for (name, value) in v.params {
@@ -522,6 +530,15 @@ impl Session {
             );
         }
         Ok(())
+    }
+}
+
+/// The exit for a failed write: `otherwise`, unless SUSPEND dropped it.
+fn write_failed(e: std::io::Error, otherwise: Exit) -> Exit {
+    if crate::flush::is_suspend_drop(&e) {
+        Exit::Quiet(crate::flush::SUSPEND_TIMEOUT.into())
+    } else {
+        otherwise
     }
 }
 
