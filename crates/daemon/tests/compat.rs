@@ -618,6 +618,29 @@ async fn relay(
     (port, swallow, rx)
 }
 
+/// Starts a 1.5 s query on `c`, sends a cancel request for it once PostgreSQL shows it
+/// running, and returns the query's task.
+async fn cancel_while_running(
+    pg: &PgCluster,
+    c: std::sync::Arc<tokio_postgres::Client>,
+) -> tokio::task::JoinHandle<Result<(), tokio_postgres::Error>> {
+    const SLEEP: &str = "select pg_sleep(1.5)";
+    let token = c.cancel_token();
+    let running = tokio::spawn(async move { c.simple_query(SLEEP).await.map(|_| ()) });
+    let q = format!(
+        "select count(*) from pg_stat_activity where query = '{SLEEP}' and state = 'active'"
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..250 {
+        tick.tick().await;
+        if pg.psql("postgres", &q).unwrap() == "1" {
+            break;
+        }
+    }
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    running
+}
+
 /// The relay's next report, if one comes within `wait`.
 async fn next_seen(
     seen: &mut tokio::sync::mpsc::UnboundedReceiver<Swallowed>,
@@ -649,27 +672,10 @@ async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() 
     c.simple_query("select 1").await.unwrap();
     // From now on the "server" takes cancel connections and never acts on them.
     swallow.store(true, Ordering::Release);
-    let sleep_sql = "select pg_sleep(1.5)";
-    let cancel_one = |c: std::sync::Arc<tokio_postgres::Client>| async move {
-        let token = c.cancel_token();
-        let running = tokio::spawn(async move { c.simple_query(sleep_sql).await.map(|_| ()) });
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for _ in 0..250 {
-            tick.tick().await;
-            let q = format!(
-                "select count(*) from pg_stat_activity where query = '{sleep_sql}' and state = 'active'"
-            );
-            if pg.psql("postgres", &q).unwrap() == "1" {
-                break;
-            }
-        }
-        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-        running
-    };
 
     // cancel_wait_timeout = 0: the cancel request (16 bytes) is sent and the pooler
     // keeps waiting for the server to act on it.
-    let running = cancel_one(c.clone()).await;
+    let running = cancel_while_running(pg, c.clone()).await;
     assert_eq!(
         next_seen(&mut seen, Duration::from_secs(15)).await,
         Some(Swallowed::Read(16))
@@ -687,7 +693,7 @@ async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() 
         .simple_query("SET cancel_wait_timeout = 1")
         .await
         .unwrap();
-    let running = cancel_one(c.clone()).await;
+    let running = cancel_while_running(pg, c.clone()).await;
     assert_eq!(
         next_seen(&mut seen, Duration::from_secs(15)).await,
         Some(Swallowed::Read(16))
