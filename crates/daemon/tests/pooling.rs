@@ -608,3 +608,67 @@ async fn server_check_query_runs_on_servers_idle_longer_than_server_check_delay(
     .unwrap();
     assert_eq!(n, "1", "the check query ran once before reuse");
 }
+
+/// Runs `sql` and returns the first column of its first row.
+async fn one(c: &tokio_postgres::Client, sql: &str) -> String {
+    first_value(&c.simple_query(sql).await.unwrap()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_reset_query_cleans_a_session_servers_state_before_the_next_client() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("resetquery");
+    // Session mode, one server: the second client gets the first one's server.
+    let d = start(pg, &dir, "pool_mode = session\ndefault_pool_size = 1").await;
+    let a = connect(&md5_conninfo(&d)).await.unwrap();
+    a.simple_query("set statement_timeout = '4321ms'; prepare leaked as select 1")
+        .await
+        .unwrap();
+    let pid_a = one(&a, "select pg_backend_pid()").await;
+    drop(a);
+    let b = connect(&md5_conninfo(&d)).await.unwrap();
+    assert_eq!(
+        one(&b, "select pg_backend_pid()").await,
+        pid_a,
+        "same server"
+    );
+    // The default server_reset_query (DISCARD ALL) ran in between.
+    assert_eq!(one(&b, "show statement_timeout").await, "0");
+    assert_eq!(
+        one(&b, "select count(*) from pg_prepared_statements").await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_reset_query_always_resets_transaction_mode_servers_at_every_release() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    for (always, expected) in [("0", "4321ms"), ("1", "0")] {
+        let dir = Scratch::new(&format!("resetalways{always}"));
+        let d = start(
+            pg,
+            &dir,
+            &format!("pool_mode = transaction\ndefault_pool_size = 1\nserver_reset_query_always = {always}"),
+        )
+        .await;
+        let a = connect(&md5_conninfo(&d)).await.unwrap();
+        let b = connect(&md5_conninfo(&d)).await.unwrap();
+        // A session-level SET outside a transaction: the server is released right after.
+        a.simple_query("set statement_timeout = '4321ms'")
+            .await
+            .unwrap();
+        // Without the reset the setting leaks to the next client of that server, as
+        // PgBouncer documents for transaction mode; with it, it does not.
+        assert_eq!(
+            one(&b, "show statement_timeout").await,
+            expected,
+            "server_reset_query_always = {always}"
+        );
+    }
+}
