@@ -672,3 +672,78 @@ async fn server_reset_query_always_resets_transaction_mode_servers_at_every_rele
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_of_a_user_overrides_the_databases_which_overrides_the_global_one() {
+    use pg_harness::{PLAIN_PASSWORD, PLAIN_USER};
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("modeprecedence");
+    let text = ini(pg, &dir, "pool_mode = session")
+        .replace(
+            &format!("appdb = host=127.0.0.1 port={} dbname=appdb", pg.port()),
+            &format!(
+                "appdb = host=127.0.0.1 port={} dbname=appdb pool_mode=statement",
+                pg.port()
+            ),
+        )
+        .replace(
+            "[pgbouncer]",
+            &format!("[users]\n{PLAIN_USER} = pool_mode=transaction\n[pgbouncer]"),
+        );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    // The database's statement mode: a transaction block is refused.
+    let md5_app = connect(&md5_conninfo(&d)).await.unwrap();
+    let e = md5_app.simple_query("begin").await.unwrap_err();
+    assert_eq!(
+        db_error(&e).2,
+        "transaction blocks not allowed in statement pooling mode"
+    );
+    // The user's transaction mode wins over the database's statement mode.
+    let plain_app = connect(&conninfo(&d, PLAIN_USER, PLAIN_PASSWORD, "appdb"))
+        .await
+        .unwrap();
+    plain_app
+        .simple_query("begin; select 1; commit")
+        .await
+        .unwrap();
+    // Elsewhere the global session mode holds.
+    let md5_pg = connect(&conninfo(&d, MD5_USER, MD5_PASSWORD, "postgres"))
+        .await
+        .unwrap();
+    md5_pg
+        .simple_query("begin; select 1; commit")
+        .await
+        .unwrap();
+    // SHOW POOLS reports each pool's effective mode.
+    let admin = connect(&conninfo(&d, "admin", "adminpass", "pgbouncer"))
+        .await
+        .unwrap();
+    let mut modes = Vec::new();
+    for m in admin.simple_query("SHOW POOLS").await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            let (db, user, mode) = (r.get("database"), r.get("user"), r.get("pool_mode"));
+            if db != Some("pgbouncer") {
+                modes.push(format!(
+                    "{}/{}={}",
+                    db.unwrap(),
+                    user.unwrap(),
+                    mode.unwrap()
+                ));
+            }
+        }
+    }
+    modes.sort();
+    assert_eq!(
+        modes,
+        [
+            format!("appdb/{MD5_USER}=statement"),
+            format!("appdb/{PLAIN_USER}=transaction"),
+            format!("postgres/{MD5_USER}=session"),
+        ]
+    );
+}
