@@ -77,11 +77,12 @@ pub struct DatabaseInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnInfo {
     /// Peer address, or `unix`.
-    pub addr: String,
+    pub addr: std::sync::Arc<str>,
     /// Peer port (the listen port for unix sockets).
     pub port: u16,
     /// Local address, or `unix`.
-    pub local_addr: String,
+    /// (Shared: every client of a listener has the same one.)
+    pub local_addr: std::sync::Arc<str>,
     /// Local port.
     pub local_port: u16,
     /// Unix: the peer's PID; servers otherwise: the first 4 bytes of their cancel key.

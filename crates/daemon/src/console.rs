@@ -113,6 +113,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     let now = shared.now();
     let (addr, port) = stream.peer();
     let (local_addr, local_port) = stream.local();
+    let local_addr = local_addr.into();
     shared.lock().admin_clients.insert(
         id,
         AdminClientInfo {
@@ -121,7 +122,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             connect_time: now,
             request_time: now,
             conn: ConnInfo {
-                addr,
+                addr: addr.into(),
                 port,
                 local_addr,
                 local_port,
@@ -348,7 +349,11 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
         })
         .collect();
     snap.users = rt.settings.users.iter().map(|u| u.name.clone()).collect();
-    snap.clients = core.client_info.clone();
+    snap.clients = core
+        .client_info
+        .iter()
+        .map(|(id, info)| (*id, (**info).clone()))
+        .collect();
     snap.servers = core.server_info.clone();
     snap.admin_clients = core.admin_clients.values().cloned().collect();
     snap.config = keys::KEYS

@@ -184,10 +184,11 @@ pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
 
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
     let mut stop = shared.shutdown.subscribe();
-    let local = l
-        .local_addr()
-        .map(|a| (a.ip().to_string(), a.port()))
-        .unwrap_or_default();
+    let local = Arc::new(
+        l.local_addr()
+            .map(|a| (Arc::<str>::from(a.ip().to_string()), a.port()))
+            .unwrap_or_else(|_| (Arc::from("?"), 0)),
+    );
     loop {
         if shared.is_suspended() {
             shared.wait_resumed().await;
@@ -215,7 +216,7 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((s, _)) => {
-                    let local = ("unix".to_string(), shared.runtime().settings.listen_port());
+                    let local = Arc::new((Arc::from("unix"), shared.runtime().settings.listen_port()));
                     let peer = ("unix".to_string(), 0);
                     tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }

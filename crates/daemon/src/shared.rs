@@ -95,7 +95,9 @@ pub struct Core {
     pub dynamic_secrets: HashMap<String, Secret>,
     pause_waiters: Vec<(Option<String>, tokio::sync::oneshot::Sender<()>)>,
     /// Socket facts per client, for SHOW CLIENTS.
-    pub client_info: HashMap<ClientId, pgbouncer_admin::ConnInfo>,
+    /// Boxed: the map's slots stay small (a map has up to twice as many slots as
+    /// entries, and there is one entry per client).
+    pub client_info: HashMap<ClientId, Box<pgbouncer_admin::ConnInfo>>,
     /// Socket facts per server, for SHOW SERVERS.
     pub server_info: HashMap<ServerId, pgbouncer_admin::ConnInfo>,
     /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
@@ -553,10 +555,11 @@ impl Shared {
                     }
                     let (addr, port) = conn.stream.peer();
                     let (local_addr, local_port) = conn.stream.local();
+                    let local_addr = local_addr.into();
                     core.server_info.insert(
                         server,
                         pgbouncer_admin::ConnInfo {
-                            addr,
+                            addr: addr.into(),
                             port,
                             local_addr,
                             local_port,

@@ -25,6 +25,18 @@ impl Stream {
         }
     }
 
+    /// Polls for read readiness (or closure), registering the task's waker with the
+    /// socket: waiting this way keeps no state in the caller's future.
+    pub fn poll_read_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
     /// Waits until the socket can take more data (or failed).
     pub async fn writable(&self) -> io::Result<()> {
         match self {

@@ -33,6 +33,54 @@ impl PoolKey {
     }
 }
 
+/// A (database, user) pair to look a [`PoolKey`] up by without building one (which
+/// would allocate both names).
+pub(crate) trait PoolKeyRef {
+    fn database(&self) -> &str;
+    fn user(&self) -> &str;
+}
+
+impl PoolKeyRef for PoolKey {
+    fn database(&self) -> &str {
+        &self.database
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+impl PoolKeyRef for (&str, &str) {
+    fn database(&self) -> &str {
+        self.0
+    }
+    fn user(&self) -> &str {
+        self.1
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn PoolKeyRef + 'a> for PoolKey {
+    fn borrow(&self) -> &(dyn PoolKeyRef + 'a) {
+        self
+    }
+}
+
+// Must hash and compare exactly as the derived impls of `PoolKey` do (an `Arc<str>`
+// hashes as its `str`).
+impl std::hash::Hash for dyn PoolKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.database().hash(state);
+        self.user().hash(state);
+    }
+}
+
+impl PartialEq for dyn PoolKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.database() == other.database() && self.user() == other.user()
+    }
+}
+
+impl Eq for dyn PoolKeyRef + '_ {}
+
 impl fmt::Display for PoolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.database, self.user)
@@ -48,5 +96,27 @@ impl fmt::Display for ClientId {
 impl fmt::Display for ServerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "S-{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_pool_key_is_found_by_its_names_without_building_a_key() {
+        let mut map = HashMap::new();
+        map.insert(PoolKey::new("appdb", "alice"), 7);
+        map.insert(PoolKey::new("appdb", "bob"), 8);
+        let hit = map.get_key_value(&("appdb", "alice") as &dyn PoolKeyRef);
+        assert_eq!(
+            hit.map(|(k, v)| (k.to_string(), *v)),
+            Some(("appdb/alice".into(), 7))
+        );
+        assert!(map.get(&("appdb", "carol") as &dyn PoolKeyRef).is_none());
+        // "ab"/"c" and "a"/"bc" are different keys.
+        map.insert(PoolKey::new("ab", "c"), 9);
+        assert!(map.get(&("a", "bc") as &dyn PoolKeyRef).is_none());
     }
 }

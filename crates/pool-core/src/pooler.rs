@@ -167,6 +167,19 @@ impl Pooler {
             .map(|c| self.pools[c.pool].settings.pool_mode)
     }
 
+    /// The key for `database` and `user`. When that pool exists, the key shares its
+    /// names, so that a caller minting a key per client does not allocate them each time.
+    pub fn pool_key(&self, database: &str, user: &str) -> PoolKey {
+        let probe = (database, user);
+        match self
+            .pool_index
+            .get_key_value(&probe as &dyn crate::ids::PoolKeyRef)
+        {
+            Some((key, _)) => key.clone(),
+            None => PoolKey::new(database, user),
+        }
+    }
+
     /// The pool `client` belongs to.
     pub fn client_pool(&self, client: ClientId) -> Option<&PoolKey> {
         self.clients.get(&client).map(|c| &self.pools[c.pool].key)

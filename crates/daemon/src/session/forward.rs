@@ -212,12 +212,13 @@ impl Session {
                         .prepared
                         .get(Bytes::copy_from_slice(query), Bytes::copy_from_slice(types));
                     let name = Bytes::copy_from_slice(name);
-                    if let Some(old) = self.stmts.get(&name) {
+                    let stmts = self.stmts.get_or_insert_with(Box::default);
+                    if let Some(old) = stmts.get(&name) {
                         if old.id != stmt.id {
                             return Err(Exit::fatal("prepared statement name is already in use"));
                         }
                     }
-                    self.stmts.insert(name, stmt.clone());
+                    stmts.insert(name, stmt.clone());
                     if l.conn.prepared.contains(&stmt.id) {
                         l.queue
                             .push(prepared::Expect::Synthetic(prepared::PARSE_COMPLETE));
@@ -266,7 +267,9 @@ impl Session {
                     } else if h.tag == b'C' {
                         // Close of a statement: the client forgets its name, the server
                         // keeps the statement for others; we answer.
-                        self.stmts.remove(name);
+                        if let Some(stmts) = self.stmts.as_mut() {
+                            stmts.remove(name);
+                        }
                         l.queue
                             .push(prepared::Expect::Synthetic(prepared::CLOSE_COMPLETE));
                     } else {
@@ -354,7 +357,8 @@ impl Session {
     /// The statement this client calls `name`.
     fn known_stmt(&self, name: &[u8]) -> Result<Arc<prepared::Stmt>, Exit> {
         self.stmts
-            .get(name)
+            .as_ref()
+            .and_then(|s| s.get(name))
             .cloned()
             .ok_or_else(|| Exit::fatal("prepared statement did not exist"))
     }
@@ -456,7 +460,7 @@ impl Session {
         if discarded {
             // DISCARD ALL / DEALLOCATE ALL: the server and this client forget them all.
             l.conn.prepared.clear();
-            self.stmts.clear();
+            self.stmts = None;
         }
         let v = ServerVisitor {
             rfq,

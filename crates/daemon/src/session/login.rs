@@ -45,7 +45,8 @@ impl Session {
             .filter(|d| !d.is_empty())
             .unwrap_or(&user)
             .to_string();
-        self.label = format!("{database}/{user}@{}:{}", self.addr, self.port);
+        // Shares the names of an existing pool's key when the user logs in as itself.
+        self.who = Some(self.shared.lock().pooler.pool_key(&database, &user));
         self.timeouts = QueryTimeouts::new(&self.rt, &user);
         for (k, v) in &m.params {
             match k.as_str() {
@@ -84,7 +85,7 @@ impl Session {
             tracing::info!(
                 "C-{}: {} login attempt: db={database} user={user} tls=no",
                 self.id.0,
-                self.label
+                self.label()
             );
         }
         if database == "pgbouncer" {
@@ -92,16 +93,19 @@ impl Session {
             return Err(crate::console::serve(self.console_io(), id, &user).await);
         }
         let db = self.rt.database(&database);
-        let pool = PoolKey::new(
-            &database,
-            db.as_ref().and_then(|d| d.user.as_deref()).unwrap_or(&user),
-        );
+        let pool = match db.as_ref().and_then(|d| d.user.as_deref()) {
+            Some(forced) => self.shared.lock().pooler.pool_key(&database, forced),
+            None => self
+                .who
+                .clone()
+                .unwrap_or_else(|| PoolKey::new(&database, &user)),
+        };
         if db.is_some() {
             self.rx = Some(self.shared.register(self.id));
-            let (local_addr, local_port) = self.local.clone();
+            let (local_addr, local_port) = (self.local.0.clone(), self.local.1);
             self.shared.lock().client_info.insert(
                 self.id,
-                pgbouncer_admin::ConnInfo {
+                Box::new(pgbouncer_admin::ConnInfo {
                     addr: self.addr.clone(),
                     port: self.port,
                     local_addr,
@@ -110,13 +114,16 @@ impl Session {
                         .unwrap_or("")
                         .to_string(),
                     ..Default::default()
-                },
+                }),
             );
             self.shared.handle(
                 Event::ClientConnected {
                     client: self.id,
                     pool: pool.clone(),
-                    login_user: user.as_str().into(),
+                    login_user: match &self.who {
+                        Some(who) => who.user.clone(),
+                        None => user.as_str().into(),
+                    },
                 },
                 None,
             );
@@ -127,7 +134,7 @@ impl Session {
         let shared = self.shared.clone();
         let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
         let facts = auth::ConnFacts {
-            unix: self.addr == "unix",
+            unix: &*self.addr == "unix",
             addr: self.addr.parse().ok(),
             peer_uid: self.client.peer_uid(),
             database: database.clone(),
@@ -158,7 +165,6 @@ impl Session {
             .unwrap_or(PoolMode::Session);
         self.prepared_mode =
             self.mode != PoolMode::Session && self.rt.settings.int("max_prepared_statements") > 0;
-        self.pool = Some(pool.clone());
         let pid = rand::random::<i32>() & 0x7fff_ffff;
         let secret = rand::random::<i32>();
         self.shared.handle(

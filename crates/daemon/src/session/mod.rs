@@ -6,6 +6,7 @@
 //! (release decisions) and ParameterStatus (parameter tracking) only.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant as WallInstant};
 
 use bytes::BytesMut;
@@ -54,13 +55,15 @@ impl Exit {
     }
 }
 
-/// Serves one accepted client connection until it closes.
-pub(crate) async fn serve(
+/// Serves one accepted client connection until it closes. The session is built here,
+/// outside the future, so that the task stores it once (an async fn would also keep its
+/// arguments).
+pub(crate) fn serve(
     shared: Arc<Shared>,
     stream: Stream,
     peer: (String, u16),
-    local: (String, u16),
-) {
+    local: Arc<(Arc<str>, u16)>,
+) -> impl std::future::Future<Output = ()> + Send {
     let (addr, port) = peer;
     let rt = shared.runtime();
     let mut s = Session {
@@ -71,22 +74,24 @@ pub(crate) async fn serve(
         client: stream,
         cbuf: BytesMut::new(),
         rx: None,
-        pool: None,
         mode: PoolMode::Session,
         vars: Vec::new(),
         defaults: Arc::default(),
-        addr,
+        addr: addr.into(),
         port,
         started: WallInstant::now(),
-        label: String::new(),
+        who: None,
         timeouts: QueryTimeouts::default(),
         prepared_mode: false,
         fast_close: false,
-        stmts: std::collections::HashMap::new(),
+        stmts: None,
         local,
     };
-    let exit = s.run().await;
-    Box::pin(s.finish(exit)).await;
+    // The session is captured (stored once), not moved into a binding of the block.
+    async move {
+        let exit = s.run().await;
+        Box::pin(s.finish(exit)).await;
+    }
 }
 
 struct Session {
@@ -96,7 +101,6 @@ struct Session {
     client: Stream,
     cbuf: BytesMut,
     rx: Option<Arc<crate::mailbox::Mailbox>>,
-    pool: Option<PoolKey>,
     mode: PoolMode,
     /// Tracked parameters the client set (startup, options, ParameterStatus).
     vars: Vec<(String, String)>,
@@ -104,21 +108,24 @@ struct Session {
     /// parameter the client did not set (PgBouncer's `varcache_fill_unset`). Shared by
     /// all clients of the pool, so it costs a pointer per client.
     defaults: Arc<crate::shared::Welcome>,
-    addr: String,
+    /// The peer address (shared with the client's SHOW CLIENTS entry).
+    addr: Arc<str>,
     port: u16,
     started: WallInstant,
-    label: String,
+    /// The database the client asked for and the user it logged in as (for the log).
+    who: Option<PoolKey>,
     max: u32,
     timeouts: QueryTimeouts,
     /// Named prepared statements are tracked (transaction/statement mode with
     /// `max_prepared_statements` > 0).
     prepared_mode: bool,
     /// This client's statement names.
-    stmts: std::collections::HashMap<bytes::Bytes, Arc<prepared::Stmt>>,
+    /// Boxed on first use: most clients never name a statement.
+    stmts: Option<Box<std::collections::HashMap<bytes::Bytes, Arc<prepared::Stmt>>>>,
     /// `server_fast_close` asked this client to leave after its transaction.
     fast_close: bool,
-    /// The listener's address (no getsockname per client).
-    local: (String, u16),
+    /// The listener's address (no getsockname per client), shared by its clients.
+    local: Arc<(Arc<str>, u16)>,
 }
 
 /// State of the link between the client and a server.
@@ -141,11 +148,19 @@ struct Link {
 /// The timeouts a session enforces itself because they depend on per-query state that
 /// only it sees (pool-core would need an event per query): `query_timeout`,
 /// `idle_transaction_timeout`, `transaction_timeout`, with `[users]` overrides.
+///
+/// Kept in milliseconds (PgBouncer's own resolution) so that every session carries 12
+/// bytes rather than three `Duration`s.
 #[derive(Debug, Clone, Copy, Default)]
 struct QueryTimeouts {
-    query: Duration,
-    idle_transaction: Duration,
-    transaction: Duration,
+    query: u32,
+    idle_transaction: u32,
+    transaction: u32,
+}
+
+/// A timeout in whole milliseconds (saturating; zero stays "off").
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl QueryTimeouts {
@@ -153,24 +168,27 @@ impl QueryTimeouts {
         let s = &rt.settings;
         let u = s.users.iter().find(|u| u.name == user);
         QueryTimeouts {
-            query: u
-                .and_then(|u| u.query_timeout)
-                .unwrap_or_else(|| s.time("query_timeout")),
-            idle_transaction: u
-                .and_then(|u| u.idle_transaction_timeout)
-                .unwrap_or_else(|| s.time("idle_transaction_timeout")),
-            transaction: u
-                .and_then(|u| u.transaction_timeout)
-                .unwrap_or_else(|| s.time("transaction_timeout")),
+            query: millis(
+                u.and_then(|u| u.query_timeout)
+                    .unwrap_or_else(|| s.time("query_timeout")),
+            ),
+            idle_transaction: millis(
+                u.and_then(|u| u.idle_transaction_timeout)
+                    .unwrap_or_else(|| s.time("idle_transaction_timeout")),
+            ),
+            transaction: millis(
+                u.and_then(|u| u.transaction_timeout)
+                    .unwrap_or_else(|| s.time("transaction_timeout")),
+            ),
         }
     }
 
     /// The next deadline for this link and the error it gives.
     fn deadline(&self, l: &Link) -> Option<(WallInstant, &'static str)> {
         let mut best: Option<(WallInstant, &'static str)> = None;
-        let mut consider = |at: Option<WallInstant>, d: Duration, msg| {
-            if let (Some(at), false) = (at, d.is_zero()) {
-                let at = at + d;
+        let mut consider = |at: Option<WallInstant>, ms: u32, msg| {
+            if let (Some(at), false) = (at, ms == 0) {
+                let at = at + Duration::from_millis(u64::from(ms));
                 if best.is_none_or(|(b, _)| at < b) {
                     best = Some((at, msg));
                 }
@@ -221,10 +239,11 @@ impl Link {
 impl Session {
     async fn run(&mut self) -> Exit {
         let login_timeout = self.rt.settings.time("client_login_timeout");
+        // Boxed, like the login below: only the first moments of a session need it.
         let startup = if login_timeout.is_zero() {
-            self.read_startup().await
+            Box::pin(self.read_startup()).await
         } else {
-            match tokio::time::timeout(login_timeout, self.read_startup()).await {
+            match Box::pin(tokio::time::timeout(login_timeout, self.read_startup())).await {
                 Ok(r) => r,
                 Err(_) => Err(Exit::fatal("client_login_timeout")),
             }
@@ -275,22 +294,42 @@ impl Session {
         Ok(())
     }
 
-    /// Asks pool-core for a server and waits for it, watching the client for EOF.
-    async fn acquire(&mut self) -> Result<ServerConn, Exit> {
+    /// Asks pool-core for a server. `None`: none is free, and the client now waits in
+    /// the pool's queue.
+    fn try_acquire(&mut self) -> Option<ServerConn> {
         loop {
-            let conn = match self
+            let conn = self
                 .shared
-                .handle(Event::ClientWantsServer { client: self.id }, Some(self.id))
-            {
-                Some(c) => c,
-                None => self.wait_for_link().await?,
-            };
-            if conn.stream.has_unexpected_input() {
-                // Closed or chatty while idle: never hand it to a client.
-                self.shared.drop_server(self.id, conn);
-                continue;
+                .handle(Event::ClientWantsServer { client: self.id }, Some(self.id))?;
+            if !conn.stream.has_unexpected_input() {
+                return Some(conn);
             }
+            // Closed or chatty while idle: never hand it to a client.
+            self.shared.drop_server(self.id, conn);
+        }
+    }
+
+    /// Gets a server: at once when one is free, else after waiting for it (watching the
+    /// client for EOF). The waiting state is boxed so that it does not sit in every idle
+    /// session.
+    async fn acquire(&mut self) -> Result<ServerConn, Exit> {
+        // (Not a `match`: its scrutinee would be kept across the await.)
+        if let Some(conn) = self.try_acquire() {
             return Ok(conn);
+        }
+        Box::pin(self.acquire_waiting()).await
+    }
+
+    async fn acquire_waiting(&mut self) -> Result<ServerConn, Exit> {
+        loop {
+            let conn = self.wait_for_link().await?;
+            if !conn.stream.has_unexpected_input() {
+                return Ok(conn);
+            }
+            self.shared.drop_server(self.id, conn);
+            if let Some(conn) = self.try_acquire() {
+                return Ok(conn);
+            }
         }
     }
 
@@ -337,7 +376,7 @@ impl Session {
     async fn idle(&mut self) -> Result<Option<Box<Link>>, Exit> {
         loop {
             if self.shared.is_suspended() {
-                self.shared.wait_resumed().await;
+                Box::pin(self.shared.wait_resumed()).await;
             }
             if !self.cbuf.is_empty() {
                 if self.cbuf.starts_with(b"X\0\0\0\x04") {
@@ -354,16 +393,28 @@ impl Session {
             self.cbuf = BytesMut::new();
             let rx = self
                 .rx
-                .clone()
+                .as_deref()
                 .ok_or_else(|| Exit::fatal("bouncer config error"))?;
-            tokio::select! {
-                msg = rx.recv() => match msg {
+            // Waiting polls the mailbox and the socket directly, so an idle session's
+            // future holds no waiter nodes (thousands of idle clients stay small).
+            let client = &self.client;
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(msg) = rx.poll_recv(cx) {
+                    return Poll::Ready(Ok(msg));
+                }
+                client.poll_read_ready(cx).map(Err)
+            })
+            .await;
+            match woke {
+                Ok(msg) => match msg {
                     SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
                     SessionMsg::Link(conn) => return Ok(Some(Box::new(Link::new(*conn)))),
                     SessionMsg::CancelWait | SessionMsg::FastClose => {}
                 },
-                r = self.client.readable() => {
-                    if r.is_err() { return Ok(None); }
+                Err(r) => {
+                    if r.is_err() {
+                        return Ok(None);
+                    }
                     reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
@@ -391,6 +442,15 @@ impl Session {
         }
     }
 
+    /// `database/user@addr:port`, as PgBouncer's log lines name a client (empty before
+    /// the startup packet).
+    fn label(&self) -> String {
+        match &self.who {
+            Some(w) => format!("{}/{}@{}:{}", w.database, w.user, self.addr, self.port),
+            None => String::new(),
+        }
+    }
+
     async fn finish(&mut self, exit: Exit) {
         let age = self.started.elapsed().as_secs();
         let reason = match &exit {
@@ -402,14 +462,14 @@ impl Session {
             encode_error(&mut out, "FATAL", code, msg);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.client.write_all(&out)).await;
             if self.rt.log_pooler_errors {
-                tracing::warn!("C-{}: {} pooler error: {msg}", self.id.0, self.label);
+                tracing::warn!("C-{}: {} pooler error: {msg}", self.id.0, self.label());
             }
         }
-        if self.rt.log_disconnections && !self.label.is_empty() {
+        if self.rt.log_disconnections && self.who.is_some() {
             tracing::info!(
                 "C-{}: {} closing because: {reason} (age={age}s)",
                 self.id.0,
-                self.label
+                self.label()
             );
         }
         if self.rx.is_some() {
