@@ -1,11 +1,13 @@
-//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--save NAME | --baseline NAME]`
+//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--save NAME | --baseline NAME]`
 //!
 //! 1. criterion micro-benches: protocol decode/encode MB/s, pool-core checkout+checkin
 //!    rate, and the cost of the pool hand-off (mutex vs channel).
 //! 2. pooler-bound: a fake PostgreSQL (xtask's own, answers at once) behind
 //!    pgbouncer-rs with 1 and 2 worker threads and behind PgBouncer, pgbench with a
 //!    one-line script in front; prints transactions per pooler-CPU-second and ratios.
-//! 3. macro: the reference pgbench harness (`../shared/bench/run.sh`, or `$BENCH_HARNESS`)
+//! 3. scale (`scale.rs`): 10 000 idle clients and login storms.
+//! 4. latency (`latency.rs`): p50/p95/p99 at 1000 clients, PgBouncer next to pgbouncer-rs.
+//! 5. macro: the reference pgbench harness (`../shared/bench/run.sh`, or `$BENCH_HARNESS`)
 //!    with direct PostgreSQL, PgBouncer and pgbouncer-rs interleaved in one run; it prints
 //!    the ratio table. Numbers never gate CI.
 
@@ -21,6 +23,7 @@ struct Opts {
     pooler_bound: bool,
     macro_bench: bool,
     scale: bool,
+    latency: bool,
     criterion_args: Vec<String>,
 }
 
@@ -31,6 +34,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
         pooler_bound: true,
         macro_bench: true,
         scale: true,
+        latency: true,
         criterion_args: vec![],
     };
     let mut it = args.iter();
@@ -38,6 +42,14 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
         match *a {
             "--quick" => o.quick = true,
             "--micro-only" => {
+                o.pooler_bound = false;
+                o.macro_bench = false;
+                o.scale = false;
+                o.latency = false;
+            }
+            "--no-latency" => o.latency = false,
+            "--latency-only" => {
+                o.micro = false;
                 o.pooler_bound = false;
                 o.macro_bench = false;
                 o.scale = false;
@@ -49,6 +61,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
                 o.micro = false;
                 o.pooler_bound = false;
                 o.macro_bench = false;
+                o.latency = false;
             }
             "--save" | "--baseline" => {
                 let name = it
@@ -82,6 +95,9 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     }
     if o.scale {
         crate::scale::run(&root, o.quick)?;
+    }
+    if o.latency {
+        crate::latency::run(&root, o.quick)?;
     }
     if o.macro_bench {
         macro_bench(&root, &o)?;

@@ -9,6 +9,7 @@ mod cmd;
 mod demo;
 mod fakepg;
 mod fuzz;
+mod latency;
 mod layering;
 mod pg;
 mod scale;
@@ -27,9 +28,11 @@ commands:
   pg [--max-connections N]    start a throwaway PostgreSQL until stdin closes
   fuzz TARGET [--seconds N]   cargo-fuzz run with a time limit (nightly + cargo-fuzz)
   demo [--no-wait]            PostgreSQL with max_connections 30, 300 clients through pgbouncer-rs
-  bench [--quick] [--micro-only|--no-micro] [--no-macro] [--save NAME|--baseline NAME]
+  bench [--quick] [--micro-only|--no-micro] [--no-macro] [--no-scale|--scale-only]
+        [--no-latency|--latency-only] [--save NAME|--baseline NAME]
                               criterion micro-benches, pooler-bound run against a fake server,
-                              and the reference pgbench harness next to PgBouncer
+                              scale checks, p99 latency at 1000 clients, and the reference
+                              pgbench harness next to PgBouncer
 ";
 
 fn main() -> ExitCode {
