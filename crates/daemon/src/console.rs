@@ -354,7 +354,11 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
         .iter()
         .map(|(id, info)| (*id, (**info).clone()))
         .collect();
-    snap.servers = core.server_info.clone();
+    snap.servers = core
+        .server_info
+        .iter()
+        .map(|(id, info)| (*id, info.clone()))
+        .collect();
     snap.admin_clients = core.admin_clients.values().cloned().collect();
     snap.config = keys::KEYS
         .iter()

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use pgbouncer_pool_core::{
-    Action, ClientId, DisconnectReason, Event, Instant, PoolKey, Pooler, ServerId,
+    Action, ClientId, DisconnectReason, Event, IdMap, Instant, PoolKey, Pooler, ServerId,
 };
 use tokio::sync::Notify;
 
@@ -84,9 +84,9 @@ pub struct ScramKeys {
 pub struct Core {
     /// The pool state machine.
     pub pooler: Pooler,
-    sessions: HashMap<ClientId, Arc<Mailbox>>,
-    idle: HashMap<ServerId, ServerConn>,
-    cancel_targets: HashMap<ServerId, (String, u16, i32, i32)>,
+    sessions: IdMap<ClientId, Arc<Mailbox>>,
+    idle: IdMap<ServerId, ServerConn>,
+    cancel_targets: IdMap<ServerId, (String, u16, i32, i32)>,
     /// Server parameters per pool from the first login (PgBouncer's welcome message).
     pub welcome: HashMap<PoolKey, Arc<Welcome>>,
     /// SCRAM pass-through keys per user.
@@ -97,9 +97,9 @@ pub struct Core {
     /// Socket facts per client, for SHOW CLIENTS.
     /// Boxed: the map's slots stay small (a map has up to twice as many slots as
     /// entries, and there is one entry per client).
-    pub client_info: HashMap<ClientId, Box<pgbouncer_admin::ConnInfo>>,
+    pub client_info: IdMap<ClientId, Box<pgbouncer_admin::ConnInfo>>,
     /// Socket facts per server, for SHOW SERVERS.
-    pub server_info: HashMap<ServerId, pgbouncer_admin::ConnInfo>,
+    pub server_info: IdMap<ServerId, pgbouncer_admin::ConnInfo>,
     /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
     pub admin_clients: HashMap<ClientId, pgbouncer_admin::AdminClientInfo>,
 }
@@ -142,15 +142,15 @@ impl Shared {
         Arc::new(Shared {
             core: Mutex::new(Core {
                 pooler,
-                sessions: HashMap::new(),
-                idle: HashMap::new(),
-                cancel_targets: HashMap::new(),
+                sessions: IdMap::default(),
+                idle: IdMap::default(),
+                cancel_targets: IdMap::default(),
                 welcome: HashMap::new(),
                 scram_keys: HashMap::new(),
                 dynamic_secrets: HashMap::new(),
                 pause_waiters: Vec::new(),
-                client_info: HashMap::new(),
-                server_info: HashMap::new(),
+                client_info: IdMap::default(),
+                server_info: IdMap::default(),
                 admin_clients: HashMap::new(),
             }),
             runtime: RwLock::new(runtime),

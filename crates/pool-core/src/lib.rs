@@ -43,7 +43,7 @@ pub use config::{Config, DatabaseConfig, PoolMode, PoolSettings, UserConfig};
 pub use entities::{ClientState, ServerState};
 pub use event::{Action, Event};
 pub use ids::{ClientId, PoolKey, ServerId};
-pub use pooler::Pooler;
+pub use pooler::{IdHasher, IdMap, Pooler};
 pub use reason::{DisconnectReason, ServerCloseReason};
 pub use stats::{Histogram, PoolStats, StatCounters, Usage};
 pub use time::Instant;

@@ -28,9 +28,9 @@ pub struct Pooler {
     pub(crate) config: Config,
     pub(crate) pools: Vec<Pool>,
     pub(crate) pool_index: HashMap<PoolKey, usize>,
-    pub(crate) clients: HashMap<ClientId, Client>,
-    pub(crate) servers: HashMap<ServerId, Server>,
-    pub(crate) cancel_keys: HashMap<u64, ClientId>,
+    pub(crate) clients: IdMap<ClientId, Client>,
+    pub(crate) servers: IdMap<ServerId, Server>,
+    pub(crate) cancel_keys: IdMap<u64, ClientId>,
     pub(crate) databases: HashMap<Arc<str>, Database>,
     pub(crate) users: HashMap<Arc<str>, User>,
     pub(crate) client_count: u32,
@@ -40,6 +40,11 @@ pub struct Pooler {
     pub(crate) next_stats_roll: Option<Instant>,
     pub(crate) global_pause: bool,
     pub(crate) global_pause_pending: bool,
+    /// Some database is paused (so `pool_paused` need not look it up when none is).
+    pub(crate) some_db_paused: bool,
+    /// Some `max_db_connections` / `max_user_connections` limit is set (so pools may be
+    /// blocked by other pools); derived from the config.
+    pub(crate) cross_pool_limits: bool,
     pub(crate) now: Instant,
 }
 
@@ -47,12 +52,13 @@ impl Pooler {
     /// A pooler with no clients, servers or pools yet.
     pub fn new(config: Config) -> Self {
         Pooler {
+            cross_pool_limits: cross_pool_limits(&config),
             config,
             pools: Vec::new(),
             pool_index: HashMap::new(),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            cancel_keys: HashMap::new(),
+            clients: IdMap::default(),
+            servers: IdMap::default(),
+            cancel_keys: IdMap::default(),
             databases: HashMap::new(),
             users: HashMap::new(),
             client_count: 0,
@@ -62,6 +68,7 @@ impl Pooler {
             next_stats_roll: None,
             global_pause: false,
             global_pause_pending: false,
+            some_db_paused: false,
             now: Instant::ZERO,
         }
     }
@@ -79,6 +86,10 @@ impl Pooler {
             self.next_stats_roll = Some(now + self.config.stats_period);
             self.note(self.next_stats_roll);
         }
+        let pausing = matches!(
+            event,
+            Event::Pause { .. } | Event::Resume { .. } | Event::Kill { .. } | Event::Reload(_)
+        );
         match event {
             Event::ClientConnected {
                 client,
@@ -120,25 +131,17 @@ impl Pooler {
             Event::Reconnect { database } => self.reconnect(now, database),
             Event::Reload(config) => self.reload(now, *config),
         }
+        if pausing {
+            self.some_db_paused = self.databases.values().any(|d| d.paused);
+            self.cross_pool_limits = cross_pool_limits(&self.config);
+        }
         self.activate_blocked(now);
     }
 
     /// Pools held back by `max_db_connections` / `max_user_connections` may proceed once
     /// another pool frees a slot or has an idle server to evict.
     pub(crate) fn activate_blocked(&mut self, now: Instant) {
-        let limited = self.config.max_db_connections > 0
-            || self.config.max_user_connections > 0
-            || self
-                .config
-                .databases
-                .iter()
-                .any(|d| d.max_db_connections.unwrap_or(0) > 0)
-            || self
-                .config
-                .users
-                .iter()
-                .any(|u| u.max_user_connections.unwrap_or(0) > 0);
-        if !limited {
+        if !self.cross_pool_limits {
             return;
         }
         for pool in 0..self.pools.len() {
@@ -599,7 +602,8 @@ impl Pooler {
     }
 
     pub(crate) fn pool_paused(&self, pool: usize) -> bool {
-        self.is_paused(Some(&self.pools[pool].key.database))
+        self.global_pause
+            || (self.some_db_paused && self.is_paused(Some(&self.pools[pool].key.database)))
     }
 
     pub(crate) fn database_mut(&mut self, name: &str) -> &mut Database {
@@ -619,6 +623,55 @@ impl Pooler {
     /// Moves the next wake-up earlier if `at` is earlier.
     pub(crate) fn note(&mut self, at: Option<Instant>) {
         self.next_wakeup = earliest(self.next_wakeup, at);
+    }
+}
+
+/// Whether any limit spans pools (`max_db_connections`, `max_user_connections`).
+fn cross_pool_limits(config: &Config) -> bool {
+    config.max_db_connections > 0
+        || config.max_user_connections > 0
+        || config
+            .databases
+            .iter()
+            .any(|d| d.max_db_connections.unwrap_or(0) > 0)
+        || config
+            .users
+            .iter()
+            .any(|u| u.max_user_connections.unwrap_or(0) > 0)
+}
+
+/// A map keyed by an id that pool-core or its caller minted (sequential numbers, or
+/// random cancel keys), never by client-chosen data, so hashing needs no protection
+/// against collisions crafted on purpose: see [`IdHasher`].
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A fast hasher for integer ids: one multiply (Fibonacci hashing) per integer written.
+/// SipHash, the std default, costs far more and protects against attacker-chosen keys,
+/// which ids are not.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 }
 
