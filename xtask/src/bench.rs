@@ -1,4 +1,5 @@
 //! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--save NAME | --baseline NAME]`
+//! `cargo xtask bench --soak [MINUTES]`: only the soak (`soak.rs`), 30 minutes by default.
 //!
 //! 1. criterion micro-benches: protocol decode/encode MB/s, pool-core checkout+checkin
 //!    rate, and the cost of the pool hand-off (mutex vs channel).
@@ -24,6 +25,7 @@ struct Opts {
     macro_bench: bool,
     scale: bool,
     latency: bool,
+    soak: Option<u64>,
     criterion_args: Vec<String>,
 }
 
@@ -35,6 +37,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
         macro_bench: true,
         scale: true,
         latency: true,
+        soak: None,
         criterion_args: vec![],
     };
     let mut it = args.iter();
@@ -48,6 +51,16 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
                 o.latency = false;
             }
             "--no-latency" => o.latency = false,
+            "--soak" => {
+                let minutes = match it.clone().next().map(|m| m.parse::<u64>()) {
+                    Some(Ok(m)) => {
+                        it.next();
+                        m
+                    }
+                    _ => 30,
+                };
+                o.soak = Some(minutes.max(1));
+            }
             "--latency-only" => {
                 o.micro = false;
                 o.pooler_bound = false;
@@ -87,6 +100,9 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     let mut build = cmd::cargo();
     build.args(["build", "--release", "-p", "pgbouncer-rs"]);
     cmd::run(&mut build)?;
+    if let Some(minutes) = o.soak {
+        return crate::soak::run(&root, minutes);
+    }
     if o.micro {
         micro(&o)?;
     }

@@ -13,6 +13,7 @@ mod latency;
 mod layering;
 mod pg;
 mod scale;
+mod soak;
 mod tidy;
 
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ commands:
   fuzz TARGET [--seconds N]   cargo-fuzz run with a time limit (nightly + cargo-fuzz)
   demo [--no-wait]            PostgreSQL with max_connections 30, 300 clients through pgbouncer-rs
   bench [--quick] [--micro-only|--no-micro] [--no-macro] [--no-scale|--scale-only]
-        [--no-latency|--latency-only] [--save NAME|--baseline NAME]
+        [--no-latency|--latency-only] [--save NAME|--baseline NAME] | --soak [MINUTES]
                               criterion micro-benches, pooler-bound run against a fake server,
                               scale checks, p99 latency at 1000 clients, and the reference
                               pgbench harness next to PgBouncer
