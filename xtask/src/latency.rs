@@ -32,23 +32,13 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     if !pgbouncer.exists() {
         println!("   (PgBouncer not installed: apt-get install -y pgbouncer to compare)");
     }
-    let pg = PgCluster::start(ClusterOptions::default()).map_err(failed)?;
+    let pg = pgbench_cluster()?;
     let bin = pg.bin_dir().to_path_buf();
-    let init = Command::new(bin.join("pgbench"))
-        .args(["-i", "-q", "-s", "10"])
-        .arg(pg.conninfo(MD5_USER, Some(MD5_PASSWORD), APP_DB))
-        .output()
-        .map_err(failed)?;
-    if !init.status.success() {
-        return Err(failed(String::from_utf8_lossy(&init.stderr)));
-    }
     let dir = std::env::temp_dir().join(format!("pgbrs-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let _ = Command::new("chmod")
         .args(["777", &dir.to_string_lossy()])
         .status();
-    let userlist = dir.join("userlist.txt");
-    std::fs::write(&userlist, format!("\"{MD5_USER}\" \"{MD5_PASSWORD}\"\n")).map_err(failed)?;
     let mut targets = vec!["pgbouncer-rs"];
     if pgbouncer.exists() {
         targets.insert(0, "pgbouncer");
@@ -59,25 +49,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     for rep in 0..reps {
         for (target, runs) in results.iter_mut() {
             let port = free_port()?;
-            let ini = dir.join(format!("{target}.ini"));
-            std::fs::write(
-                &ini,
-                format!(
-                    "[databases]\n{APP_DB} = host=127.0.0.1 port={} dbname={APP_DB}\n[pgbouncer]\n\
-                     listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-                     auth_type = md5\nauth_file = {}\npool_mode = transaction\n\
-                     default_pool_size = 20\nmax_client_conn = 2000\n\
-                     log_connections = 0\nlog_disconnections = 0\n",
-                    pg.port(),
-                    userlist.display()
-                ),
-            )
-            .map_err(failed)?;
-            for f in [&ini, &userlist] {
-                let _ = Command::new("chmod")
-                    .args(["644", &f.to_string_lossy()])
-                    .status();
-            }
+            let ini = pooler_ini(&dir, target, pg.port(), port)?;
             let binary = if *target == "pgbouncer" {
                 pgbouncer.to_path_buf()
             } else {
@@ -102,6 +74,53 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&results);
     Ok(())
+}
+
+/// A throwaway PostgreSQL (`max_connections = 100`) with pgbench's tables (scale 10) in
+/// the test database, owned by the md5 test user.
+pub(crate) fn pgbench_cluster() -> Result<PgCluster, Failure> {
+    let pg = PgCluster::start(ClusterOptions::default()).map_err(failed)?;
+    let init = Command::new(pg.bin_dir().join("pgbench"))
+        .args(["-i", "-q", "-s", "10"])
+        .arg(pg.conninfo(MD5_USER, Some(MD5_PASSWORD), APP_DB))
+        .output()
+        .map_err(failed)?;
+    if !init.status.success() {
+        return Err(failed(String::from_utf8_lossy(&init.stderr)));
+    }
+    Ok(pg)
+}
+
+/// Writes `<name>.ini` and a userlist in `dir` for a pooler on `port` in front of the
+/// test database on `pg_port`: md5, transaction mode, pool size 20 (the harness's
+/// settings). Both files are world-readable, for PgBouncer running as `postgres`.
+pub(crate) fn pooler_ini(
+    dir: &Path,
+    name: &str,
+    pg_port: u16,
+    port: u16,
+) -> Result<PathBuf, Failure> {
+    let userlist = dir.join("userlist.txt");
+    std::fs::write(&userlist, format!("\"{MD5_USER}\" \"{MD5_PASSWORD}\"\n")).map_err(failed)?;
+    let ini = dir.join(format!("{name}.ini"));
+    std::fs::write(
+        &ini,
+        format!(
+            "[databases]\n{APP_DB} = host=127.0.0.1 port={pg_port} dbname={APP_DB}\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = md5\nauth_file = {}\npool_mode = transaction\n\
+             default_pool_size = 20\nmax_client_conn = 2000\n\
+             log_connections = 0\nlog_disconnections = 0\n",
+            userlist.display()
+        ),
+    )
+    .map_err(failed)?;
+    for f in [&ini, &userlist] {
+        let _ = Command::new("chmod")
+            .args(["644", &f.to_string_lossy()])
+            .status();
+    }
+    Ok(ini)
 }
 
 /// Starts a pooler on `ini` with the fd limit raised to the hard limit (1000 clients);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pg_harness::{ClusterOptions, PgCluster, APP_DB, MD5_PASSWORD, MD5_USER};
+use pg_harness::{APP_DB, MD5_PASSWORD, MD5_USER};
 
 use crate::bench::{free_port, wait_port, Proc};
 use crate::{Failure, Outcome};
@@ -47,35 +47,12 @@ pub(crate) fn run(root: &Path, minutes: u64) -> Outcome {
     println!(
         "\n== soak: {minutes} min of steady load through pgbouncer-rs (100 kept clients + 10 reconnecting), RSS sampled"
     );
-    let pg = PgCluster::start(ClusterOptions::default()).map_err(failed)?;
+    let pg = crate::latency::pgbench_cluster()?;
     let bin = pg.bin_dir().to_path_buf();
-    let init = Command::new(bin.join("pgbench"))
-        .args(["-i", "-q", "-s", "10"])
-        .arg(pg.conninfo(MD5_USER, Some(MD5_PASSWORD), APP_DB))
-        .output()
-        .map_err(failed)?;
-    if !init.status.success() {
-        return Err(failed(String::from_utf8_lossy(&init.stderr)));
-    }
     let dir = std::env::temp_dir().join(format!("pgbrs-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(failed)?;
     let port = free_port()?;
-    let userlist = dir.join("userlist.txt");
-    std::fs::write(&userlist, format!("\"{MD5_USER}\" \"{MD5_PASSWORD}\"\n")).map_err(failed)?;
-    let ini = dir.join("pgbouncer.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[databases]\n{APP_DB} = host=127.0.0.1 port={} dbname={APP_DB}\n[pgbouncer]\n\
-             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-             auth_type = md5\nauth_file = {}\npool_mode = transaction\n\
-             default_pool_size = 20\nmax_client_conn = 2000\n\
-             log_connections = 0\nlog_disconnections = 0\n",
-            pg.port(),
-            userlist.display()
-        ),
-    )
-    .map_err(failed)?;
+    let ini = crate::latency::pooler_ini(&dir, "pgbouncer", pg.port(), port)?;
     let pooler = Proc(
         Command::new(root.join("target/release/pgbouncer-rs"))
             .arg(&ini)
