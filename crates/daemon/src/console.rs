@@ -270,7 +270,7 @@ async fn run_command(
             shared.set_suspended(true);
             *suspended_here = true;
             let limit = rt.settings.time("suspend_timeout");
-            let dropped = shared.flush.settle(limit).await;
+            let dropped = shared.flush.settle(limit, || shared.is_suspended()).await;
             if dropped > 0 {
                 tracing::warn!(
                     "SUSPEND: dropped {dropped} connection(s) not flushed within suspend_timeout"

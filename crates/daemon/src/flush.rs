@@ -44,6 +44,10 @@ impl Flusher {
     /// touches no shared state; a write that has to wait is counted, and fails with
     /// [`SUSPEND_TIMEOUT`] if SUSPEND gives up on it.
     pub async fn write_all(&self, stream: &Stream, mut data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            // (A zero-byte send would report 0 written, which is not a failure here.)
+            return Ok(());
+        }
         loop {
             match stream.try_write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -81,27 +85,40 @@ impl Flusher {
 
     /// SUSPEND's flush: waits until no write is blocked, for at most `limit` (zero:
     /// no limit); then drops the writes still blocked and waits for them to go.
-    /// Returns how many were dropped.
-    pub async fn settle(&self, limit: Duration) -> usize {
+    /// `suspended` tells whether SUSPEND is still in force: a RESUME meanwhile ends the
+    /// wait and drops nothing. Returns how many writes were dropped.
+    pub async fn settle(&self, limit: Duration, suspended: impl Fn() -> bool) -> usize {
         const STEP: Duration = Duration::from_millis(10);
         let start = tokio::time::Instant::now();
-        while self.blocked() > 0 {
+        while self.blocked() > 0 && suspended() {
             if !limit.is_zero() && start.elapsed() >= limit {
                 break;
             }
             tokio::time::sleep(STEP).await;
         }
         let stuck = self.blocked();
-        if stuck > 0 {
-            self.drop_blocked.send_replace(true);
+        // Decided inside the channel's lock, so a RESUME (which clears the flag after
+        // clearing `suspended`) cannot be overtaken and leave the flag set.
+        let dropping = stuck > 0
+            && self.drop_blocked.send_if_modified(|d| {
+                if suspended() {
+                    *d = true;
+                    true
+                } else {
+                    false
+                }
+            });
+        if dropping {
             // Each dropped write returns at its next poll; bounded in case a session
             // is itself waiting on something else.
             let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
             while self.blocked() > 0 && tokio::time::Instant::now() < give_up {
                 tokio::time::sleep(STEP).await;
             }
+            stuck
+        } else {
+            0
         }
-        stuck
     }
 
     /// SUSPEND ended: blocked writes wait normally again.
@@ -113,4 +130,65 @@ impl Flusher {
 /// Whether `e` is a write SUSPEND gave up on.
 pub fn is_suspend_drop(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::TimedOut && e.to_string() == SUSPEND_TIMEOUT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A connected pair whose reading end nobody reads.
+    fn pair() -> (Stream, tokio::net::UnixStream) {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        (Stream::Unix(a), b)
+    }
+
+    /// Starts a write far bigger than the socket buffers and waits until it blocks.
+    async fn blocked_write(f: &Arc<Flusher>) -> tokio::task::JoinHandle<io::Result<()>> {
+        let (s, peer) = pair();
+        let flusher = f.clone();
+        let task = tokio::spawn(async move {
+            let _peer = peer;
+            flusher.write_all(&s, &vec![0u8; 64 << 20]).await
+        });
+        for _ in 0..500 {
+            if f.blocked() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(f.blocked(), 1, "the write should be waiting for its peer");
+        task
+    }
+
+    #[tokio::test]
+    async fn an_empty_write_succeeds_without_touching_the_socket() {
+        let (s, _peer) = pair();
+        Flusher::default().write_all(&s, b"").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn suspend_drops_a_write_still_blocked_after_the_timeout() {
+        let f = Arc::new(Flusher::default());
+        let task = blocked_write(&f).await;
+        assert_eq!(f.settle(Duration::from_millis(50), || true).await, 1);
+        let e = task.await.unwrap().unwrap_err();
+        assert!(is_suspend_drop(&e), "{e}");
+        assert_eq!(f.blocked(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_during_the_wait_drops_nothing() {
+        let f = Arc::new(Flusher::default());
+        let task = blocked_write(&f).await;
+        // RESUME came first: the flush gives up waiting and the write goes on.
+        assert_eq!(f.settle(Duration::from_millis(50), || false).await, 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !task.is_finished(),
+            "the write must still be waiting for its peer"
+        );
+        assert_eq!(f.blocked(), 1);
+        task.abort();
+    }
 }

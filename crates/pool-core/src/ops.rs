@@ -35,6 +35,8 @@ impl Pooler {
                 let db = self.database_mut(d);
                 db.paused = true;
                 db.pause_pending = true;
+                // Seen by `pool_paused` at once (the cache is recomputed after the event).
+                self.some_db_paused = true;
             }
         }
         for (server, state) in self.servers_in_scope(database.as_deref()) {
@@ -105,7 +107,10 @@ impl Pooler {
         }
         match database {
             None => self.global_pause = true,
-            Some(d) => self.database_mut(&d).paused = true,
+            Some(d) => {
+                self.database_mut(&d).paused = true;
+                self.some_db_paused = true;
+            }
         }
     }
 

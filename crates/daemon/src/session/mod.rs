@@ -160,9 +160,10 @@ struct QueryTimeouts {
     transaction: u32,
 }
 
-/// A timeout in whole milliseconds (saturating; zero stays "off").
+/// A timeout in whole milliseconds, rounded up so that only zero means "off"
+/// (saturating).
 fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    u32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
 impl QueryTimeouts {
