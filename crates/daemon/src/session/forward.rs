@@ -537,15 +537,6 @@ impl Session {
     }
 }
 
-/// The exit for a failed write: `otherwise`, unless SUSPEND dropped it.
-fn write_failed(e: std::io::Error, otherwise: Exit) -> Exit {
-    if crate::flush::is_suspend_drop(&e) {
-        Exit::Quiet(crate::flush::SUSPEND_TIMEOUT.into())
-    } else {
-        otherwise
-    }
-}
-
 /// Whether a batch of client messages holds anything prepared-statement mode must
 /// rewrite or answer: a named Parse, a Bind of a named statement, a Describe or Close of
 /// a named statement, or a Terminate.

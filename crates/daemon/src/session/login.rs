@@ -239,17 +239,18 @@ impl Session {
         }
         let mut cbuf = std::mem::take(&mut self.cbuf);
         loop {
-            if !cbuf.is_empty() {
-                if conn.stream.write_all(&cbuf).await.is_err() {
-                    return Exit::fatal("server conn crashed?");
-                }
-                cbuf.clear();
+            // Through the flusher, so SUSPEND sees (and after suspend_timeout drops) a
+            // replication stream whose peer stopped reading.
+            if let Err(e) = self.shared.flush.write_all(&conn.stream, &cbuf).await {
+                return write_failed(e, Exit::fatal("server conn crashed?"));
             }
-            if !conn.buf.is_empty() {
-                if self.client.write_all(&conn.buf).await.is_err() {
-                    return Exit::Quiet("client unexpected eof".into());
-                }
-                conn.buf.clear();
+            cbuf.clear();
+            if let Err(e) = self.shared.flush.write_all(&self.client, &conn.buf).await {
+                return write_failed(e, Exit::Quiet("client unexpected eof".into()));
+            }
+            conn.buf.clear();
+            if self.shared.is_suspended() {
+                Box::pin(self.shared.wait_resumed()).await;
             }
             tokio::select! {
                 r = self.client.readable() => {

@@ -36,6 +36,15 @@ const READ_CHUNK: usize = 32 * 1024;
 /// Server reads: result sets can be big; the buffer lives with the server connection.
 const SERVER_READ_CHUNK: usize = 32 * 1024;
 
+/// The exit for a failed write: `otherwise`, unless SUSPEND dropped it.
+fn write_failed(e: std::io::Error, otherwise: Exit) -> Exit {
+    if crate::flush::is_suspend_drop(&e) {
+        Exit::Quiet(crate::flush::SUSPEND_TIMEOUT.into())
+    } else {
+        otherwise
+    }
+}
+
 /// How a session ended.
 #[derive(Debug)]
 pub(crate) enum Exit {
