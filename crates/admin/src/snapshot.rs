@@ -88,9 +88,9 @@ pub struct ConnInfo {
     /// Unix: the peer's PID; servers otherwise: the first 4 bytes of their cancel key.
     pub remote_pid: i32,
     /// TLS description (`TLSv1.3/TLS_AES_256_GCM_SHA384/...`), empty for plain sockets.
-    pub tls: String,
+    pub tls: Box<str>,
     /// `application_name`, empty if none.
-    pub application_name: String,
+    pub application_name: Box<str>,
     /// Prepared statements tracked on this connection.
     pub prepared_statements: u32,
     /// Replication kind of the connection.

@@ -564,10 +564,7 @@ impl Shared {
                             local_addr,
                             local_port,
                             remote_pid: conn.backend_key.0,
-                            application_name: conn
-                                .param("application_name")
-                                .unwrap_or("")
-                                .to_string(),
+                            application_name: conn.param("application_name").unwrap_or("").into(),
                             ..Default::default()
                         },
                     );

@@ -65,7 +65,8 @@ impl Pooler {
                 link: None,
                 connect_time: now,
                 request_time: now,
-                cancel_key: None,
+                cancel_key: 0,
+                has_cancel_key: false,
             },
         );
         self.note(deadline(now, self.config.client_login_timeout));
@@ -78,7 +79,8 @@ impl Pooler {
         if c.state != ClientState::Login {
             return;
         }
-        c.cancel_key = Some(cancel_key);
+        c.cancel_key = cancel_key;
+        c.has_cancel_key = true;
         c.request_time = now;
         let pool = c.pool;
         self.set_client_state(client, ClientState::Active);
@@ -156,7 +158,7 @@ impl Pooler {
             unknown_client(client);
             return None;
         };
-        let (pool, state, link, key) = (c.pool, c.state, c.link, c.cancel_key);
+        let (pool, state, link, key) = (c.pool, c.state, c.link, c.cancel_key());
         *self.pools[pool].counts.client_slot(state) -= 1;
         if state == ClientState::Waiting {
             self.pools[pool].waiting.retain(|w| *w != client);

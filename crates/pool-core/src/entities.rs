@@ -55,7 +55,17 @@ pub(crate) struct Client {
     pub(crate) connect_time: Instant,
     /// When it started waiting, or when it last became idle.
     pub(crate) request_time: Instant,
-    pub(crate) cancel_key: Option<u64>,
+    /// The cancel key, valid when `has_cancel_key` (kept as two fields rather than an
+    /// `Option<u64>`, which would take 16 bytes, in every client entry).
+    pub(crate) cancel_key: u64,
+    pub(crate) has_cancel_key: bool,
+}
+
+impl Client {
+    /// The client's cancel key, once it has logged in.
+    pub(crate) fn cancel_key(&self) -> Option<u64> {
+        self.has_cancel_key.then_some(self.cancel_key)
+    }
 }
 
 #[derive(Debug)]

@@ -110,9 +110,7 @@ impl Session {
                     port: self.port,
                     local_addr,
                     local_port,
-                    application_name: get_var(&self.vars, "application_name")
-                        .unwrap_or("")
-                        .to_string(),
+                    application_name: get_var(&self.vars, "application_name").unwrap_or("").into(),
                     ..Default::default()
                 }),
             );
