@@ -196,7 +196,7 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((s, peer)) => {
-                    net::tune_client_socket(&s, &shared.runtime().settings);
+                    net::tune_client_socket(&s, &shared.runtime().per_login.socket);
                     let peer = (peer.ip().to_string(), peer.port());
                     tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
                 }

@@ -132,26 +132,48 @@ async fn bind_unix(
 }
 
 /// Applies `tcp_keepalive*` and `tcp_user_timeout` to an accepted client socket.
-pub fn tune_client_socket(stream: &TcpStream, s: &Settings) {
+pub fn tune_client_socket(stream: &TcpStream, t: &SocketTuning) {
     let sock = socket2::SockRef::from(stream);
     let _ = sock.set_tcp_nodelay(true);
-    if s.bool("tcp_keepalive") {
-        let mut ka = TcpKeepalive::new();
-        if s.int("tcp_keepidle") > 0 {
-            ka = ka.with_time(std::time::Duration::from_secs(s.int("tcp_keepidle") as u64));
-        }
-        if s.int("tcp_keepintvl") > 0 {
-            ka = ka.with_interval(std::time::Duration::from_secs(s.int("tcp_keepintvl") as u64));
-        }
-        if s.int("tcp_keepcnt") > 0 {
-            ka = ka.with_retries(s.int("tcp_keepcnt") as u32);
-        }
-        let _ = sock.set_tcp_keepalive(&ka);
+    if let Some(ka) = &t.keepalive {
+        let _ = sock.set_tcp_keepalive(ka);
     }
-    if s.int("tcp_user_timeout") > 0 {
-        let _ = sock.set_tcp_user_timeout(Some(std::time::Duration::from_millis(
-            s.int("tcp_user_timeout") as u64,
-        )));
+    if let Some(timeout) = t.user_timeout {
+        let _ = sock.set_tcp_user_timeout(Some(timeout));
+    }
+}
+
+/// The socket options for accepted clients (`tcp_keepalive`, `tcp_keepidle`,
+/// `tcp_keepintvl`, `tcp_keepcnt`, `tcp_user_timeout`), derived once per (re)load.
+#[derive(Debug, Clone)]
+pub struct SocketTuning {
+    keepalive: Option<TcpKeepalive>,
+    user_timeout: Option<std::time::Duration>,
+}
+
+impl SocketTuning {
+    /// From the settings.
+    pub fn new(s: &Settings) -> SocketTuning {
+        let keepalive = s.bool("tcp_keepalive").then(|| {
+            let mut ka = TcpKeepalive::new();
+            if s.int("tcp_keepidle") > 0 {
+                ka = ka.with_time(std::time::Duration::from_secs(s.int("tcp_keepidle") as u64));
+            }
+            if s.int("tcp_keepintvl") > 0 {
+                ka =
+                    ka.with_interval(std::time::Duration::from_secs(s.int("tcp_keepintvl") as u64));
+            }
+            if s.int("tcp_keepcnt") > 0 {
+                ka = ka.with_retries(s.int("tcp_keepcnt") as u32);
+            }
+            ka
+        });
+        let user_timeout = (s.int("tcp_user_timeout") > 0)
+            .then(|| std::time::Duration::from_millis(s.int("tcp_user_timeout") as u64));
+        SocketTuning {
+            keepalive,
+            user_timeout,
+        }
     }
 }
 

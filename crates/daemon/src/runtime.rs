@@ -55,6 +55,42 @@ pub struct Runtime {
     pub hba: Option<crate::auth::hba::HbaFile>,
     /// auth_ident_file, parsed.
     pub ident: Option<crate::auth::ident::IdentMap>,
+    /// Settings every login reads, parsed once per (re)load.
+    pub per_login: PerLogin,
+}
+
+/// Settings read on every accept or login, parsed once instead of looked up by name
+/// (and parsed) each time.
+#[derive(Debug, Clone)]
+pub struct PerLogin {
+    /// client_login_timeout.
+    pub client_login_timeout: std::time::Duration,
+    /// max_prepared_statements > 0.
+    pub prepared_statements: bool,
+    /// application_name_add_host.
+    pub application_name_add_host: bool,
+    /// query_timeout, idle_transaction_timeout, transaction_timeout (global values).
+    pub query_timeout: std::time::Duration,
+    /// idle_transaction_timeout.
+    pub idle_transaction_timeout: std::time::Duration,
+    /// transaction_timeout.
+    pub transaction_timeout: std::time::Duration,
+    /// Client socket options.
+    pub socket: crate::net::SocketTuning,
+}
+
+impl PerLogin {
+    fn new(s: &Settings) -> PerLogin {
+        PerLogin {
+            client_login_timeout: s.time("client_login_timeout"),
+            prepared_statements: s.int("max_prepared_statements") > 0,
+            application_name_add_host: s.bool("application_name_add_host"),
+            query_timeout: s.time("query_timeout"),
+            idle_transaction_timeout: s.time("idle_transaction_timeout"),
+            transaction_timeout: s.time("transaction_timeout"),
+            socket: crate::net::SocketTuning::new(s),
+        }
+    }
 }
 
 /// Why the runtime configuration could not be built from settings.
@@ -98,6 +134,7 @@ impl Runtime {
             }
         }
         let check = settings.str("server_check_query").to_string();
+        let per_login = PerLogin::new(&settings);
         Ok(Arc::new(Runtime {
             auth_type: settings.auth_type(),
             ignored: settings
@@ -120,6 +157,7 @@ impl Runtime {
             unix_socket_dir: settings.str("unix_socket_dir").to_string(),
             hba,
             ident,
+            per_login,
             tracked,
             userlist,
             settings,

@@ -237,7 +237,7 @@ impl Settings {
 
     /// `key` as an integer (0 if unset).
     pub fn int(&self, key: &str) -> i64 {
-        parse_int(&strip_inline_comment(self.str(key))).unwrap_or(0)
+        parse_int(strip_inline_comment(self.str(key))).unwrap_or(0)
     }
 
     /// `key` as a u32, clamped.
@@ -252,7 +252,7 @@ impl Settings {
 
     /// `key` as a duration in seconds.
     pub fn time(&self, key: &str) -> Duration {
-        parse_time(&strip_inline_comment(self.str(key))).unwrap_or(Duration::ZERO)
+        parse_time(strip_inline_comment(self.str(key))).unwrap_or(Duration::ZERO)
     }
 
     /// A comma-separated list.
@@ -365,14 +365,14 @@ impl Settings {
 /// PgBouncer compat extension: users' ini files often carry `value   ; comment` or
 /// `value  # comment`, which PgBouncer itself would reject for numbers. For typed values
 /// we drop such a trailing comment when the value would not parse otherwise.
-fn strip_inline_comment(v: &str) -> String {
+fn strip_inline_comment(v: &str) -> &str {
     let cut = v
         .char_indices()
         .find(|&(i, c)| (c == ';' || c == '#') && i > 0 && v[..i].ends_with(char::is_whitespace))
         .map(|(i, _)| i);
     match cut {
-        Some(i) => v[..i].trim().to_string(),
-        None => v.trim().to_string(),
+        Some(i) => v[..i].trim(),
+        None => v.trim(),
     }
 }
 
@@ -387,9 +387,9 @@ fn checked_value(
     }
     if kind != Kind::Str {
         let stripped = strip_inline_comment(value);
-        if keys::validate(kind, &stripped) {
+        if keys::validate(kind, stripped) {
             tracing::warn!(%origin, key, "ignoring an inline comment after the value");
-            return Ok(stripped);
+            return Ok(stripped.to_string());
         }
     }
     Err(ConfigError::Value {

@@ -60,7 +60,7 @@ impl Session {
                 },
             }
         }
-        if self.rt.settings.bool("application_name_add_host") {
+        if self.rt.per_login.application_name_add_host {
             // PgBouncer compat: "<name> - <addr>:<port>", so servers show who is behind.
             let name = get_var(&self.vars, "application_name")
                 .unwrap_or("app")
@@ -162,7 +162,7 @@ impl Session {
             .client_pool_mode(self.id)
             .unwrap_or(PoolMode::Session);
         self.prepared_mode =
-            self.mode != PoolMode::Session && self.rt.settings.int("max_prepared_statements") > 0;
+            self.mode != PoolMode::Session && self.rt.per_login.prepared_statements;
         let pid = rand::random::<i32>() & 0x7fff_ffff;
         let secret = rand::random::<i32>();
         self.shared.handle(

@@ -177,20 +177,17 @@ fn millis(d: Duration) -> u32 {
 
 impl QueryTimeouts {
     fn new(rt: &Runtime, user: &str) -> Self {
-        let s = &rt.settings;
-        let u = s.users.iter().find(|u| u.name == user);
+        let g = &rt.per_login;
+        let u = rt.settings.users.iter().find(|u| u.name == user);
         QueryTimeouts {
-            query: millis(
-                u.and_then(|u| u.query_timeout)
-                    .unwrap_or_else(|| s.time("query_timeout")),
-            ),
+            query: millis(u.and_then(|u| u.query_timeout).unwrap_or(g.query_timeout)),
             idle_transaction: millis(
                 u.and_then(|u| u.idle_transaction_timeout)
-                    .unwrap_or_else(|| s.time("idle_transaction_timeout")),
+                    .unwrap_or(g.idle_transaction_timeout),
             ),
             transaction: millis(
                 u.and_then(|u| u.transaction_timeout)
-                    .unwrap_or_else(|| s.time("transaction_timeout")),
+                    .unwrap_or(g.transaction_timeout),
             ),
         }
     }
@@ -250,7 +247,7 @@ impl Link {
 
 impl Session {
     async fn run(&mut self) -> Exit {
-        let login_timeout = self.rt.settings.time("client_login_timeout");
+        let login_timeout = self.rt.per_login.client_login_timeout;
         // Boxed, like the login below: only the first moments of a session need it.
         let startup = if login_timeout.is_zero() {
             Box::pin(self.read_startup()).await
