@@ -95,7 +95,16 @@ impl Session {
                 msg = rx.recv() => match msg {
                     SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
                     SessionMsg::FastClose => self.fast_close = true,
-                    _ => {}
+                    SessionMsg::Link(stray) => {
+                        // pool-core links only waiting clients; never expected here.
+                        tracing::error!(
+                            "C-{}: got server S-{} while linked; closing it",
+                            self.id.0,
+                            stray.id.0
+                        );
+                        stray.terminate();
+                    }
+                    SessionMsg::CancelWait => {}
                 },
             }
         }
