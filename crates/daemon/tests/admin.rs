@@ -1634,8 +1634,20 @@ async fn suspend_drops_a_connection_whose_data_is_not_flushed_within_suspend_tim
     stalled.s.write_all(&out).await.unwrap();
     let reader = connect(&md5_conninfo(&d)).await.unwrap();
     reader.simple_query("select 1").await.unwrap();
-    // Let the result fill the buffers (it is 200 MB, far more than they hold).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the result has filled the buffers (it is 200 MB, far more than they
+    // hold): the pooler's write to the client is stuck, so it stops reading the server,
+    // and PostgreSQL itself waits to write.
+    let mut t = Ticker::new("PostgreSQL to block writing the large result");
+    loop {
+        let q = "select count(*) from pg_stat_activity where query like 'select repeat(''x'', 10000)%' and wait_event = 'ClientWrite'";
+        let n = tokio::task::spawn_blocking(move || pg.psql("postgres", q).unwrap())
+            .await
+            .unwrap();
+        if n == "1" {
+            break;
+        }
+        t.next().await;
+    }
     let admin = connect(&admin_conninfo(&d)).await.unwrap();
     // SUSPEND gives up on the stuck write after suspend_timeout and then answers.
     tokio::time::timeout(LIMIT, admin.simple_query("SUSPEND"))
