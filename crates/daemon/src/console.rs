@@ -20,7 +20,7 @@ use crate::auth::{self, LoginIo};
 use crate::config::{keys, AuthType};
 use crate::daemon::ShutdownMode;
 use crate::runtime::Runtime;
-use crate::session::Exit;
+use crate::session::{Exit, Fatal, Quiet};
 use crate::shared::Shared;
 use crate::stream::Stream;
 
@@ -53,7 +53,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     let is_stats =
         is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
     if !is_stats {
-        return Exit::fatal("not allowed");
+        return Fatal::NotAllowed.into();
     }
     let shared = io.shared.clone();
     let plain_scram = {
@@ -83,7 +83,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         )
         .await
         {
-            return Exit::fatal(f.0);
+            return Fatal::Auth(f.0).into();
         }
     }
     let stream = login.stream;
@@ -108,7 +108,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     );
     encode_ready_for_query(&mut out, TransactionStatus::Idle);
     if stream.write_all(&out).await.is_err() {
-        return Exit::Quiet("client unexpected eof".into());
+        return Quiet::ClientEof.into();
     }
     let now = shared.now();
     let (addr, port) = stream.peer();
@@ -164,21 +164,21 @@ async fn console_loop(
             Ok(None) => {
                 buf.reserve(4096);
                 match stream.read_buf(buf).await {
-                    Ok(0) | Err(_) => return Exit::Quiet("client unexpected eof".into()),
+                    Ok(0) | Err(_) => return Quiet::ClientEof.into(),
                     Ok(_) => continue,
                 }
             }
-            Err(e) => return Exit::fatal(e.pgbouncer_message()),
+            Err(e) => return Fatal::Decode(e).into(),
         };
         let mut out = BytesMut::new();
         match msg {
-            FrontendMessage::Terminate => return Exit::Quiet("client close request".into()),
+            FrontendMessage::Terminate => return Quiet::ClientCloseRequest.into(),
             FrontendMessage::Query { query } => {
                 let sql = String::from_utf8_lossy(&query).to_string();
                 let reply = run_command(shared, &sql, is_admin, is_stats, suspended_here).await;
                 match reply {
                     Some(r) => r.encode(&mut out),
-                    None => return Exit::Quiet("admin shutdown".into()),
+                    None => return Quiet::AdminShutdown.into(),
                 }
                 encode_ready_for_query(&mut out, TransactionStatus::Idle);
             }
@@ -187,18 +187,16 @@ async fn console_loop(
             | FrontendMessage::Execute { .. } => {
                 Reply::Error(admin::AdminError::extended_query_not_supported()).encode(&mut out);
                 let _ = stream.write_all(&out).await;
-                return Exit::Quiet(
-                    "extended query protocol not supported by admin console".into(),
-                );
+                return Quiet::ConsoleExtendedQuery.into();
             }
             other => {
                 Reply::Error(admin::AdminError::unsupported_packet(other.tag())).encode(&mut out);
                 let _ = stream.write_all(&out).await;
-                return Exit::Quiet("unsupported packet type for admin console".into());
+                return Quiet::ConsoleUnsupportedPacket.into();
             }
         }
         if stream.write_all(&out).await.is_err() {
-            return Exit::Quiet("client unexpected eof".into());
+            return Quiet::ClientEof.into();
         }
     }
 }

@@ -78,6 +78,16 @@ impl Flusher {
         }
     }
 
+    /// Counts a write that is waiting for its peer (in a session's own loop) while the
+    /// returned guard lives; its [`BlockedWrite::dropped`] resolves if SUSPEND gives up.
+    pub fn blocked_write(&self) -> BlockedWrite<'_> {
+        self.blocked.fetch_add(1, Ordering::AcqRel);
+        BlockedWrite {
+            _counted: Blocked(&self.blocked),
+            dropped: self.drop_blocked.subscribe(),
+        }
+    }
+
     /// How many writes are waiting for their peer.
     pub fn blocked(&self) -> usize {
         self.blocked.load(Ordering::Acquire)
@@ -124,6 +134,21 @@ impl Flusher {
     /// SUSPEND ended: blocked writes wait normally again.
     pub fn resume(&self) {
         self.drop_blocked.send_replace(false);
+    }
+}
+
+/// A write waiting for its peer, counted by [`Flusher::blocked`] while it lives.
+pub struct BlockedWrite<'a> {
+    _counted: Blocked<'a>,
+    dropped: watch::Receiver<bool>,
+}
+
+impl BlockedWrite<'_> {
+    /// Resolves when SUSPEND gives up on blocked writes (`suspend_timeout`).
+    pub async fn dropped(&mut self) {
+        if self.dropped.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -16,7 +16,6 @@ mod mailbox;
 pub mod net;
 pub mod pidfile;
 pub mod runtime;
-mod scanner;
 pub mod server;
 mod session;
 pub mod shared;

@@ -65,8 +65,8 @@ pub struct Runtime {
 pub struct PerLogin {
     /// client_login_timeout.
     pub client_login_timeout: std::time::Duration,
-    /// max_prepared_statements > 0.
-    pub prepared_statements: bool,
+    /// max_prepared_statements (0: named statements pass through untouched).
+    pub max_prepared_statements: usize,
     /// application_name_add_host.
     pub application_name_add_host: bool,
     /// query_timeout, idle_transaction_timeout, transaction_timeout (global values).
@@ -83,7 +83,7 @@ impl PerLogin {
     fn new(s: &Settings) -> PerLogin {
         PerLogin {
             client_login_timeout: s.time("client_login_timeout"),
-            prepared_statements: s.int("max_prepared_statements") > 0,
+            max_prepared_statements: usize::try_from(s.int("max_prepared_statements")).unwrap_or(0),
             application_name_add_host: s.bool("application_name_add_host"),
             query_timeout: s.time("query_timeout"),
             idle_transaction_timeout: s.time("idle_transaction_timeout"),

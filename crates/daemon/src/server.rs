@@ -99,8 +99,8 @@ pub struct ServerConn {
     pub port: u16,
     /// Read buffer kept between uses (normally empty).
     pub buf: BytesMut,
-    /// Prepared statements (registry ids) this server has.
-    pub prepared: std::collections::HashSet<u64>,
+    /// The named statements this server has prepared (an LRU the link tracker keeps).
+    pub statements: pgbouncer_protocol::link::ServerStatements,
 }
 
 impl ServerConn {
@@ -129,7 +129,7 @@ impl ServerConn {
     pub async fn run_internal(&mut self, sql: &str) -> Result<(), String> {
         let upper = sql.to_ascii_uppercase();
         if upper.contains("DISCARD") || upper.contains("DEALLOCATE") {
-            self.prepared.clear();
+            self.statements.clear();
         }
         let mut out = BytesMut::new();
         encode_query(&mut out, sql);
@@ -232,7 +232,7 @@ async fn connect_inner(
         host: t.host.clone(),
         port: t.port,
         buf: BytesMut::with_capacity(4096),
-        prepared: Default::default(),
+        statements: Default::default(),
     };
     let mut params = vec![
         ("user".to_string(), t.user.clone()),

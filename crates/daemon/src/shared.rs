@@ -117,7 +117,7 @@ pub struct Shared {
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Named prepared statements: one server-side name per distinct statement.
-    pub(crate) prepared: crate::session::prepared::Registry,
+    pub(crate) prepared: pgbouncer_protocol::link::StatementRegistry,
     /// Connections that run auth_query.
     pub auth_conns: crate::auth_query::AuthConns,
     /// Next host of each database's host list.

@@ -98,6 +98,14 @@ impl Stream {
         }
     }
 
+    /// Writes as much of `bufs` as fits without waiting (one `writev`).
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write_vectored(bufs),
+            Stream::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
     /// Whether the peer closed the connection or sent something while nobody was
     /// listening: checked on an idle server before reuse. Never waits; a byte read here
     /// is lost, which is fine because such a server is closed.

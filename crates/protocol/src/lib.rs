@@ -9,6 +9,8 @@
 //! * Allocation-free encoders for what the daemon writes itself (`encode_ready_for_query`,
 //!   `encode_error`, `encode_auth_sasl`, ...), [`ResultSet`] for the admin console.
 //! * [`auth`]: MD5 and SCRAM-SHA-256, as server and as client; randomness is passed in.
+//! * [`link`]: the protocol tracker of a client-server link: what to forward, inject or
+//!   answer, and when the server is clean enough to go back to the pool.
 //!
 //! See the PostgreSQL documentation, chapter "Frontend/Backend Protocol", sections "Message
 //! Flow" and "Message Formats".
@@ -48,6 +50,7 @@ mod decode;
 mod frontend;
 pub mod fuzzing;
 mod header;
+pub mod link;
 mod password;
 mod response;
 mod result_set;

@@ -13,32 +13,33 @@ impl Session {
                     self.client
                         .write_all(b"N")
                         .await
-                        .map_err(|_| Exit::Quiet("client unexpected eof".into()))?;
+                        .map_err(|_| Exit::Quiet(Quiet::ClientEof))?;
                 }
                 Ok(Some(StartupPacket::CancelRequest(c))) => {
                     let key = cancel_key(c.process_id, c.secret_key);
-                    self.shared.handle(Event::CancelRequested { key }, None);
+                    self.shared
+                        .handle(pgbouncer_pool_core::Event::CancelRequested { key }, None);
                     return Ok(None);
                 }
                 Ok(Some(StartupPacket::Startup(m))) => return Ok(Some(m)),
                 Ok(None) => {
                     self.cbuf.reserve(1024);
                     match self.client.read_buf(&mut self.cbuf).await {
-                        Ok(0) | Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(0) | Err(_) => return Err(Quiet::ClientEof.into()),
                         Ok(_) => {}
                     }
                 }
-                Err(e) => return Err(Exit::fatal(e.pgbouncer_message())),
+                Err(e) => return Err(Fatal::Decode(e).into()),
             }
         }
     }
 
     /// Checks the startup parameters, authenticates, and sends the welcome. Returns the
     /// server link when the welcome needed one and the pool mode keeps it (session).
-    pub(super) async fn login(&mut self, m: StartupMessage) -> Result<Option<Box<Link>>, Exit> {
+    pub(super) async fn login(&mut self, m: StartupMessage) -> Result<Option<Box<Linked>>, Exit> {
         let user = m.param("user").unwrap_or("").to_string();
         if user.is_empty() {
-            return Err(Exit::fatal("no username supplied"));
+            return Err(Fatal::NoUsername.into());
         }
         let database = m
             .param("database")
@@ -56,7 +57,7 @@ impl Session {
                 _ => match self.rt.tracked_name(k) {
                     Some(name) => set_var(&mut self.vars, name, v),
                     None if self.rt.ignored.contains(&k.to_lowercase()) => {}
-                    None => return Err(Exit::fatal(format!("unsupported startup parameter: {k}"))),
+                    None => return Err(Fatal::UnsupportedStartupParameter(k.clone()).into()),
                 },
             }
         }
@@ -115,7 +116,7 @@ impl Session {
                 }),
             );
             self.shared.handle(
-                Event::ClientConnected {
+                pgbouncer_pool_core::Event::ClientConnected {
                     client: self.id,
                     pool: pool.clone(),
                     login_user: match &self.who {
@@ -148,12 +149,12 @@ impl Session {
         };
         let ok = auth::authenticate(&mut io, &rt, &user, secret, &facts, &plain_scram)
             .await
-            .map_err(|f| Exit::fatal(f.0))?;
+            .map_err(|f| Exit::Fatal(Fatal::Auth(f.0)))?;
         if let Some(keys) = ok.scram_keys {
             self.shared.lock().scram_keys.insert(user.clone(), keys);
         }
         if db.is_none() {
-            return Err(Exit::fatal(format!("no such database: {database}")));
+            return Err(Fatal::NoSuchDatabase(database).into());
         }
         self.mode = self
             .shared
@@ -161,12 +162,10 @@ impl Session {
             .pooler
             .client_pool_mode(self.id)
             .unwrap_or(PoolMode::Session);
-        self.prepared_mode =
-            self.mode != PoolMode::Session && self.rt.per_login.prepared_statements;
         let pid = rand::random::<i32>() & 0x7fff_ffff;
         let secret = rand::random::<i32>();
         self.shared.handle(
-            Event::ClientLoggedIn {
+            pgbouncer_pool_core::Event::ClientLoggedIn {
                 client: self.id,
                 cancel_key: cancel_key(pid, secret),
             },
@@ -191,7 +190,7 @@ impl Session {
                         Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt))
                     });
                 if self.mode == PoolMode::Session {
-                    kept = Some(Box::new(Link::new(conn)));
+                    kept = Some(self.linked(conn));
                 } else {
                     let _ = self.shared.release(self.id, conn, Usage::default());
                 }
@@ -217,7 +216,7 @@ impl Session {
             self.shared.server_target(&core, pool)
         };
         let Some(mut target) = target else {
-            return Exit::fatal(format!("no such database: {}", pool.database));
+            return Fatal::NoSuchDatabase(pool.database.to_string()).into();
         };
         target
             .startup_params
@@ -229,7 +228,13 @@ impl Session {
         let id = pgbouncer_pool_core::ServerId(0);
         let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
             Ok(c) => c,
-            Err(e) => return Exit::Fatal(e.code, e.message),
+            Err(e) => {
+                return Fatal::Server {
+                    code: e.code,
+                    message: e.message,
+                }
+                .into()
+            }
         };
         let params = Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt));
         if let Err(e) = self.send_welcome(&params, pid, secret).await {
@@ -240,11 +245,11 @@ impl Session {
             // Through the flusher, so SUSPEND sees (and after suspend_timeout drops) a
             // replication stream whose peer stopped reading.
             if let Err(e) = self.shared.flush.write_all(&conn.stream, &cbuf).await {
-                return write_failed(e, Exit::fatal("server conn crashed?"));
+                return write_failed(e, Fatal::ServerConnCrashed);
             }
             cbuf.clear();
             if let Err(e) = self.shared.flush.write_all(&self.client, &conn.buf).await {
-                return write_failed(e, Exit::Quiet("client unexpected eof".into()));
+                return write_failed(e, Quiet::ClientEof);
             }
             conn.buf.clear();
             if self.shared.is_suspended() {
@@ -253,26 +258,26 @@ impl Session {
             tokio::select! {
                 r = self.client.readable() => {
                     if r.is_err() {
-                        return Exit::Quiet("client unexpected eof".into());
+                        return Quiet::ClientEof.into();
                     }
                     cbuf.reserve(READ_CHUNK);
                     match self.client.try_read_buf(&mut cbuf) {
-                        Ok(0) => return Exit::Quiet("client close request".into()),
+                        Ok(0) => return Quiet::ClientCloseRequest.into(),
                         Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                            return Exit::Quiet("client unexpected eof".into());
+                            return Quiet::ClientEof.into();
                         }
                         _ => {}
                     }
                 }
                 r = conn.stream.readable() => {
                     if r.is_err() {
-                        return Exit::fatal("server conn crashed?");
+                        return Fatal::ServerConnCrashed.into();
                     }
                     conn.buf.reserve(SERVER_READ_CHUNK);
                     match conn.stream.try_read_buf(&mut conn.buf) {
-                        Ok(0) => return Exit::Quiet("server closed the replication connection".into()),
+                        Ok(0) => return Quiet::ReplicationServerClosed.into(),
                         Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                            return Exit::fatal("server conn crashed?");
+                            return Fatal::ServerConnCrashed.into();
                         }
                         _ => {}
                     }
@@ -309,7 +314,7 @@ impl Session {
             .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
             .unwrap_or_else(|| database.to_string());
         if auth_db == "pgbouncer" {
-            return Err(Exit::fatal("bouncer config error"));
+            return Err(Fatal::BouncerConfigError.into());
         }
         let shared = self.shared.clone();
         match shared
@@ -324,10 +329,10 @@ impl Session {
                     .insert(user.to_string(), secret.clone());
                 Ok(Some(secret))
             }
-            Ok(crate::auth_query::Lookup::NoSuchUser) => Err(Exit::fatal("no such user")),
+            Ok(crate::auth_query::Lookup::NoSuchUser) => Err(Fatal::NoSuchUser.into()),
             Err(e) => {
                 tracing::warn!("C-{}: auth_query failed: {e}", self.id.0);
-                Err(Exit::fatal("bouncer config error"))
+                Err(Fatal::BouncerConfigError.into())
             }
         }
     }
@@ -345,23 +350,15 @@ impl Session {
             } else if ignore_all {
                 continue;
             } else {
-                return Err(Exit::fatal(
-                    "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
-                ));
+                return Err(Fatal::UnsupportedOptions.into());
             };
             let Some((k, v)) = kv.split_once('=') else {
-                return Err(Exit::fatal(format!(
-                    "unsupported startup parameter in options: {kv}"
-                )));
+                return Err(Fatal::UnsupportedOptionsParameter(kv.to_string()).into());
             };
             match self.rt.tracked_name(k) {
                 Some(name) => set_var(&mut self.vars, name, v),
                 None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
-                None => {
-                    return Err(Exit::fatal(format!(
-                        "unsupported startup parameter in options: {k}"
-                    )))
-                }
+                None => return Err(Fatal::UnsupportedOptionsParameter(k.to_string()).into()),
             }
         }
         Ok(())
@@ -407,6 +404,6 @@ impl Session {
         self.client
             .write_all(&out)
             .await
-            .map_err(|_| Exit::Quiet("client unexpected eof".into()))
+            .map_err(|_| Exit::Quiet(Quiet::ClientEof))
     }
 }

@@ -1,31 +1,35 @@
 //! One client connection from accept to close: startup, authentication, welcome, and
-//! the forwarding loop that links it to servers as its pool mode says
-//! (mirrors client.c and the forwarding half of sbuf.c / proto.c).
+//! the forwarding loop that links it to servers as its pool mode says (mirrors client.c
+//! and the forwarding half of sbuf.c).
 //!
-//! Only headers are parsed on the way through; bodies are looked at for ReadyForQuery
-//! (release decisions) and ParameterStatus (parameter tracking) only.
+//! The session is a driver: it reads, feeds the bytes to the protocol tracker
+//! (`pgbouncer_protocol::link`), writes what the tracker says, and reports to pool-core
+//! when the tracker says the server is clean. It never looks at message bytes itself.
 
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant as WallInstant};
 
 use bytes::BytesMut;
-use pgbouncer_pool_core::{ClientId, DisconnectReason, Event, PoolKey, PoolMode, Usage};
+use pgbouncer_pool_core::{ClientId, PoolKey, PoolMode, Usage};
+use pgbouncer_protocol::link::{self, ClientStatements, LinkConfig};
 use pgbouncer_protocol::{
     encode_auth_ok, encode_backend_key_data, encode_error, encode_parameter_status,
-    encode_ready_for_query, BackendMessage, StartupMessage, StartupPacket, TransactionStatus,
+    encode_ready_for_query, frontend_tag, StartupMessage, StartupPacket, TransactionStatus,
 };
 
 use crate::auth::{self, LoginIo};
 use crate::runtime::Runtime;
-use crate::scanner::{Scanner, Visitor};
 use crate::server::ServerConn;
 use crate::shared::{SessionMsg, Shared};
 use crate::stream::Stream;
 
 mod forward;
 mod login;
-pub(crate) mod prepared;
+mod outbox;
+mod outcome;
+
+pub(crate) use outcome::{Exit, Fatal, Quiet};
 
 /// Client reads start small (queries are small, and a thousand waiting clients each hold
 /// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
@@ -35,32 +39,16 @@ const SMALL_READ: usize = 1024;
 const READ_CHUNK: usize = 32 * 1024;
 /// Server reads: result sets can be big; the buffer lives with the server connection.
 const SERVER_READ_CHUNK: usize = 32 * 1024;
+/// What a client may send ahead while it waits for a server; beyond that it is not read
+/// until it has one (the rest streams once linked).
+const WAITING_READ_LIMIT: usize = 64 * 1024;
 
 /// The exit for a failed write: `otherwise`, unless SUSPEND dropped it.
-fn write_failed(e: std::io::Error, otherwise: Exit) -> Exit {
+fn write_failed(e: std::io::Error, otherwise: impl Into<Exit>) -> Exit {
     if crate::flush::is_suspend_drop(&e) {
-        Exit::Quiet(crate::flush::SUSPEND_TIMEOUT.into())
+        Exit::Quiet(Quiet::SuspendTimeout)
     } else {
-        otherwise
-    }
-}
-
-/// How a session ended.
-#[derive(Debug)]
-pub(crate) enum Exit {
-    /// Close silently; the text is for the log.
-    Quiet(String),
-    /// Send FATAL with this SQLSTATE and message, then close.
-    Fatal(String, String),
-}
-
-impl Exit {
-    pub(crate) fn fatal(msg: impl Into<String>) -> Exit {
-        Exit::Fatal("08P01".into(), msg.into())
-    }
-
-    fn from_reason(r: &DisconnectReason) -> Exit {
-        Exit::Fatal(r.sqlstate().to_string(), r.message())
+        otherwise.into()
     }
 }
 
@@ -91,9 +79,8 @@ pub(crate) fn serve(
         started: WallInstant::now(),
         who: None,
         timeouts: QueryTimeouts::default(),
-        prepared_mode: false,
         fast_close: false,
-        stmts: None,
+        statements: ClientStatements::default(),
         local,
     };
     // The session is captured (stored once), not moved into a binding of the block.
@@ -125,35 +112,23 @@ struct Session {
     who: Option<PoolKey>,
     max: u32,
     timeouts: QueryTimeouts,
-    /// Named prepared statements are tracked (transaction/statement mode with
-    /// `max_prepared_statements` > 0).
-    prepared_mode: bool,
-    /// This client's statement names.
-    /// Boxed on first use: most clients never name a statement, and an empty map
-    /// would still take 48 bytes in every session.
-    #[allow(clippy::box_collection)]
-    stmts: Option<Box<std::collections::HashMap<bytes::Bytes, Arc<prepared::Stmt>>>>,
+    /// This client's prepared-statement names (empty, without allocation, for most).
+    statements: ClientStatements,
     /// `server_fast_close` asked this client to leave after its transaction.
     fast_close: bool,
     /// The listener's address (no getsockname per client), shared by its clients.
     local: Arc<(Arc<str>, u16)>,
 }
 
-/// State of the link between the client and a server.
-struct Link {
+/// A client linked to a server: the server connection and the tracker of the link.
+struct Linked {
     conn: ServerConn,
-    /// Query/Sync/FunctionCall messages sent and not yet answered by ReadyForQuery.
-    pending: u32,
-    status: TransactionStatus,
-    cscan: Scanner,
-    sscan: Scanner,
+    track: link::Link,
     usage: Usage,
     query_start: Option<WallInstant>,
     xact_start: Option<WallInstant>,
     /// Since when the client has been idle inside a transaction.
     idle_in_xact_since: Option<WallInstant>,
-    /// Prepared-statement mode: what the server will answer, in order.
-    queue: prepared::Queue,
 }
 
 /// The timeouts a session enforces itself because they depend on per-query state that
@@ -193,59 +168,82 @@ impl QueryTimeouts {
     }
 
     /// The next deadline for this link and the error it gives.
-    fn deadline(&self, l: &Link) -> Option<(WallInstant, &'static str)> {
-        let mut best: Option<(WallInstant, &'static str)> = None;
-        let mut consider = |at: Option<WallInstant>, ms: u32, msg| {
+    fn deadline(&self, l: &Linked) -> Option<(WallInstant, Fatal)> {
+        let mut best: Option<(WallInstant, Fatal)> = None;
+        let mut consider = |at: Option<WallInstant>, ms: u32, why: Fatal| {
             if let (Some(at), false) = (at, ms == 0) {
                 let at = at + Duration::from_millis(u64::from(ms));
-                if best.is_none_or(|(b, _)| at < b) {
-                    best = Some((at, msg));
+                if best.as_ref().is_none_or(|(b, _)| at < *b) {
+                    best = Some((at, why));
                 }
             }
         };
-        if l.pending > 0 {
-            consider(l.query_start, self.query, "query timeout");
+        if l.track.is_waiting_for_server() {
+            consider(l.query_start, self.query, Fatal::QueryTimeout);
         }
         consider(
             l.idle_in_xact_since,
             self.idle_transaction,
-            "idle transaction timeout",
+            Fatal::IdleTransactionTimeout,
         );
-        if l.status != TransactionStatus::Idle || l.pending > 0 {
-            consider(l.xact_start, self.transaction, "transaction timeout");
+        if l.track.in_transaction() {
+            consider(l.xact_start, self.transaction, Fatal::TransactionTimeout);
         }
         best
     }
 }
 
-impl Link {
-    fn new(conn: ServerConn) -> Link {
-        Link {
+impl Session {
+    /// How the tracker works for this client's links.
+    fn link_config(&self) -> LinkConfig {
+        LinkConfig {
+            max_packet_size: self.max,
+            max_prepared_statements: if self.mode == PoolMode::Session {
+                0
+            } else {
+                self.rt.per_login.max_prepared_statements
+            },
+            statement_mode: self.mode == PoolMode::Statement,
+        }
+    }
+
+    /// Links the client to `conn`: the tracker gets the client's statement names and the
+    /// server's statement cache for the time of the link.
+    fn linked(&mut self, mut conn: ServerConn) -> Box<Linked> {
+        let track = link::Link::new(
+            self.link_config(),
+            std::mem::take(&mut self.statements),
+            std::mem::take(&mut conn.statements),
+        );
+        Box::new(Linked {
             conn,
-            pending: 0,
-            status: TransactionStatus::Idle,
-            cscan: Scanner::default(),
-            sscan: Scanner::default(),
+            track,
             usage: Usage::default(),
             query_start: None,
             xact_start: None,
             idle_in_xact_since: None,
-            queue: prepared::Queue::default(),
-        }
+        })
     }
 
-    /// Idle, nothing outstanding, at message boundaries on both sides.
-    fn is_clean(&self) -> bool {
-        self.pending == 0
-            && self.status == TransactionStatus::Idle
-            && self.cscan.at_boundary()
-            && self.sscan.at_boundary()
-            && self.conn.buf.is_empty()
-            && self.queue.items.is_empty()
+    /// Ends a link: the statement caches go back to the client and the server.
+    fn unlink(&mut self, l: Box<Linked>) -> (ServerConn, Usage, bool) {
+        let Linked {
+            mut conn,
+            mut track,
+            mut usage,
+            ..
+        } = *l;
+        let clean = track.is_clean();
+        let counts = track.take_counts();
+        usage.client_parse_count += counts.client_parses;
+        usage.server_parse_count += counts.server_parses;
+        usage.bind_count += counts.binds;
+        let (client, server) = track.into_statements();
+        self.statements = client;
+        conn.statements = server;
+        (conn, usage, clean)
     }
-}
 
-impl Session {
     async fn run(&mut self) -> Exit {
         let login_timeout = self.rt.per_login.client_login_timeout;
         // Boxed, like the login below: only the first moments of a session need it.
@@ -254,12 +252,12 @@ impl Session {
         } else {
             match Box::pin(tokio::time::timeout(login_timeout, self.read_startup())).await {
                 Ok(r) => r,
-                Err(_) => Err(Exit::fatal("client_login_timeout")),
+                Err(_) => Err(Fatal::ClientLoginTimeout.into()),
             }
         };
         let startup = match startup {
             Ok(Some(m)) => m,
-            Ok(None) => return Exit::Quiet("cancel request".into()),
+            Ok(None) => return Quiet::CancelRequest.into(),
             Err(e) => return e,
         };
         // Boxed: the login state (auth exchanges) would otherwise sit in every idle
@@ -273,7 +271,7 @@ impl Session {
                 Some(l) => l,
                 None => match self.idle().await {
                     Ok(Some(l)) => l,
-                    Ok(None) => return Exit::Quiet("client close request".into()),
+                    Ok(None) => return Quiet::ClientCloseRequest.into(),
                     Err(e) => return e,
                 },
             };
@@ -282,11 +280,11 @@ impl Session {
             match Box::pin(self.forward(&mut l)).await {
                 Ok(Released::Yes) => self.release(l),
                 Ok(Released::ClientLeft(reason)) => {
-                    self.give_back(l, true);
-                    return Exit::Quiet(reason);
+                    self.give_back(l);
+                    return reason.into();
                 }
                 Err(e) => {
-                    self.give_back(l, false);
+                    self.drop_link(l);
                     return e;
                 }
             }
@@ -297,7 +295,7 @@ impl Session {
     fn check_mailbox(&mut self) -> Result<(), Exit> {
         if let Some(rx) = self.rx.as_mut() {
             if let Some(SessionMsg::Disconnect(r)) = rx.try_recv() {
-                return Err(Exit::from_reason(&r));
+                return Err(r.into());
             }
         }
         Ok(())
@@ -307,9 +305,10 @@ impl Session {
     /// the pool's queue.
     fn try_acquire(&mut self) -> Option<ServerConn> {
         loop {
-            let conn = self
-                .shared
-                .handle(Event::ClientWantsServer { client: self.id }, Some(self.id))?;
+            let conn = self.shared.handle(
+                pgbouncer_pool_core::Event::ClientWantsServer { client: self.id },
+                Some(self.id),
+            )?;
             if !conn.stream.has_unexpected_input() {
                 return Some(conn);
             }
@@ -344,36 +343,37 @@ impl Session {
 
     async fn wait_for_link(&mut self) -> Result<ServerConn, Exit> {
         let Some(rx) = self.rx.clone() else {
-            return Err(Exit::fatal("bouncer config error"));
+            return Err(Fatal::BouncerConfigError.into());
         };
-        let mut eof = false;
+        let mut full = false;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     SessionMsg::Link(conn) => return Ok(*conn),
-                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
+                    SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::CancelWait => {
                         self.cbuf.clear();
                         let mut out = BytesMut::new();
                         encode_error(&mut out, "ERROR", "57014", "canceling statement due to user request");
                         encode_ready_for_query(&mut out, TransactionStatus::Idle);
                         let _ = self.client.write_all(&out).await;
-                        return Err(Exit::Quiet("__cancelled_wait".into()));
+                        return Err(Quiet::CancelledWait.into());
                     }
                     SessionMsg::FastClose => self.fast_close = true,
                 },
-                r = self.client.readable(), if !eof => {
-                    if r.is_err() { return Err(Exit::Quiet("client unexpected eof".into())); }
-                    if self.cbuf.len() > 1 << 20 {
-                        eof = true; // enough buffered; wait for the server only
+                r = self.client.readable(), if !full => {
+                    if r.is_err() { return Err(Quiet::ClientEof.into()); }
+                    if self.cbuf.len() >= WAITING_READ_LIMIT {
+                        // Enough read ahead: the rest streams once a server is linked.
+                        full = true;
                         continue;
                     }
                     reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
-                        Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(0) => return Err(Quiet::ClientEof.into()),
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Err(_) => return Err(Quiet::ClientEof.into()),
                     }
                 }
             }
@@ -382,28 +382,33 @@ impl Session {
 
     /// No server: wait for the client's next request (or Terminate / EOF), then get one.
     /// `Ok(None)`: the client said goodbye.
-    async fn idle(&mut self) -> Result<Option<Box<Link>>, Exit> {
+    async fn idle(&mut self) -> Result<Option<Box<Linked>>, Exit> {
         loop {
             if self.shared.is_suspended() {
                 Box::pin(self.shared.wait_resumed()).await;
             }
-            if !self.cbuf.is_empty() {
-                if self.cbuf.starts_with(b"X\0\0\0\x04") {
-                    return Ok(None);
-                }
-                match self.acquire().await {
-                    Ok(conn) => return Ok(Some(Box::new(Link::new(conn)))),
-                    Err(Exit::Quiet(r)) if r == "__cancelled_wait" => continue,
+            // A server is taken only for a complete, acceptable header: nonsense and
+            // Terminate never cost a server.
+            match link::first_request(&self.cbuf, self.max) {
+                Ok(Some(frontend_tag::TERMINATE)) => return Ok(None),
+                Ok(Some(_)) => match self.acquire().await {
+                    Ok(conn) => return Ok(Some(self.linked(conn))),
+                    Err(Exit::Quiet(Quiet::CancelledWait)) => continue,
                     Err(e) => return Err(e),
-                }
+                },
+                Ok(None) => {}
+                Err(e) => return Err(e.into()),
             }
-            // Nothing buffered and no server: give the buffer back, so that thousands
-            // of idle clients cost little memory (PgBouncer returns pkt_buf the same way).
-            self.cbuf = BytesMut::new();
+            if self.cbuf.is_empty() {
+                // Nothing buffered and no server: give the buffer back, so that
+                // thousands of idle clients cost little memory (PgBouncer returns
+                // pkt_buf the same way).
+                self.cbuf = BytesMut::new();
+            }
             let rx = self
                 .rx
                 .as_deref()
-                .ok_or_else(|| Exit::fatal("bouncer config error"))?;
+                .ok_or(Exit::Fatal(Fatal::BouncerConfigError))?;
             // Waiting polls the mailbox and the socket directly, so an idle session's
             // future holds no waiter nodes (thousands of idle clients stay small).
             let client = &self.client;
@@ -416,8 +421,8 @@ impl Session {
             .await;
             match woke {
                 Ok(msg) => match msg {
-                    SessionMsg::Disconnect(r) => return Err(Exit::from_reason(&r)),
-                    SessionMsg::Link(conn) => return Ok(Some(Box::new(Link::new(*conn)))),
+                    SessionMsg::Disconnect(r) => return Err(r.into()),
+                    SessionMsg::Link(conn) => return Ok(Some(self.linked(*conn))),
                     SessionMsg::CancelWait | SessionMsg::FastClose => {}
                 },
                 Err(r) => {
@@ -426,29 +431,37 @@ impl Session {
                     }
                     reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
-                        Ok(0) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Ok(0) => return Err(Quiet::ClientEof.into()),
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Err(Exit::Quiet("client unexpected eof".into())),
+                        Err(_) => return Err(Quiet::ClientEof.into()),
                     }
                 }
             }
         }
     }
 
-    fn release(&mut self, l: Box<Link>) {
-        let Link { conn, usage, .. } = *l;
+    /// The tracker said the server is clean: back to the pool.
+    fn release(&mut self, l: Box<Linked>) {
+        let (conn, usage, _) = self.unlink(l);
         let _ = self.shared.release(self.id, conn, usage);
     }
 
     /// The client is leaving while linked: a clean server goes back to the pool (with
     /// a reset in session mode), anything else is closed.
-    fn give_back(&mut self, l: Box<Link>, client_left_cleanly: bool) {
-        if client_left_cleanly && l.is_clean() {
-            let _ = self.shared.release(self.id, l.conn, l.usage);
+    fn give_back(&mut self, l: Box<Linked>) {
+        let (conn, usage, clean) = self.unlink(l);
+        if clean {
+            let _ = self.shared.release(self.id, conn, usage);
         } else {
-            l.conn.terminate();
+            self.shared.drop_server(self.id, conn);
         }
+    }
+
+    /// The session ends with an error while linked: the server is closed unless the
+    /// tracker proves it clean.
+    fn drop_link(&mut self, l: Box<Linked>) {
+        self.give_back(l);
     }
 
     /// `database/user@addr:port`, as PgBouncer's log lines name a client (empty before
@@ -462,13 +475,11 @@ impl Session {
 
     async fn finish(&mut self, exit: Exit) {
         let age = self.started.elapsed().as_secs();
-        let reason = match &exit {
-            Exit::Quiet(r) => r.clone(),
-            Exit::Fatal(_, m) => m.clone(),
-        };
-        if let Exit::Fatal(code, msg) = &exit {
+        let reason = exit.reason();
+        if let Exit::Fatal(f) = &exit {
             let mut out = BytesMut::new();
-            encode_error(&mut out, "FATAL", code, msg);
+            let msg = f.message();
+            encode_error(&mut out, "FATAL", f.sqlstate(), &msg);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.client.write_all(&out)).await;
             if self.rt.log_pooler_errors {
                 tracing::warn!("C-{}: {} pooler error: {msg}", self.id.0, self.label());
@@ -487,92 +498,12 @@ impl Session {
     }
 }
 
+/// How forwarding on a link ended without an error.
 enum Released {
+    /// The server is clean and goes back to the pool; the client stays.
     Yes,
-    ClientLeft(String),
-}
-
-#[derive(Default)]
-struct ClientVisitor {
-    pending: u32,
-    terminate: bool,
-    parses: u64,
-    binds: u64,
-    any: bool,
-}
-
-impl Visitor for ClientVisitor {
-    fn header(&mut self, tag: u8, _len: u32) {
-        match tag {
-            b'Q' | b'S' | b'F' => self.pending += 1,
-            b'X' => self.terminate = true,
-            b'P' => self.parses += 1,
-            b'B' => self.binds += 1,
-            _ => {}
-        }
-        if tag != b'X' {
-            self.any = true;
-        }
-    }
-    fn body(&mut self, _tag: u8, _body: &[u8]) {}
-    fn wants_body(&self, _tag: u8) -> bool {
-        false
-    }
-}
-
-struct ServerVisitor<'a> {
-    rfq: Vec<TransactionStatus>,
-    params: Vec<(String, String)>,
-    /// Prepared-statement mode: the expectation queue, kept in step on the fast path.
-    queue: Option<&'a mut prepared::Queue>,
-    /// Forwarded Parses the server refused: not prepared there after all.
-    failed_parses: Vec<u64>,
-    /// The server ran DISCARD ALL / DEALLOCATE ALL: its statements are gone.
-    discarded: bool,
-}
-
-impl<'a> ServerVisitor<'a> {
-    fn new(queue: Option<&'a mut prepared::Queue>) -> Self {
-        ServerVisitor {
-            rfq: Vec::new(),
-            params: Vec::new(),
-            queue,
-            failed_parses: Vec::new(),
-            discarded: false,
-        }
-    }
-}
-
-impl Visitor for ServerVisitor<'_> {
-    fn header(&mut self, tag: u8, _len: u32) {
-        if let Some(q) = self.queue.as_mut() {
-            let mut failed = None;
-            q.on_server_message(tag, &mut failed);
-            self.failed_parses.extend(failed);
-        }
-    }
-    fn body(&mut self, tag: u8, body: &[u8]) {
-        match tag {
-            b'Z' => {
-                let status = body.first().and_then(|b| TransactionStatus::from_byte(*b));
-                self.rfq.push(status.unwrap_or(TransactionStatus::Failed));
-            }
-            b'S' => {
-                if let Ok(BackendMessage::ParameterStatus { name, value }) =
-                    BackendMessage::decode_body(b'S', bytes::Bytes::copy_from_slice(body))
-                {
-                    self.params.push((name, value));
-                }
-            }
-            b'C' if body.starts_with(b"DISCARD ALL") || body.starts_with(b"DEALLOCATE ALL") => {
-                self.discarded = true;
-            }
-            _ => {}
-        }
-    }
-    fn wants_body(&self, tag: u8) -> bool {
-        tag == b'Z' || tag == b'S' || (tag == b'C' && self.queue.is_some())
-    }
+    /// The client left (Terminate or EOF).
+    ClientLeft(Quiet),
 }
 
 /// The 64-bit key pool-core uses for a BackendKeyData pair.

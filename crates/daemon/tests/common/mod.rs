@@ -12,6 +12,8 @@ use pgbouncer_rs::config::ini::Ini;
 use pgbouncer_rs::config::Settings;
 use pgbouncer_rs::Daemon;
 
+pub mod wire;
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 

@@ -1,0 +1,166 @@
+//! How a session ends, typed: whether the client is told (FATAL with a SQLSTATE) or
+//! just closed, and the one table of texts PgBouncer uses for each ending (client.c
+//! `disconnect_client` reasons). Pool-core's reasons, the protocol tracker's and the
+//! decoder's keep their own tables; this file holds the session's.
+
+use pgbouncer_pool_core::DisconnectReason;
+use pgbouncer_protocol::link::LinkError;
+use pgbouncer_protocol::DecodeError;
+
+/// How a session ended.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// Close without a word; the reason is for the log.
+    Quiet(Quiet),
+    /// Send FATAL and close.
+    Fatal(Fatal),
+}
+
+/// Endings the client is not told about (it left, or it is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// The client closed its socket.
+    ClientEof,
+    /// The client sent Terminate.
+    ClientCloseRequest,
+    /// A cancel request connection, handled.
+    CancelRequest,
+    /// The console's SHUTDOWN.
+    AdminShutdown,
+    /// SUSPEND gave up on a write the peer did not read (`suspend_timeout`).
+    SuspendTimeout,
+    /// A replication server ended its stream.
+    ReplicationServerClosed,
+    /// A console client sent a message type the console does not take.
+    ConsoleUnsupportedPacket,
+    /// A console client used the extended query protocol.
+    ConsoleExtendedQuery,
+    /// A cancel request answered the client's wait; the session goes on.
+    CancelledWait,
+}
+
+/// Endings the client is told about with a FATAL ErrorResponse.
+#[derive(Debug, Clone)]
+pub(crate) enum Fatal {
+    /// Pool-core disconnected the client (limits, timeouts, KILL, ...).
+    Pool(DisconnectReason),
+    /// The protocol tracker refused what a peer sent.
+    Link(LinkError),
+    /// The startup packet did not decode.
+    Decode(DecodeError),
+    /// The server refused the login; its SQLSTATE and text go to the client.
+    Server {
+        code: String,
+        message: String,
+    },
+    /// Authentication failed (the text comes from `auth`).
+    Auth(String),
+    ClientLoginTimeout,
+    BouncerConfigError,
+    NotAllowed,
+    NoUsername,
+    UnsupportedStartupParameter(String),
+    UnsupportedOptions,
+    UnsupportedOptionsParameter(String),
+    NoSuchDatabase(String),
+    NoSuchUser,
+    /// The server connection failed while linked.
+    ServerConnCrashed,
+    /// A tracked parameter's SET failed on the server.
+    InvalidServerParameter(String),
+    QueryTimeout,
+    IdleTransactionTimeout,
+    TransactionTimeout,
+    /// `server_fast_close`: the server had to go after this transaction.
+    DatabaseConfigurationChanged,
+}
+
+impl Quiet {
+    /// The `closing because:` text.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Quiet::ClientEof => "client unexpected eof",
+            Quiet::ClientCloseRequest => "client close request",
+            Quiet::CancelRequest => "cancel request",
+            Quiet::AdminShutdown => "admin shutdown",
+            Quiet::SuspendTimeout => crate::flush::SUSPEND_TIMEOUT,
+            Quiet::ReplicationServerClosed => "server closed the replication connection",
+            Quiet::ConsoleUnsupportedPacket => "unsupported packet type for admin console",
+            Quiet::ConsoleExtendedQuery => "extended query protocol not supported by admin console",
+            Quiet::CancelledWait => "cancel request",
+        }
+    }
+}
+
+impl Fatal {
+    /// The SQLSTATE sent with the error.
+    pub(crate) fn sqlstate(&self) -> &str {
+        match self {
+            Fatal::Pool(r) => r.sqlstate(),
+            Fatal::Server { code, .. } => code,
+            _ => "08P01",
+        }
+    }
+
+    /// The message sent with the error (PgBouncer's text).
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Fatal::Pool(r) => r.message(),
+            Fatal::Link(e) => e.pgbouncer_message(),
+            Fatal::Decode(e) => e.pgbouncer_message(),
+            Fatal::Server { message, .. } => message.clone(),
+            Fatal::Auth(text) => text.clone(),
+            Fatal::ClientLoginTimeout => "client_login_timeout".into(),
+            Fatal::BouncerConfigError => "bouncer config error".into(),
+            Fatal::NotAllowed => "not allowed".into(),
+            Fatal::NoUsername => "no username supplied".into(),
+            Fatal::UnsupportedStartupParameter(k) => format!("unsupported startup parameter: {k}"),
+            Fatal::UnsupportedOptions => "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed".into(),
+            Fatal::UnsupportedOptionsParameter(k) => {
+                format!("unsupported startup parameter in options: {k}")
+            }
+            Fatal::NoSuchDatabase(db) => format!("no such database: {db}"),
+            Fatal::NoSuchUser => "no such user".into(),
+            Fatal::ServerConnCrashed => "server conn crashed?".into(),
+            Fatal::InvalidServerParameter(e) => format!("invalid server parameter: {e}"),
+            Fatal::QueryTimeout => "query timeout".into(),
+            Fatal::IdleTransactionTimeout => "idle transaction timeout".into(),
+            Fatal::TransactionTimeout => "transaction timeout".into(),
+            Fatal::DatabaseConfigurationChanged => "database configuration changed".into(),
+        }
+    }
+}
+
+impl Exit {
+    /// The `closing because:` text of the log line.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Exit::Quiet(q) => q.reason().to_string(),
+            Exit::Fatal(f) => f.message(),
+        }
+    }
+}
+
+impl From<Fatal> for Exit {
+    fn from(f: Fatal) -> Exit {
+        Exit::Fatal(f)
+    }
+}
+
+impl From<Quiet> for Exit {
+    fn from(q: Quiet) -> Exit {
+        Exit::Quiet(q)
+    }
+}
+
+impl From<LinkError> for Exit {
+    fn from(e: LinkError) -> Exit {
+        Exit::Fatal(Fatal::Link(e))
+    }
+}
+
+impl From<DisconnectReason> for Exit {
+    fn from(r: DisconnectReason) -> Exit {
+        Exit::Fatal(Fatal::Pool(r))
+    }
+}

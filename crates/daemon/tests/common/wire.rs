@@ -1,0 +1,262 @@
+//! A raw wire-protocol client for tests: exact bytes out, decoded messages in, so a test
+//! can send what drivers send (pipelines, Flush, half messages, odd tags) and see exactly
+//! what comes back.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pgbouncer_protocol::{
+    auth::md5, encode_password, Authentication, BackendMessage, FrontendMessage, StartupMessage,
+    DEFAULT_MAX_PACKET_SIZE,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single wait for the peer may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A logged-in raw connection.
+pub struct Wire {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    /// BackendKeyData from the welcome.
+    pub key: (i32, i32),
+}
+
+impl Wire {
+    /// Connects to `addr` and logs in as `user` on `db` (trust, cleartext or md5), with
+    /// extra startup parameters. Reads the welcome up to ReadyForQuery.
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        user: &str,
+        password: &str,
+        db: &str,
+        extra: &[(&str, &str)],
+    ) -> Wire {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut w = Wire {
+            stream,
+            buf: BytesMut::new(),
+            key: (0, 0),
+        };
+        let mut params = vec![
+            ("user".to_string(), user.to_string()),
+            ("database".to_string(), db.to_string()),
+        ];
+        params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut out = BytesMut::new();
+        StartupMessage::new(params).encode(&mut out);
+        w.send(&out).await;
+        loop {
+            match w.recv().await {
+                BackendMessage::Authentication(Authentication::Ok) => {}
+                BackendMessage::Authentication(Authentication::CleartextPassword) => {
+                    let mut out = BytesMut::new();
+                    encode_password(&mut out, password.as_bytes());
+                    w.send(&out).await;
+                }
+                BackendMessage::Authentication(Authentication::Md5Password { salt }) => {
+                    let mut out = BytesMut::new();
+                    let resp = md5::client_response(password, user, salt);
+                    encode_password(&mut out, resp.as_bytes());
+                    w.send(&out).await;
+                }
+                BackendMessage::BackendKeyData {
+                    process_id,
+                    secret_key,
+                } => w.key = (process_id, secret_key),
+                BackendMessage::ReadyForQuery { .. } => return w,
+                BackendMessage::ErrorResponse(e) => panic!("login failed: {e:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Writes all of `bytes`.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(PATIENCE, self.stream.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .unwrap();
+    }
+
+    /// Writes the encoded messages as one write.
+    pub async fn send_msgs(&mut self, msgs: &[FrontendMessage]) {
+        let mut out = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut out);
+        }
+        self.send(&out).await;
+    }
+
+    /// The next message, or `None` when the peer closed the connection.
+    pub async fn try_recv(&mut self) -> Option<BackendMessage> {
+        loop {
+            if let Some(m) = BackendMessage::decode(&mut self.buf, DEFAULT_MAX_PACKET_SIZE).unwrap()
+            {
+                return Some(m);
+            }
+            self.buf.reserve(64 * 1024);
+            let n = tokio::time::timeout(PATIENCE, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("no message from the peer in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next message; the peer must not close.
+    pub async fn recv(&mut self) -> BackendMessage {
+        self.try_recv()
+            .await
+            .expect("the peer closed the connection")
+    }
+
+    /// Messages up to and including the next ReadyForQuery.
+    pub async fn until_ready(&mut self) -> Vec<BackendMessage> {
+        let mut out = Vec::new();
+        loop {
+            let m = self.recv().await;
+            let done = matches!(m, BackendMessage::ReadyForQuery { .. });
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Exactly `n` messages.
+    pub async fn recv_n(&mut self, n: usize) -> Vec<BackendMessage> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.recv().await);
+        }
+        out
+    }
+
+    /// Everything until the peer closes (bounded by [`PATIENCE`] per read).
+    pub async fn until_closed(&mut self) -> Vec<BackendMessage> {
+        let mut out = Vec::new();
+        while let Some(m) = self.try_recv().await {
+            out.push(m);
+        }
+        out
+    }
+
+    /// Runs a simple query and returns its messages up to ReadyForQuery.
+    pub async fn simple(&mut self, sql: &str) -> Vec<BackendMessage> {
+        self.send_msgs(&[query(sql)]).await;
+        self.until_ready().await
+    }
+}
+
+/// The text values of every DataRow in `msgs`, row by row.
+pub fn rows(msgs: &[BackendMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            BackendMessage::DataRow { values } => Some(
+                values
+                    .iter()
+                    .map(|v| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first column of the first row.
+pub fn first_value(msgs: &[BackendMessage]) -> Option<String> {
+    rows(msgs)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+}
+
+/// The (severity, code, message) of every ErrorResponse in `msgs`.
+pub fn errors(msgs: &[BackendMessage]) -> Vec<(String, String, String)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            BackendMessage::ErrorResponse(e) => Some((
+                e.severity().unwrap_or_default().to_string(),
+                e.code().unwrap_or_default().to_string(),
+                e.message().unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One letter per message (the tag), for compact assertions: `"12DCZ"`.
+pub fn tags(msgs: &[BackendMessage]) -> String {
+    msgs.iter().map(|m| m.tag() as char).collect()
+}
+
+pub fn query(sql: &str) -> FrontendMessage {
+    FrontendMessage::Query {
+        query: Bytes::copy_from_slice(sql.as_bytes()),
+    }
+}
+
+pub fn parse(name: &str, sql: &str) -> FrontendMessage {
+    FrontendMessage::Parse {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        query: Bytes::copy_from_slice(sql.as_bytes()),
+        param_types: Vec::new(),
+    }
+}
+
+/// Bind of `statement` to the unnamed portal with text parameters.
+pub fn bind(statement: &str, params: &[Option<&[u8]>]) -> FrontendMessage {
+    FrontendMessage::Bind {
+        portal: Bytes::new(),
+        statement: Bytes::copy_from_slice(statement.as_bytes()),
+        param_formats: Vec::new(),
+        params: params
+            .iter()
+            .map(|p| p.map(Bytes::copy_from_slice))
+            .collect(),
+        result_formats: Vec::new(),
+    }
+}
+
+pub fn execute() -> FrontendMessage {
+    FrontendMessage::Execute {
+        portal: Bytes::new(),
+        max_rows: 0,
+    }
+}
+
+pub fn describe_statement(name: &str) -> FrontendMessage {
+    FrontendMessage::Describe {
+        kind: b'S',
+        name: Bytes::copy_from_slice(name.as_bytes()),
+    }
+}
+
+pub fn close_statement(name: &str) -> FrontendMessage {
+    FrontendMessage::Close {
+        kind: b'S',
+        name: Bytes::copy_from_slice(name.as_bytes()),
+    }
+}
+
+pub fn sync() -> FrontendMessage {
+    FrontendMessage::Sync
+}
+
+pub fn flush() -> FrontendMessage {
+    FrontendMessage::Flush
+}
+
+/// Encodes messages into one buffer.
+pub fn encode(msgs: &[FrontendMessage]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for m in msgs {
+        m.encode(&mut out);
+    }
+    out
+}
