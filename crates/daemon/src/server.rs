@@ -180,7 +180,7 @@ impl ServerConn {
 
     /// Sends Terminate and drops the connection, without waiting.
     pub fn terminate(self) {
-        let _ = self.stream.try_write(b"X\0\0\0\x04");
+        let _ = self.stream.try_write(pgbouncer_protocol::TERMINATE_MESSAGE);
     }
 }
 

@@ -297,6 +297,9 @@ pub fn encode_query(buf: &mut BytesMut, sql: &str) {
     finish(buf, at);
 }
 
+/// A whole Terminate message, for writers that cannot wait (a socket being dropped).
+pub const TERMINATE_MESSAGE: &[u8] = &[frontend_tag::TERMINATE, 0, 0, 0, 4];
+
 /// Writes a Terminate message.
 pub fn encode_terminate(buf: &mut BytesMut) {
     put_empty(buf, frontend_tag::TERMINATE);

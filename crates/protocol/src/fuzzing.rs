@@ -4,7 +4,9 @@
 //! Each function feeds arbitrary bytes to the decoders (PostgreSQL docs, "Message Formats")
 //! and the SASL/SCRAM parsers, and panics only if a decoder breaks its contract: consuming
 //! more than it was given, consuming something other than one whole message, or decoding a
-//! message that does not survive `decode(encode(m))`.
+//! message that does not survive `decode(encode(m))`. The link tracker's target checks
+//! that any chunking of a conversation gives the same decisions as whole chunks, and
+//! that the tracker's memory stays bounded.
 
 use std::fmt::Debug;
 
@@ -12,6 +14,10 @@ use bytes::BytesMut;
 
 use crate::auth::md5;
 use crate::auth::scram::{ScramClient, ScramCredentials, ScramSecret, ScramServer};
+use crate::link::{
+    ClientStatements, FromClient, FromServer, Link, LinkConfig, LinkError, ServerStatements,
+    StatementRegistry,
+};
 use crate::{
     password_from_body, BackendMessage, DecodeError, FrontendMessage, Header, SaslInitialResponse,
     StartupPacket, DEFAULT_MAX_PACKET_SIZE,
@@ -129,4 +135,145 @@ fn skip_all(data: &[u8]) {
         };
         rest = next;
     }
+}
+
+/// One side's bytes in a conversation fed to [`check_link_conversation`].
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// `true`: the client sent these bytes; `false`: the server did.
+    pub from_client: bool,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Where the second tracker gets them split (clamped to the length).
+    pub cut: usize,
+}
+
+/// What a tracker made of one segment, for comparing two trackers.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+    terminated: bool,
+    params: Vec<(String, String)>,
+    readies: (u32, u32),
+    error: Option<String>,
+}
+
+/// Feeds a conversation to two trackers, one segment whole and one split in two, and
+/// panics if they decide differently (output bytes, errors, clean or not), or if a
+/// tracker holds more than its bound. Stops at the first error or Terminate.
+pub fn check_link_conversation(cfg: LinkConfig, segments: &[Segment]) {
+    let registry = StatementRegistry::default();
+    let new = || {
+        Link::new(
+            cfg,
+            ClientStatements::default(),
+            ServerStatements::default(),
+        )
+    };
+    let (mut whole, mut split) = (new(), new());
+    let bound = crate::link::NAME_LIMIT.max(cfg.max_packet_size as usize) + 64 * 1024 + 64;
+    for seg in segments {
+        let a = feed(&mut whole, &registry, seg, &[&seg.bytes]);
+        let cut = seg.cut.min(seg.bytes.len());
+        let (x, y) = seg.bytes.split_at(cut);
+        let b = feed(&mut split, &registry, seg, &[x, y]);
+        assert_eq!(a, b, "whole and split feeds decided differently");
+        if a.error.is_some() {
+            return; // both links are unusable now
+        }
+        assert_eq!(whole.is_clean(), split.is_clean());
+        assert_eq!(whole.owed(), split.owed());
+        assert!(
+            whole.held_bytes() <= bound,
+            "holds {} bytes",
+            whole.held_bytes()
+        );
+        assert!(
+            split.held_bytes() <= bound,
+            "holds {} bytes",
+            split.held_bytes()
+        );
+        if a.terminated {
+            return;
+        }
+    }
+}
+
+fn feed(link: &mut Link, registry: &StatementRegistry, seg: &Segment, parts: &[&[u8]]) -> Seen {
+    let mut seen = Seen {
+        to_server: Vec::new(),
+        to_client: Vec::new(),
+        terminated: false,
+        params: Vec::new(),
+        readies: (0, 0),
+        error: None,
+    };
+    for part in parts {
+        let result = if seg.from_client {
+            let mut out = FromClient::default();
+            let r = link.from_client(part, registry, &mut out);
+            seen.to_server.extend(out.to_server.to_vec(part));
+            seen.to_client.extend(out.to_client.to_vec(&[]));
+            seen.terminated |= out.terminated;
+            r
+        } else {
+            let mut out = FromServer::default();
+            let r = link.from_server(part, &mut out);
+            seen.to_client.extend(out.to_client.to_vec(part));
+            seen.params.extend(out.params);
+            seen.readies.0 += out.readies;
+            seen.readies.1 += out.idle_readies;
+            r
+        };
+        if let Err(e) = result {
+            // Output before an error is dropped by callers; the hex of a bad header
+            // shows what was buffered, which depends on the chunking.
+            seen.to_server.clear();
+            seen.to_client.clear();
+            seen.error = Some(match e {
+                LinkError::ClientBadHeader { len, max, .. } => format!("client header {len}/{max}"),
+                LinkError::ServerBadHeader { len, max, .. } => format!("server header {len}/{max}"),
+                other => other.to_string(),
+            });
+            return seen;
+        }
+        if seen.terminated {
+            return seen;
+        }
+    }
+    seen
+}
+
+/// Reads `data` as a tracker conversation: byte 0 picks the configuration, then each
+/// segment is a head byte (bit 0: from the server; the rest: where to split), a
+/// big-endian `u16` length and the bytes. See [`check_link_conversation`].
+pub fn fuzz_link(data: &[u8]) {
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let cfg = LinkConfig {
+        max_packet_size: if mode & 1 != 0 {
+            SMALL_MAX
+        } else {
+            DEFAULT_MAX_PACKET_SIZE
+        },
+        max_prepared_statements: if mode & 2 != 0 {
+            usize::from(mode >> 4) + 1
+        } else {
+            0
+        },
+        statement_mode: mode & 4 != 0,
+    };
+    let mut segments = Vec::new();
+    while let [head, hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        segments.push(Segment {
+            from_client: head & 1 == 0,
+            bytes: tail[..len].to_vec(),
+            cut: usize::from(head >> 1) * 4,
+        });
+        rest = &tail[len..];
+    }
+    check_link_conversation(cfg, &segments);
 }

@@ -63,7 +63,9 @@ pub use authentication::{
 };
 pub use backend::{backend_tag, encode_data_row, BackendMessage, CopyResponse, FieldDescription};
 pub use decode::DecodeError;
-pub use frontend::{encode_query, encode_terminate, frontend_tag, FrontendMessage};
+pub use frontend::{
+    encode_query, encode_terminate, frontend_tag, FrontendMessage, TERMINATE_MESSAGE,
+};
 pub use header::{Header, DEFAULT_MAX_PACKET_SIZE};
 pub use password::{
     encode_password, encode_sasl_initial_response, encode_sasl_response, password_from_body,
@@ -76,7 +78,7 @@ pub use response::{
 pub use result_set::{oid, Column, ResultSet};
 pub use startup::{
     CancelRequest, ProtocolVersion, StartupMessage, StartupPacket, CANCEL_REQUEST_CODE,
-    GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LENGTH, SSL_REQUEST_CODE,
+    ENCRYPTION_REFUSED, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LENGTH, SSL_REQUEST_CODE,
 };
 pub use status::{
     encode_backend_key_data, encode_command_complete, encode_parameter_status,

@@ -14,6 +14,8 @@ pub const MAX_STARTUP_PACKET_LENGTH: u32 = 10000;
 
 /// Request code of an SSLRequest (1234.5679).
 pub const SSL_REQUEST_CODE: u32 = 80877103;
+/// The one-byte answer to an SSLRequest or GSSENCRequest that is refused.
+pub const ENCRYPTION_REFUSED: &[u8] = b"N";
 /// Request code of a GSSENCRequest (1234.5680).
 pub const GSSENC_REQUEST_CODE: u32 = 80877104;
 /// Request code of a CancelRequest (1234.5678).

@@ -58,6 +58,12 @@ fn scram_corpus_replays_cleanly() {
     replay("scram", fuzzing::fuzz_scram);
 }
 
+#[test]
+fn link_corpus_replays_cleanly() {
+    write_seeds_if_asked();
+    replay("link", fuzzing::fuzz_link);
+}
+
 fn write_seeds_if_asked() {
     if std::env::var_os("PGBOUNCER_WRITE_FUZZ_CORPUS").is_none() {
         return;
@@ -94,6 +100,194 @@ fn write_seeds_if_asked() {
     startup_seeds.push(then_query);
     write("startup", startup_seeds);
     write("scram", scram_seeds());
+    write("link", link_seeds());
+}
+
+/// Conversations in `fuzz_link`'s format: a mode byte, then segments of (head byte: bit 0
+/// set for the server, the rest the split point / 4; u16 length; bytes).
+fn link_seeds() -> Vec<Vec<u8>> {
+    let fe = |msgs: &[FrontendMessage]| {
+        let mut b = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut b);
+        }
+        b.to_vec()
+    };
+    let be = |msgs: &[BackendMessage]| {
+        let mut b = BytesMut::new();
+        for m in msgs {
+            m.encode(&mut b);
+        }
+        b.to_vec()
+    };
+    let conv = |mode: u8, segs: &[(bool, Vec<u8>)]| {
+        let mut out = vec![mode];
+        for (i, (from_client, bytes)) in segs.iter().enumerate() {
+            let cut = (i as u8 * 3) % 64;
+            out.push((cut << 1) | u8::from(!from_client));
+            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out
+    };
+    let q = |s: &str| FrontendMessage::Query {
+        query: s.as_bytes().to_vec().into(),
+    };
+    let parse = |n: &str, s: &str| FrontendMessage::Parse {
+        name: n.as_bytes().to_vec().into(),
+        query: s.as_bytes().to_vec().into(),
+        param_types: vec![],
+    };
+    let bind = |n: &str| FrontendMessage::Bind {
+        portal: Default::default(),
+        statement: n.as_bytes().to_vec().into(),
+        param_formats: vec![],
+        params: vec![Some(b"1".to_vec().into())],
+        result_formats: vec![],
+    };
+    let exec = FrontendMessage::Execute {
+        portal: Default::default(),
+        max_rows: 0,
+    };
+    let idle = BackendMessage::ReadyForQuery {
+        status: TransactionStatus::Idle,
+    };
+    let in_tx = BackendMessage::ReadyForQuery {
+        status: TransactionStatus::InTransaction,
+    };
+    let cc = |t: &str| BackendMessage::CommandComplete {
+        tag: t.as_bytes().to_vec().into(),
+    };
+    let row = BackendMessage::DataRow {
+        values: vec![Some(b"1".to_vec().into())],
+    };
+    let err = BackendMessage::ErrorResponse(ErrorFields::new("ERROR", "42601", "syntax error"));
+    let copy_in = BackendMessage::CopyInResponse(CopyResponse {
+        format: 0,
+        column_formats: vec![0],
+    });
+    vec![
+        conv(
+            0,
+            &[
+                (true, fe(&[q("select 1")])),
+                (false, be(&[row.clone(), cc("SELECT 1"), idle.clone()])),
+            ],
+        ),
+        conv(
+            0,
+            &[
+                (
+                    true,
+                    fe(&[
+                        parse("", "begin"),
+                        bind(""),
+                        exec.clone(),
+                        FrontendMessage::Flush,
+                    ]),
+                ),
+                (
+                    false,
+                    be(&[
+                        BackendMessage::ParseComplete,
+                        BackendMessage::BindComplete,
+                        cc("BEGIN"),
+                    ]),
+                ),
+                (true, fe(&[q("commit")])),
+                (false, be(&[cc("COMMIT"), idle.clone()])),
+            ],
+        ),
+        conv(
+            2 | (3 << 4),
+            &[
+                (
+                    true,
+                    fe(&[
+                        parse("s1", "select $1"),
+                        bind("s1"),
+                        exec.clone(),
+                        FrontendMessage::Sync,
+                    ]),
+                ),
+                (
+                    false,
+                    be(&[
+                        BackendMessage::ParseComplete,
+                        BackendMessage::BindComplete,
+                        row.clone(),
+                        cc("SELECT 1"),
+                        idle.clone(),
+                    ]),
+                ),
+                (
+                    true,
+                    fe(&[
+                        bind("s1"),
+                        exec.clone(),
+                        FrontendMessage::Close {
+                            kind: b'S',
+                            name: b"s1".to_vec().into(),
+                        },
+                        FrontendMessage::Sync,
+                    ]),
+                ),
+                (
+                    false,
+                    be(&[BackendMessage::BindComplete, cc("SELECT 1"), idle.clone()]),
+                ),
+            ],
+        ),
+        conv(
+            2,
+            &[
+                (
+                    true,
+                    fe(&[
+                        parse("bad", "selec"),
+                        parse("b", "select 2"),
+                        FrontendMessage::Sync,
+                    ]),
+                ),
+                (false, be(&[err.clone(), idle.clone()])),
+                (true, fe(&[q("discard all")])),
+                (false, be(&[cc("DISCARD ALL"), idle.clone()])),
+            ],
+        ),
+        conv(
+            0,
+            &[
+                (true, fe(&[q("copy t from stdin")])),
+                (false, be(std::slice::from_ref(&copy_in))),
+                (
+                    true,
+                    fe(&[
+                        FrontendMessage::CopyData(b"1\n".to_vec().into()),
+                        FrontendMessage::Sync,
+                        FrontendMessage::CopyDone,
+                    ]),
+                ),
+                (false, be(&[cc("COPY 1"), idle.clone()])),
+            ],
+        ),
+        conv(
+            4,
+            &[
+                (true, fe(&[q("begin")])),
+                (false, be(&[cc("BEGIN"), in_tx])),
+            ],
+        ),
+        conv(1, &[(true, b"Q\x7f\xff\xff\xffselect".to_vec())]),
+        conv(0, &[(true, b"y\0\0\0\x04".to_vec())]),
+        conv(
+            0,
+            &[(
+                true,
+                [fe(&[q("select 1")]), b"X\0\0\0\x04".to_vec(), fe(&[q("x")])].concat(),
+            )],
+        ),
+        conv(0, &[(false, b"K\0\0\0\x0c\0\0\0\x01\0\0\0\x02".to_vec())]),
+    ]
 }
 
 /// Each message whole, truncated, concatenated with the next, plus garbage and huge lengths.

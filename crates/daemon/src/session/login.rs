@@ -11,7 +11,7 @@ impl Session {
             match StartupPacket::decode(&mut self.cbuf, self.max) {
                 Ok(Some(StartupPacket::SslRequest)) | Ok(Some(StartupPacket::GssEncRequest)) => {
                     self.client
-                        .write_all(b"N")
+                        .write_all(pgbouncer_protocol::ENCRYPTION_REFUSED)
                         .await
                         .map_err(|_| Exit::Quiet(Quiet::ClientEof))?;
                 }

@@ -210,6 +210,7 @@ impl Session {
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
     fn linked(&mut self, mut conn: ServerConn) -> Box<Linked> {
+        tracing::debug!("C-{}: linked to S-{}", self.id.0, conn.id.0);
         let track = link::Link::new(
             self.link_config(),
             std::mem::take(&mut self.statements),
@@ -234,6 +235,12 @@ impl Session {
             ..
         } = *l;
         let clean = track.is_clean();
+        if let Some(why) = track.uncertainty() {
+            tracing::warn!(
+                "S-{}: protocol state unknown ({why}); it will be closed",
+                conn.id.0
+            );
+        }
         let counts = track.take_counts();
         usage.client_parse_count += counts.client_parses;
         usage.server_parse_count += counts.server_parses;
@@ -444,6 +451,7 @@ impl Session {
     /// The tracker said the server is clean: back to the pool.
     fn release(&mut self, l: Box<Linked>) {
         let (conn, usage, _) = self.unlink(l);
+        tracing::debug!("C-{}: releases S-{}", self.id.0, conn.id.0);
         let _ = self.shared.release(self.id, conn, usage);
     }
 
@@ -451,6 +459,7 @@ impl Session {
     /// a reset in session mode), anything else is closed.
     fn give_back(&mut self, l: Box<Linked>) {
         let (conn, usage, clean) = self.unlink(l);
+        tracing::debug!("C-{}: leaves S-{} (clean: {clean})", self.id.0, conn.id.0);
         if clean {
             let _ = self.shared.release(self.id, conn, usage);
         } else {

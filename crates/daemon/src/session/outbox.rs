@@ -100,10 +100,9 @@ mod tests {
             Default::default(),
             Default::default(),
         );
-        // One CopyData message of 4 MiB - 5 bytes: the whole input, forwarded as a range.
-        let mut data = vec![b'd'];
-        data.extend_from_slice(&((input.len() - 1) as u32).to_be_bytes());
-        data.extend_from_slice(&input[5..]);
+        // One 4 MiB CopyData message: forwarded as one range of the input.
+        let mut data = bytes::BytesMut::new();
+        pgbouncer_protocol::FrontendMessage::CopyData(input.into()).encode(&mut data);
         let registry = Default::default();
         link.from_client(&data, &registry, &mut fc).unwrap();
         let mut p = Progress::start();

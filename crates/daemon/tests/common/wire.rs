@@ -108,6 +108,23 @@ impl Wire {
         }
     }
 
+    /// The next message within `limit`: `Err` says whether the peer closed or was silent.
+    pub async fn recv_within(&mut self, limit: Duration) -> Result<BackendMessage, String> {
+        loop {
+            match BackendMessage::decode(&mut self.buf, DEFAULT_MAX_PACKET_SIZE) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(format!("undecodable message: {e}")),
+            }
+            self.buf.reserve(64 * 1024);
+            match tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(format!("nothing more within {limit:?}")),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err("the peer closed the connection".into()),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
     /// The next message; the peer must not close.
     pub async fn recv(&mut self) -> BackendMessage {
         self.try_recv()

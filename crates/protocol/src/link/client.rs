@@ -212,28 +212,53 @@ impl Link {
     ) -> Result<(), LinkError> {
         let body = std::mem::replace(&mut self.cbody, Body::Forward);
         if let Body::Hold { kind, hdr, buf } = body {
-            match kind {
-                Hold::ParseName => {
-                    return Err(LinkError::ClientBrokenMessage { kind: "Parse" });
+            if self.ignored_now() {
+                self.pass_held(hdr, &buf, out);
+            } else {
+                match kind {
+                    Hold::ParseName => {
+                        return Err(LinkError::ClientBrokenMessage { kind: "Parse" });
+                    }
+                    Hold::Parse { name_len } => {
+                        self.named_parse(buf.freeze(), name_len, registry, out)?
+                    }
+                    Hold::BindNames => {
+                        // Both names must end before the message does.
+                        return Err(LinkError::ClientBrokenMessage { kind: "Bind" });
+                    }
+                    Hold::Describe => self.describe(hdr, buf, out)?,
+                    Hold::Close => self.close(hdr, buf, out)?,
                 }
-                Hold::Parse { name_len } => {
-                    self.named_parse(buf.freeze(), name_len, registry, out)?
-                }
-                Hold::BindNames => {
-                    // Both names must end before the message does.
-                    return Err(LinkError::ClientBrokenMessage { kind: "Bind" });
-                }
-                Hold::Describe => self.describe(hdr, buf, out)?,
-                Hold::Close => self.close(hdr, buf, out)?,
             }
         }
         self.settle(&mut out.to_client);
         Ok(())
     }
 
+    /// Whether the server will not run the held message: it began skipping to a Sync
+    /// (an error before it) or a COPY began before it, while it was being held.
+    fn ignored_now(&self) -> bool {
+        self.skipping || self.client_copy
+    }
+
+    /// Passes a held message on as it came, to a server that will not run it (see
+    /// [`Link::ignored_now`]); inside a COPY it counts as a message that ends the COPY.
+    fn pass_held(&mut self, hdr: [u8; Header::SIZE], buf: &[u8], out: &mut FromClient) {
+        out.to_server.own_bytes(&hdr);
+        out.to_server.own_bytes(buf);
+        if !self.skipping && self.client_copy {
+            self.copy_message(hdr[0]);
+        }
+    }
+
     /// Sends the held header and bytes on unchanged and streams the rest of the body.
     fn release_held(&mut self, tag: u8, out: &mut FromClient) {
+        let ignored = self.ignored_now();
         if let Body::Hold { hdr, buf, .. } = std::mem::replace(&mut self.cbody, Body::Forward) {
+            if ignored {
+                self.pass_held(hdr, &buf, out);
+                return;
+            }
             out.to_server.own_bytes(&hdr);
             out.to_server.own_bytes(&buf);
         }
@@ -345,7 +370,7 @@ impl Link {
     /// A Bind whose names are complete (`portal` and `name` lengths in the held buffer):
     /// rename the statement and stream the parameters (prepare.c `handle_bind_command`).
     fn bind(&mut self, portal: usize, name: usize, out: &mut FromClient) -> Result<(), LinkError> {
-        if name == 0 {
+        if name == 0 || self.ignored_now() {
             self.release_held(t::BIND, out);
             return Ok(());
         }

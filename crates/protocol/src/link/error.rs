@@ -73,6 +73,12 @@ pub enum LinkError {
         /// The limit.
         max: u32,
     },
+    /// A ReadyForQuery whose length is not 5.
+    #[error("ReadyForQuery of length {len} from server")]
+    ServerBrokenReady {
+        /// The declared length.
+        len: u32,
+    },
     /// A message type a logged-in server does not send.
     #[error("unknown message type {tag:#04x} from server")]
     ServerUnknownMessage {
@@ -89,6 +95,7 @@ impl LinkError {
     pub fn blame(&self) -> Blame {
         match self {
             LinkError::ServerBadHeader { .. }
+            | LinkError::ServerBrokenReady { .. }
             | LinkError::ServerUnknownMessage { .. }
             | LinkError::StatementModeTransaction => Blame::Server,
             _ => Blame::Client,
@@ -110,6 +117,7 @@ impl LinkError {
             }
             LinkError::PreparedNotFound { .. } => "prepared statement did not exist".to_owned(),
             LinkError::ServerBadHeader { hex, .. } => format!("bad packet header: '{hex}'"),
+            LinkError::ServerBrokenReady { .. } => "broken ReadyForQuery packet".to_owned(),
             LinkError::ServerUnknownMessage { .. } => "unknown pkt".to_owned(),
             LinkError::StatementModeTransaction => {
                 "transaction blocks not allowed in statement pooling mode".to_owned()

@@ -148,8 +148,8 @@ pub struct Link {
     /// Syncs or requests sent inside the COPY after some data: if the COPY fails, the
     /// server may or may not have read them as part of it.
     copy_ambiguous: u32,
-    /// The server's answers did not match what was asked: never reuse this server.
-    uncertain: bool,
+    /// Why the server's answers did not match what was asked: never reuse this server.
+    uncertain: Option<&'static str>,
     client_statements: ClientStatements,
     server_statements: ServerStatements,
     counts: Counts,
@@ -178,7 +178,7 @@ impl Link {
             client_copy: false,
             copy_data_seen: false,
             copy_ambiguous: 0,
-            uncertain: false,
+            uncertain: None,
             client_statements,
             server_statements,
             counts: Counts::default(),
@@ -191,7 +191,7 @@ impl Link {
         self.queue.is_empty()
             && self.ready
             && self.status == TransactionStatus::Idle
-            && !self.uncertain
+            && self.uncertain.is_none()
             && !self.skipping
             && !self.server_copy
             && !self.client_copy
@@ -221,7 +221,32 @@ impl Link {
 
     /// Whether the server's answers stopped making sense (it will not be reused).
     pub fn is_uncertain(&self) -> bool {
+        self.uncertain.is_some()
+    }
+
+    /// Why the server's answers stopped making sense, if they did.
+    pub fn uncertainty(&self) -> Option<&'static str> {
         self.uncertain
+    }
+
+    /// Bytes the tracker holds itself: a split header, the names (or the whole named
+    /// Parse) of a message being rewritten, a ParameterStatus or ReadyForQuery being
+    /// read. Never more than [`NAME_LIMIT`] or `max_packet_size`, plus 64 KiB.
+    pub fn held_bytes(&self) -> usize {
+        let client = match &self.cbody {
+            client::Body::Hold { buf, .. } => buf.len(),
+            client::Body::Forward => 0,
+        };
+        let server = match &self.sbody {
+            server::Body::Capture { buf, .. } => buf.len(),
+            _ => 0,
+        };
+        client + server + 2 * crate::header::Header::SIZE
+    }
+
+    /// Requests in flight (each a few bytes of the queue).
+    pub fn owed(&self) -> usize {
+        self.queue.len()
     }
 
     /// The counters since the last call.

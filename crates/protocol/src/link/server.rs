@@ -96,6 +96,10 @@ impl Link {
         out: &mut FromServer,
     ) -> Result<(), LinkError> {
         let tag = h.tag;
+        if tag == b::READY_FOR_QUERY && h.len != 5 {
+            // Held back whole until its status is known: only the real size is taken.
+            return Err(LinkError::ServerBrokenReady { len: h.len });
+        }
         self.server_tag = tag;
         self.sbody = match tag {
             b::READY_FOR_QUERY => Body::Capture {
@@ -175,7 +179,7 @@ impl Link {
                 let status = buf.first().and_then(|s| TransactionStatus::from_byte(*s));
                 let Some(status) = status else {
                     // Not a status PostgreSQL sends: forward it, never trust the link.
-                    self.uncertain = true;
+                    self.desync("ReadyForQuery with an unknown status");
                     self.emit_held(pos, at, &buf, out);
                     return Ok(());
                 };
@@ -245,7 +249,7 @@ impl Link {
             Some(Expect::Ready(_)) => {
                 self.queue.pop();
             }
-            _ => self.uncertain = true,
+            _ => self.desync("ReadyForQuery nothing asked for"),
         }
         self.status = status;
         out.readies += 1;
@@ -260,7 +264,7 @@ impl Link {
             Some(Expect::Reply { tag: t, .. }) if *t == tag => {
                 self.queue.pop();
             }
-            _ => self.uncertain = true,
+            _ => self.desync("a reply to a request not at the front"),
         }
     }
 
@@ -280,13 +284,13 @@ impl Link {
             if self.copy_ambiguous > 0 {
                 // Some Syncs or requests went inside the COPY data: whether the server
                 // read them as COPY or after the error cannot be told.
-                self.uncertain = true;
+                self.desync("a COPY failed with Syncs among its data");
             }
         }
         match self.queue.front() {
             Some(Expect::Ready(_)) => {} // ReadyForQuery follows
             Some(Expect::Reply { .. }) => self.skip_to_sync(),
-            _ => self.uncertain = true, // unsolicited (the server is going away)
+            _ => self.desync("an error nothing asked for"), // the server is going away
         }
     }
 
@@ -350,6 +354,12 @@ impl Link {
             }
         }
         self.client_copy = !ended;
+    }
+
+    /// The server's answers stopped matching what was asked: the link is never clean
+    /// again (the first reason is kept for the log).
+    pub(super) fn desync(&mut self, why: &'static str) {
+        self.uncertain.get_or_insert(why);
     }
 
     fn end_copy(&mut self) {

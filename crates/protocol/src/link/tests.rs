@@ -436,4 +436,14 @@ fn a_ready_for_query_split_across_chunks_is_written_once_whole() {
     assert!(h.link.is_clean());
 }
 
+#[test]
+fn a_ready_for_query_of_the_wrong_length_is_refused() {
+    // Found by the fuzzer: held back until complete, it must be exactly one status byte.
+    let mut h = H::new(cfg(0));
+    h.client_msgs(&[q("select 1")]);
+    let e = h.server(b"Z\0\0\0\x0b\0\x01\0\0\0\x011").unwrap_err();
+    assert_eq!(e, LinkError::ServerBrokenReady { len: 11 });
+    assert_eq!(e.blame(), Blame::Server);
+}
+
 mod prepared;

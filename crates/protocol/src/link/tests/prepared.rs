@@ -255,3 +255,23 @@ fn with_max_prepared_statements_0_names_pass_through() {
     let out = h.client_msgs(&[parse("s1", "select 1"), bind("s1"), FrontendMessage::Sync]);
     assert_eq!(names(&out), ["P s1", "B s1", "S"]);
 }
+
+#[test]
+fn a_message_held_while_the_server_began_skipping_owes_nothing() {
+    // Found by the differential test: the Parse's error arrives while the Bind after it
+    // is still held (its names not complete); the server ignores that Bind.
+    let mut h = H::new(cfg(2));
+    let data = fe(&[
+        parse("", "select nosuchcolumn"),
+        bind(""),
+        exec(),
+        FrontendMessage::Sync,
+    ]);
+    let parse_len = fe(&[parse("", "select nosuchcolumn")]).len();
+    let (first, rest) = data.split_at(parse_len + 6);
+    h.client(first).unwrap();
+    h.server_msgs(&[err()]);
+    h.client(rest).unwrap();
+    h.server_msgs(&[z(IDLE)]);
+    assert!(h.link.is_clean(), "{:?}", h.link);
+}
