@@ -1,15 +1,19 @@
-//! `cargo xtask fuzz TARGET [--seconds N]`: a time-limited cargo-fuzz run in `fuzz/`,
-//! which needs a nightly toolchain and cargo-fuzz.
+//! `cargo xtask fuzz [TARGET|all] [--seconds N]`: time-limited cargo-fuzz runs in
+//! `fuzz/`. cargo-fuzz needs nightly features; with no nightly toolchain, the stable one
+//! runs it with `RUSTC_BOOTSTRAP=1` (the same compiler, its unstable flags unlocked).
 
 use std::process::Command;
 
 use crate::cmd;
 use crate::{Failure, Outcome};
 
-/// Default run time in seconds.
+/// Default run time in seconds, per target.
 const DEFAULT_SECONDS: u64 = 60;
 
-/// Parses the arguments, checks for nightly + cargo-fuzz, runs the target.
+/// Every target in `fuzz/Cargo.toml`.
+pub(crate) const TARGETS: &[&str] = &["frontend", "backend", "startup", "scram", "link"];
+
+/// Parses the arguments and runs the targets.
 pub(crate) fn run(args: &[&str]) -> Outcome {
     let mut target = None;
     let mut seconds = DEFAULT_SECONDS;
@@ -31,20 +35,47 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
             extra => return Err(Failure::Usage(format!("unexpected argument `{extra}`"))),
         }
     }
-    let target = target.ok_or_else(|| Failure::Usage("fuzz needs a TARGET".into()))?;
-
-    // `+nightly` is understood by rustup's `cargo` proxy, not by `$CARGO`.
-    if !cmd::probe(Command::new("cargo").args(["+nightly", "fuzz", "--help"])) {
-        return Err(Failure::Failed(
-            "`cargo +nightly fuzz` is not available; fuzzing needs a nightly toolchain and \
-             cargo-fuzz:\n    rustup toolchain install nightly\n    cargo install cargo-fuzz"
-                .to_owned(),
-        ));
+    let target = target.ok_or_else(|| Failure::Usage("fuzz needs a TARGET (or `all`)".into()))?;
+    let targets: Vec<&str> = if target == "all" {
+        TARGETS.to_vec()
+    } else if TARGETS.contains(&target.as_str()) {
+        vec![target.as_str()]
+    } else {
+        return Err(Failure::Usage(format!(
+            "unknown target `{target}` (targets: {})",
+            TARGETS.join(", ")
+        )));
+    };
+    for t in targets {
+        run_one(t, seconds)?;
     }
+    Ok(())
+}
+
+/// Runs one target for `seconds`; a crash fails (its input is in `fuzz/artifacts/`).
+pub(crate) fn run_one(target: &str, seconds: u64) -> Outcome {
+    let mut fuzz = fuzz_command()?;
     cmd::run(
-        Command::new("cargo")
-            .current_dir(cmd::root().join("fuzz"))
-            .args(["+nightly", "fuzz", "run", &target, "--"])
+        fuzz.current_dir(cmd::root().join("fuzz"))
+            .args(["run", target, "--"])
             .arg(format!("-max_total_time={seconds}")),
     )
+}
+
+/// `cargo +nightly fuzz` when a nightly toolchain is there, else the stable `cargo fuzz`
+/// with `RUSTC_BOOTSTRAP=1`; an error when cargo-fuzz itself is missing.
+pub(crate) fn fuzz_command() -> Result<Command, Failure> {
+    if cmd::probe(Command::new("cargo").args(["+nightly", "fuzz", "--help"])) {
+        let mut c = Command::new("cargo");
+        c.args(["+nightly", "fuzz"]);
+        return Ok(c);
+    }
+    if cmd::probe(Command::new("cargo").args(["fuzz", "--help"])) {
+        let mut c = Command::new("cargo");
+        c.env("RUSTC_BOOTSTRAP", "1").arg("fuzz");
+        return Ok(c);
+    }
+    Err(Failure::Failed(
+        "cargo-fuzz is not installed (`cargo install cargo-fuzz`; .ci/install does it)".to_owned(),
+    ))
 }

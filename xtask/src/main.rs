@@ -14,6 +14,7 @@ mod layering;
 mod pg;
 mod scale;
 mod soak;
+mod soak_protocol;
 mod tidy;
 
 use std::process::ExitCode;
@@ -27,7 +28,11 @@ commands:
   layering                    dependency fence of the pure crates
   tidy                        //! headers, file sizes, no dbg!/println!/mutable statics
   pg [--max-connections N]    start a throwaway PostgreSQL until stdin closes
-  fuzz TARGET [--seconds N]   cargo-fuzz run with a time limit (nightly + cargo-fuzz)
+  fuzz TARGET|all [--seconds N]
+                              cargo-fuzz runs with a time limit (per target)
+  soak-protocol [--ops N] [--seed S]
+                              the differential test against PostgreSQL, release build,
+                              N client messages (default 1 000 000)
   demo [--no-wait]            PostgreSQL with max_connections 30, 300 clients through pgbouncer-rs
   bench [--quick] [--micro-only|--no-micro] [--no-macro] [--no-scale|--scale-only]
         [--no-latency|--latency-only] [--save NAME|--baseline NAME] | --soak [MINUTES]
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         "tidy" => no_args(&rest).and_then(|()| tidy::run()),
         "pg" => pg::run(&rest),
         "fuzz" => fuzz::run(&rest),
+        "soak-protocol" => soak_protocol::run(&rest),
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
         "help" | "-h" | "--help" => {

@@ -102,6 +102,9 @@ pub struct Core {
     pub server_info: IdMap<ServerId, pgbouncer_admin::ConnInfo>,
     /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
     pub admin_clients: HashMap<ClientId, pgbouncer_admin::AdminClientInfo>,
+    /// Cancel forwards started by the event being handled, for its cancel connection to
+    /// wait on (taken by [`Shared::forward_cancel`]).
+    cancel_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Shared daemon state.
@@ -152,6 +155,7 @@ impl Shared {
                 client_info: IdMap::default(),
                 server_info: IdMap::default(),
                 admin_clients: HashMap::new(),
+                cancel_tasks: Vec::new(),
             }),
             runtime: RwLock::new(runtime),
             timer: Notify::new(),
@@ -391,11 +395,17 @@ impl Shared {
                 }
             }
             Action::SendCancel { client, server } => {
-                if let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() {
-                    tracing::debug!(%client, %server, "forwarding cancel request");
+                let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() else {
+                    let now = self.now();
+                    core.pooler.handle(now, Event::CancelFinished { server });
+                    return;
+                };
+                {
+                    tracing::debug!(%client, %server, pid, "forwarding cancel request");
                     // cancel_wait_timeout bounds the whole forward (connect included).
                     let limit = self.runtime().settings.time("cancel_wait_timeout");
-                    tokio::spawn(async move {
+                    let shared = self.clone();
+                    let task = tokio::spawn(async move {
                         let send = send_cancel(&host, port, pid, key);
                         let sent = if limit.is_zero() {
                             send.await
@@ -410,7 +420,10 @@ impl Shared {
                         if let Err(e) = sent {
                             tracing::warn!("S-{}: cancel request not delivered: {e}", server.0);
                         }
+                        // Done: a server its client released meanwhile may be reused.
+                        shared.handle(Event::CancelFinished { server }, None);
                     });
+                    core.cancel_tasks.push(task);
                 }
             }
             Action::CancelWait { client } => {
@@ -434,6 +447,21 @@ impl Shared {
                 }
             }
             _ => tracing::warn!(?action, "unhandled pool action"),
+        }
+    }
+
+    /// A client's cancel request: routes it and returns once the cancels it started are
+    /// done (PostgreSQL closed their connections, or they failed or timed out), so the
+    /// client's cancel connection closes only then, as PostgreSQL's own would.
+    pub async fn forward_cancel(self: &Arc<Self>, key: u64) {
+        let tasks = {
+            let mut core = self.lock();
+            core.cancel_tasks.clear();
+            self.handle_locked(&mut core, Event::CancelRequested { key }, None);
+            std::mem::take(&mut core.cancel_tasks)
+        };
+        for t in tasks {
+            let _ = t.await;
         }
     }
 

@@ -619,7 +619,8 @@ async fn relay(
 }
 
 /// Starts a 1.5 s query on `c`, sends a cancel request for it once PostgreSQL shows it
-/// running, and returns the query's task.
+/// running, and returns the query's task. The cancel runs in its own task: the pooler
+/// closes a client's cancel connection only when its forward to the server is done.
 async fn cancel_while_running(
     pg: &PgCluster,
     c: std::sync::Arc<tokio_postgres::Client>,
@@ -637,7 +638,7 @@ async fn cancel_while_running(
             break;
         }
     }
-    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(async move { token.cancel_query(tokio_postgres::NoTls).await });
     running
 }
 
@@ -658,7 +659,7 @@ async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() 
     let pg = PgCluster::shared().unwrap();
     let dir = Scratch::new("cancelwaittimeout");
     let (port, swallow, mut seen) = relay(pg.port()).await;
-    let text = ini(pg, &dir, "pool_mode = transaction\ncancel_wait_timeout = 0").replace(
+    let text = ini(pg, &dir, "pool_mode = transaction\ncancel_wait_timeout = 1").replace(
         &format!("appdb = host=127.0.0.1 port={}", pg.port()),
         &format!("appdb = host=127.0.0.1 port={port}"),
     );
@@ -673,8 +674,27 @@ async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() 
     // From now on the "server" takes cancel connections and never acts on them.
     swallow.store(true, Ordering::Release);
 
+    // cancel_wait_timeout = 1: the pooler gives up on the unanswered cancel.
+    let running = cancel_while_running(pg, c.clone()).await;
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(15)).await,
+        Some(Swallowed::Read(16))
+    );
+    assert_eq!(
+        next_seen(&mut seen, Duration::from_secs(15)).await,
+        Some(Swallowed::Closed),
+        "the pooler should drop the cancel connection after cancel_wait_timeout"
+    );
+    running.await.unwrap().expect("the query was not cancelled");
+    // The server, held while the cancel was in flight, is back: no new login needed.
+    c.simple_query("select 1").await.unwrap();
+
     // cancel_wait_timeout = 0: the cancel request (16 bytes) is sent and the pooler
     // keeps waiting for the server to act on it.
+    admin
+        .simple_query("SET cancel_wait_timeout = 0")
+        .await
+        .unwrap();
     let running = cancel_while_running(pg, c.clone()).await;
     assert_eq!(
         next_seen(&mut seen, Duration::from_secs(15)).await,
@@ -687,23 +707,49 @@ async fn cancel_wait_timeout_bounds_a_cancel_request_the_server_never_answers() 
         None,
         "with cancel_wait_timeout = 0 the pooler keeps waiting for the server"
     );
+}
 
-    // cancel_wait_timeout = 1: the pooler gives up on the unanswered cancel.
-    admin
-        .simple_query("SET cancel_wait_timeout = 1")
-        .await
-        .unwrap();
-    let running = cancel_while_running(pg, c.clone()).await;
-    assert_eq!(
-        next_seen(&mut seen, Duration::from_secs(15)).await,
-        Some(Swallowed::Read(16))
-    );
-    assert_eq!(
-        next_seen(&mut seen, Duration::from_secs(15)).await,
-        Some(Swallowed::Closed),
-        "the pooler should drop the cancel connection after cancel_wait_timeout"
-    );
-    running.await.unwrap().expect("the query was not cancelled");
-    // The pool is fine afterwards.
-    c.simple_query("select 1").await.unwrap();
+/// Cancels for one client never cancel another client's query on the same server: a
+/// server released while a cancel for it is in flight stays out of the pool until the
+/// cancel is done (PgBouncer: SV_BEING_CANCELED). Client A's short queries race its own
+/// cancels; client B runs on the same (only) server right after, and must never see
+/// `canceling statement due to user request`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_cancel_never_hits_the_next_clients_query() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("cancelrace");
+    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 1").await;
+    let a = std::sync::Arc::new(connect(&md5_conninfo(&d)).await.unwrap());
+    let b = connect(&md5_conninfo(&d)).await.unwrap();
+    let mut b_cancelled = 0;
+    let mut a_cancelled = 0;
+    for i in 0..100 {
+        let token = a.cancel_token();
+        let a2 = a.clone();
+        // A's query ends on its own after a few milliseconds; the cancel may arrive
+        // just before or just after that.
+        let q = tokio::spawn(async move { a2.simple_query("select pg_sleep(0.003)").await });
+        let delay = Duration::from_micros(2500 + (i % 10) * 100);
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            token.cancel_query(tokio_postgres::NoTls).await
+        });
+        if q.await.unwrap().is_err() {
+            a_cancelled += 1;
+        }
+        // B's statement runs on the same server as soon as A released it.
+        match b.simple_query("select pg_sleep(0.002), 'b'").await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(db_error(&e).1, "57014", "{e}");
+                b_cancelled += 1;
+            }
+        }
+        cancel.await.unwrap().unwrap();
+    }
+    eprintln!("A's queries cancelled: {a_cancelled} of 100");
+    assert_eq!(b_cancelled, 0, "a cancel for A hit B's query");
 }

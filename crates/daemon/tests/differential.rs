@@ -294,11 +294,14 @@ async fn run_client(
         let read = match &step.expect {
             Expect::Readies(n) => readies(&mut w, *n, &mut got).await,
             Expect::Messages(n) => messages(&mut w, *n, &mut got).await,
-            Expect::Cancel { marker } => {
-                wait_running(pg, marker).await;
-                cancel(addr, w.key).await;
-                readies(&mut w, 1, &mut got).await
-            }
+            Expect::Cancel { marker } => match wait_running(pg, &w, marker).await {
+                Ok(true) => {
+                    cancel(addr, w.key).await;
+                    readies(&mut w, 1, &mut got).await
+                }
+                Ok(false) => readies(&mut w, 1, &mut got).await,
+                Err(e) => Err(e),
+            },
             Expect::Abort(_) => Ok(()),
         };
         if let Err(e) = read {
@@ -383,29 +386,42 @@ async fn messages(w: &mut Wire, n: usize, out: &mut Vec<BackendMessage>) -> Resu
     Ok(())
 }
 
-/// Waits until PostgreSQL runs the query with `marker` (bounded like [`PATIENCE`]).
-async fn wait_running(pg: &PgCluster, marker: &str) {
+/// Waits until PostgreSQL sleeps in the query with `marker` (true), or until an answer
+/// comes without it having run (false: it failed at once, so there is nothing to cancel
+/// and the answer shows why). Bounded like [`PATIENCE`].
+///
+/// Only a query inside `pg_sleep` is cancelled: a cancel that lands while PostgreSQL
+/// still parses or plans gives an error without the RowDescription, one that lands in
+/// the sleep gives it after, and which one happens must not depend on the extra hop.
+async fn wait_running(pg: &PgCluster, w: &Wire, marker: &str) -> Result<bool, String> {
     let admin = connect(&pg.socket_conninfo("postgres", "postgres"))
         .await
         .unwrap();
     let sql = format!(
         "select count(*)::int from pg_stat_activity where state = 'active' \
-         and query like '%{marker}%' and pid <> pg_backend_pid()"
+         and wait_event = 'PgSleep' and query like '%{marker}%' and pid <> pg_backend_pid()"
     );
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for _ in 0..12_000 {
         tick.tick().await;
-        if admin
+        let running = admin
             .query_one(sql.as_str(), &[])
             .await
             .unwrap()
-            .get::<_, i32>(0)
-            > 0
+            .get::<_, i32>(0);
+        if running > 0 {
+            return Ok(true);
+        }
+        let mut probe = [0u8; 1];
+        // (A zero timeout polls the peek once: an answer already there is seen.)
+        if tokio::time::timeout(Duration::ZERO, w.stream.peek(&mut probe))
+            .await
+            .is_ok()
         {
-            return;
+            return Ok(false);
         }
     }
-    panic!("the query {marker} never ran");
+    Err(format!("the query {marker} neither ran nor was answered"))
 }
 
 async fn cancel(addr: std::net::SocketAddr, key: (i32, i32)) {

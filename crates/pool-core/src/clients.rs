@@ -214,6 +214,9 @@ impl Pooler {
         };
         match (c.state, c.link) {
             (ClientState::Active, Some(server)) => {
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.cancels += 1;
+                }
                 self.actions
                     .push_back(Action::SendCancel { client, server });
             }

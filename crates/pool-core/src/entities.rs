@@ -32,8 +32,8 @@ impl ClientState {
     }
 }
 
-/// Server states. PgBouncer: `SV_LOGIN`, `SV_IDLE`, `SV_ACTIVE`, `SV_TESTED`
-/// (`SV_USED` is derived: an idle server due for a check).
+/// Server states. PgBouncer: `SV_LOGIN`, `SV_IDLE`, `SV_ACTIVE`, `SV_TESTED`,
+/// `SV_BEING_CANCELED` (`SV_USED` is derived: an idle server due for a check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
     /// Connecting and logging in.
@@ -44,6 +44,10 @@ pub enum ServerState {
     Active,
     /// Running the reset or check query.
     Tested,
+    /// Released by its client while a cancel request for it is still being forwarded:
+    /// kept out of the pool until the cancel is done, so it cannot cancel the next
+    /// client's query. PgBouncer: `SV_BEING_CANCELED`.
+    BeingCanceled,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,8 @@ pub(crate) struct Server {
     /// When it went idle (or started its current state).
     pub(crate) state_since: Instant,
     pub(crate) close_needed: bool,
+    /// Cancel requests forwarded to it and not finished yet.
+    pub(crate) cancels: u32,
 }
 
 /// Counters of one pool by state, PgBouncer's `SHOW POOLS` names.
@@ -89,11 +95,12 @@ pub(crate) struct Counts {
     pub(crate) sv_idle: u32,
     pub(crate) sv_active: u32,
     pub(crate) sv_tested: u32,
+    pub(crate) sv_being_canceled: u32,
 }
 
 impl Counts {
     pub(crate) fn servers(&self) -> u32 {
-        self.sv_login + self.sv_idle + self.sv_active + self.sv_tested
+        self.sv_login + self.sv_idle + self.sv_active + self.sv_tested + self.sv_being_canceled
     }
 
     pub(crate) fn clients(&self) -> u32 {
@@ -114,6 +121,7 @@ impl Counts {
             ServerState::Idle => &mut self.sv_idle,
             ServerState::Active => &mut self.sv_active,
             ServerState::Tested => &mut self.sv_tested,
+            ServerState::BeingCanceled => &mut self.sv_being_canceled,
         }
     }
 }

@@ -89,6 +89,13 @@ pub enum Event {
         /// The key from the CancelRequest packet.
         key: u64,
     },
+    /// A cancel forwarded with [`Action::SendCancel`] is done (the server closed the
+    /// cancel connection, or forwarding failed or timed out). Every `SendCancel` must be
+    /// answered by one of these.
+    CancelFinished {
+        /// The server the cancel was for.
+        server: ServerId,
+    },
     /// PAUSE (all databases when `None`).
     Pause {
         /// The database, or all.
@@ -172,7 +179,9 @@ pub enum Action {
         /// Why.
         reason: DisconnectReason,
     },
-    /// Forward a cancel request for `client`'s query to `server`.
+    /// Forward a cancel request for `client`'s query to `server`, then report
+    /// [`Event::CancelFinished`]. Until then, if the client releases the server, it is
+    /// held out of the pool (`BeingCanceled`).
     SendCancel {
         /// The client whose query is cancelled.
         client: ClientId,

@@ -120,6 +120,7 @@ impl Pooler {
             Event::ServerResetDone { server, ok } => self.server_reset_done(now, server, ok),
             Event::ServerClosed { server } => self.server_closed(now, server),
             Event::CancelRequested { key } => self.cancel_requested(key),
+            Event::CancelFinished { server } => self.cancel_finished(now, server),
             Event::Pause { database } => self.pause(now, database),
             Event::Resume { database } => self.resume(now, database),
             Event::Disable { database } => self.database_mut(&database).disabled = true,
@@ -367,6 +368,7 @@ impl Pooler {
                 connect_time: now,
                 state_since: now,
                 close_needed: false,
+                cancels: 0,
             },
         );
         self.pools[pool].counts.sv_login += 1;
@@ -454,14 +456,42 @@ impl Pooler {
         };
         s.link = None;
         let pool = s.pool;
+        if !reusable {
+            self.close_server(now, server, ServerCloseReason::Dirty);
+            self.activate(now, pool);
+            return;
+        }
+        if s.cancels > 0 {
+            // A cancel for the query that just ended may still reach the server: keep it
+            // out of the pool until the cancel is done (PgBouncer: SV_BEING_CANCELED).
+            self.set_server_state(now, server, ServerState::BeingCanceled);
+            return;
+        }
+        self.settle_released(now, server);
+    }
+
+    /// A cancel forwarded to `server` is done; a server held for it goes on to the pool.
+    pub(crate) fn cancel_finished(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return; // closed meanwhile
+        };
+        s.cancels = s.cancels.saturating_sub(1);
+        if s.cancels == 0 && s.state == ServerState::BeingCanceled {
+            self.settle_released(now, server);
+        }
+    }
+
+    /// A released, reusable server: closed if it has to go, reset, or made idle.
+    fn settle_released(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.servers.get(&server) else {
+            return unknown_server(server);
+        };
+        let pool = s.pool;
         let paused = self.pool_paused(pool);
-        let s = &self.servers[&server];
         let p = &self.pools[pool];
         let lifetime = p.settings.server_lifetime;
         let size = p.settings.pool_size;
-        let reason = if !reusable {
-            Some(ServerCloseReason::Dirty)
-        } else if s.close_needed || paused {
+        let reason = if s.close_needed || paused {
             Some(ServerCloseReason::CloseNeeded)
         } else if lifetime.is_zero() || now - s.connect_time >= lifetime {
             Some(ServerCloseReason::LifetimeOver)

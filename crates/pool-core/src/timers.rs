@@ -152,7 +152,7 @@ impl Pooler {
                         (Err(a), Err(b)) => Err(earliest(a, b)),
                     }
                 }
-                ServerState::Active | ServerState::Tested => Err(None),
+                ServerState::Active | ServerState::Tested | ServerState::BeingCanceled => Err(None),
             };
             match check {
                 Ok(reason) => {

@@ -31,6 +31,8 @@ pub struct PoolView<'a> {
     pub sv_used: u32,
     /// Servers running a reset or check query.
     pub sv_tested: u32,
+    /// Released servers waiting for a cancel request to them to finish.
+    pub sv_being_canceled: u32,
     /// Servers logging in.
     pub sv_login: u32,
     /// Longest current wait in the queue, in microseconds.
@@ -114,6 +116,7 @@ impl Pooler {
                 sv_idle: p.counts.sv_idle - used,
                 sv_used: used,
                 sv_tested: p.counts.sv_tested,
+                sv_being_canceled: p.counts.sv_being_canceled,
                 sv_login: p.counts.sv_login,
                 maxwait_us,
                 stats: &p.stats,
@@ -164,6 +167,7 @@ impl Pooler {
                     ServerState::Idle => "idle",
                     ServerState::Active => "active",
                     ServerState::Tested => "tested",
+                    ServerState::BeingCanceled => "being_canceled",
                 },
                 link: s.link,
                 connect_time: s.connect_time,

@@ -9,8 +9,10 @@
 //! * `SHOW PEERS` / `SHOW PEER_POOLS`: no rows; peering is not implemented.
 //! * `SHOW MEM`: PgBouncer lists its slab allocators. We have none; the rows name the same
 //!   caches with `used` = live objects and 0 for size, free and memtotal.
-//! * Cancel-request states (`cl_active_cancel_req`, `sv_being_canceled`, ...) are always 0:
-//!   cancel requests are forwarded by the daemon without entering a pool.
+//! * `sv_being_canceled` counts released servers held out of the pool until a cancel
+//!   request forwarded to them is done. The other cancel-request states
+//!   (`cl_active_cancel_req`, `cl_waiting_cancel_req`, `sv_active_cancel`) are 0: cancel
+//!   requests are forwarded by the daemon without entering a pool.
 //! * Timestamps are UTC (see [`timestamp`](crate::timestamp)).
 //!
 //! `SHOW LATENCY` is ours: wait, query and transaction time percentiles per pool, from

@@ -65,7 +65,7 @@ pub(super) fn pools(snap: &Snapshot<'_>) -> ResultSet {
                     0,
                     p.sv_active,
                     0,
-                    0,
+                    p.sv_being_canceled,
                     p.sv_idle,
                     p.sv_used,
                     p.sv_tested,

@@ -114,7 +114,8 @@ fn server_entries<'a>(snap: &'a Snapshot<'_>, empty: &'a ConnInfo) -> Vec<Entry<
                 "idle" => (1, "sv_idle"),
                 "used" => (2, "sv_used"),
                 "tested" => (3, "sv_tested"),
-                _ => (4, "sv_login"),
+                "being_canceled" => (4, "sv_being_canceled"),
+                _ => (5, "sv_login"),
             };
             Entry {
                 key: (
@@ -150,6 +151,7 @@ fn plain_state(e: &Entry<'_>) -> &'static str {
         "sv_idle" => "idle",
         "sv_used" => "used",
         "sv_tested" => "tested",
+        "sv_being_canceled" => "being_canceled",
         "sv_login" => "new",
         _ => "login",
     }

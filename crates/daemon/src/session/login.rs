@@ -17,8 +17,9 @@ impl Session {
                 }
                 Ok(Some(StartupPacket::CancelRequest(c))) => {
                     let key = cancel_key(c.process_id, c.secret_key);
-                    self.shared
-                        .handle(pgbouncer_pool_core::Event::CancelRequested { key }, None);
+                    // Closed only once the cancel reached the server (or gave up), as a
+                    // PostgreSQL server closes it only after acting on it.
+                    self.shared.forward_cancel(key).await;
                     return Ok(None);
                 }
                 Ok(Some(StartupPacket::Startup(m))) => return Ok(Some(m)),

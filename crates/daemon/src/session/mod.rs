@@ -210,7 +210,12 @@ impl Session {
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
     fn linked(&mut self, mut conn: ServerConn) -> Box<Linked> {
-        tracing::debug!("C-{}: linked to S-{}", self.id.0, conn.id.0);
+        tracing::debug!(
+            "C-{}: linked to S-{} (backend {})",
+            self.id.0,
+            conn.id.0,
+            conn.backend_key.0
+        );
         let track = link::Link::new(
             self.link_config(),
             std::mem::take(&mut self.statements),

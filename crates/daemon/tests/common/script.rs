@@ -446,7 +446,11 @@ impl Model {
         }
         match t % 5 {
             0 | 1 => {
-                let end = if t.is_multiple_of(2) { "commit" } else { "rollback" };
+                let end = if t.is_multiple_of(2) {
+                    "commit"
+                } else {
+                    "rollback"
+                };
                 self.in_tx = false;
                 self.aborted = false;
                 vec![simple(vec![q(end)])]

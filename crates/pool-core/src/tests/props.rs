@@ -20,6 +20,7 @@ enum Step {
     Resume,
     Reconnect,
     Cancel(u8),
+    CancelDone,
     Reload(u8),
 }
 
@@ -39,6 +40,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Resume),
         1 => Just(Step::Reconnect),
         1 => any::<u8>().prop_map(Step::Cancel),
+        1 => Just(Step::CancelDone),
         1 => (0..4u8).prop_map(Step::Reload),
     ]
 }
@@ -130,6 +132,10 @@ proptest! {
                 Step::Reconnect => sim.event(Event::Reconnect { database: None }),
                 Step::Cancel(i) => if let Some(c) = pick(&clients, i) {
                     sim.event(Event::CancelRequested { key: u64::from(c.0) * 1000 });
+                },
+                Step::CancelDone => if !sim.cancels.is_empty() {
+                    let (_, server) = sim.cancels.remove(0);
+                    sim.event(Event::CancelFinished { server });
                 },
                 Step::Reload(n) => {
                     let mut c = config(seed);

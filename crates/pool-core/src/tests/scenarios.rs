@@ -1022,3 +1022,50 @@ fn server_fast_close_asks_session_clients_to_leave_after_their_transaction_on_re
         "off by default: the server closes when the client leaves"
     );
 }
+
+#[test]
+fn a_server_released_while_its_cancel_is_in_flight_waits_for_the_cancel() {
+    // The cancel may still reach the server after the query it was for has ended; the
+    // next client must not get the server before the cancel is done.
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.event(Event::CancelRequested {
+        key: u64::from(a.0) * 1000,
+    });
+    assert_eq!(sim.cancels, vec![(a, s)]);
+    sim.release(a);
+    assert_eq!(sim.pool("db", "app").sv_being_canceled, 1);
+    sim.client_wants_server(b);
+    assert_eq!(sim.linked(b), None, "held while the cancel is in flight");
+    assert!(
+        sim.pending_connects.is_empty(),
+        "the held server counts toward the pool"
+    );
+    sim.event(Event::CancelFinished { server: s });
+    assert_eq!(sim.linked(b), Some(s));
+    assert_eq!(sim.pool("db", "app").sv_being_canceled, 0);
+}
+
+#[test]
+fn a_cancel_that_finishes_while_the_server_is_still_linked_changes_nothing() {
+    let mut sim = Sim::new(test_config());
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.event(Event::CancelRequested {
+        key: u64::from(a.0) * 1000,
+    });
+    sim.event(Event::CancelFinished { server: s });
+    sim.release(a);
+    assert_eq!(sim.pool("db", "app").sv_idle, 1);
+    assert_eq!(sim.pool("db", "app").sv_being_canceled, 0);
+}
