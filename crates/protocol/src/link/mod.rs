@@ -7,7 +7,7 @@
 //! It tracks what PostgreSQL tracks:
 //!
 //! - every Query, Sync and FunctionCall owes one ReadyForQuery, every Parse, Bind,
-//!   Describe, Execute and Close its own reply ([`queue`]);
+//!   Describe, Execute and Close its own reply (the request queue);
 //! - an error in extended protocol makes the server skip to the next Sync: the skipped
 //!   requests owe nothing (and their statement-cache effects are undone);
 //! - COPY: once the server answers CopyInResponse, the client's CopyData and the Syncs
