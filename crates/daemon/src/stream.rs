@@ -98,11 +98,22 @@ impl Stream {
         }
     }
 
-    /// Writes as much of `bufs` as fits without waiting (one `writev`).
+    /// Writes as much of `bufs` as fits without waiting: one `send`, or one `sendmsg`
+    /// for several slices. Not `writev`: that goes through the VFS layer (fsnotify,
+    /// security hooks) on every call, which measured about 10% more per write than the
+    /// socket calls on the forwarding path.
     pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        use tokio::io::Interest;
+        if let [one] = bufs {
+            return self.try_write(one);
+        }
         match self {
-            Stream::Tcp(s) => s.try_write_vectored(bufs),
-            Stream::Unix(s) => s.try_write_vectored(bufs),
+            Stream::Tcp(s) => s.try_io(Interest::WRITABLE, || {
+                socket2::SockRef::from(s).send_vectored(bufs)
+            }),
+            Stream::Unix(s) => s.try_io(Interest::WRITABLE, || {
+                socket2::SockRef::from(s).send_vectored(bufs)
+            }),
         }
     }
 

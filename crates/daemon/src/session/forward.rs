@@ -15,9 +15,11 @@ use super::*;
 /// not reading what we answer).
 const CLIENT_REPLY_LIMIT: usize = 64 * 1024;
 
-/// The forwarding state of one link: what each direction still has to write.
+/// The forwarding state of one link: what each direction still has to write. Kept by
+/// the session between links, so its buffers are allocated once per client, not once
+/// per transaction.
 #[derive(Default)]
-struct Pump {
+pub(super) struct Pump {
     from_client: FromClient,
     /// `from_client.to_server` not fully written yet.
     to_server: Option<Progress>,
@@ -31,6 +33,20 @@ struct Pump {
 }
 
 impl Pump {
+    /// Back to the state of a new link, keeping the buffers' capacity (and dropping
+    /// capacity grown past the reply limit by a large reply).
+    fn reset(&mut self) {
+        self.from_client.clear();
+        self.from_server.clear();
+        self.to_server = None;
+        self.to_client = None;
+        self.client_done = None;
+        self.replies.clear();
+        if self.replies.capacity() > CLIENT_REPLY_LIMIT {
+            self.replies = BytesMut::new();
+        }
+    }
+
     fn flushed(&self) -> bool {
         self.to_server.is_none() && self.to_client.is_none() && self.replies.is_empty()
     }
@@ -74,18 +90,25 @@ impl Session {
     /// Forwards in both directions until the server can be released or the client
     /// leaves.
     pub(super) async fn forward(&mut self, l: &mut Linked) -> Result<Released, Exit> {
+        let mut p = self.pump.take().unwrap_or_default();
+        let result = self.pump(l, &mut p).await;
+        p.reset();
+        self.pump = Some(p);
+        result
+    }
+
+    async fn pump(&mut self, l: &mut Linked, p: &mut Pump) -> Result<Released, Exit> {
         self.sync_vars(l).await?;
         let shared = self.shared.clone();
         let rx = self
             .rx
             .clone()
             .ok_or(Exit::Fatal(Fatal::BouncerConfigError))?;
-        let mut p = Box::<Pump>::default();
         if !self.cbuf.is_empty() {
-            self.feed_client(l, &mut p)?;
+            self.feed_client(l, p)?;
         }
         loop {
-            self.write_ready(l, &mut p)?;
+            self.write_ready(l, p)?;
             if p.flushed() {
                 // After Terminate, what the server still owes is read to the end (the
                 // client may still read it, as it would from PostgreSQL), so the server
@@ -139,7 +162,7 @@ impl Session {
                 }
                 r = l.conn.stream.readable(), if read_server => {
                     r.map_err(|_| Exit::Fatal(Fatal::ServerConnCrashed))?;
-                    self.read_server(l, &mut p)?;
+                    self.read_server(l, p)?;
                 }
                 r = self.client.readable(), if read_client => {
                     if r.is_err() {
@@ -149,7 +172,7 @@ impl Session {
                     reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => p.client_done = Some(Quiet::ClientEof),
-                        Ok(_) => self.feed_client(l, &mut p)?,
+                        Ok(_) => self.feed_client(l, p)?,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => p.client_done = Some(Quiet::ClientEof),
                     }

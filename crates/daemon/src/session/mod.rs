@@ -80,6 +80,8 @@ pub(crate) fn serve(
         who: None,
         timeouts: QueryTimeouts::default(),
         fast_close: false,
+        login_deadline: None,
+        pump: None,
         statements: ClientStatements::default(),
         local,
     };
@@ -116,6 +118,10 @@ struct Session {
     statements: ClientStatements,
     /// `server_fast_close` asked this client to leave after its transaction.
     fast_close: bool,
+    /// When `client_login_timeout` ends the login (startup packet and authentication).
+    login_deadline: Option<tokio::time::Instant>,
+    /// The forwarding buffers, kept between links (none until the first link).
+    pump: Option<Box<forward::Pump>>,
     /// The listener's address (no getsockname per client), shared by its clients.
     local: Arc<(Arc<str>, u16)>,
 }
@@ -258,14 +264,17 @@ impl Session {
 
     async fn run(&mut self) -> Exit {
         let login_timeout = self.rt.per_login.client_login_timeout;
+        // One deadline for the whole login: the startup packet and the authentication
+        // exchange (including an auth_query lookup).
+        self.login_deadline =
+            (!login_timeout.is_zero()).then(|| tokio::time::Instant::now() + login_timeout);
         // Boxed, like the login below: only the first moments of a session need it.
-        let startup = if login_timeout.is_zero() {
-            Box::pin(self.read_startup()).await
-        } else {
-            match Box::pin(tokio::time::timeout(login_timeout, self.read_startup())).await {
+        let startup = match self.login_deadline {
+            None => Box::pin(self.read_startup()).await,
+            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.read_startup())).await {
                 Ok(r) => r,
                 Err(_) => Err(Fatal::ClientLoginTimeout.into()),
-            }
+            },
         };
         let startup = match startup {
             Ok(Some(m)) => m,

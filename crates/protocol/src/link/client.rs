@@ -24,6 +24,9 @@ pub(crate) enum Body {
         kind: Hold,
         hdr: [u8; Header::SIZE],
         buf: BytesMut,
+        /// Where the header starts in the chunk being fed, while the message came whole
+        /// in it (then the held bytes are still there to forward without a copy).
+        at: Option<usize>,
     },
 }
 
@@ -52,6 +55,9 @@ impl Link {
         out: &mut FromClient,
     ) -> Result<(), LinkError> {
         let max = self.cfg.max_packet_size;
+        if let Body::Hold { at, .. } = &mut self.cbody {
+            *at = None; // offsets into the previous chunk
+        }
         let mut pos = 0;
         while pos < data.len() {
             let step =
@@ -125,7 +131,8 @@ impl Link {
                 self.cbody = Body::Hold {
                     kind,
                     hdr: *self.client.held_header(),
-                    buf: BytesMut::new(),
+                    buf: std::mem::take(&mut self.spare_hold),
+                    at,
                 };
                 return Ok(());
             }
@@ -211,9 +218,9 @@ impl Link {
         out: &mut FromClient,
     ) -> Result<(), LinkError> {
         let body = std::mem::replace(&mut self.cbody, Body::Forward);
-        if let Body::Hold { kind, hdr, buf } = body {
+        if let Body::Hold { kind, hdr, buf, at } = body {
             if self.ignored_now() {
-                self.pass_held(hdr, &buf, out);
+                self.pass_held(hdr, buf, at, out);
             } else {
                 match kind {
                     Hold::ParseName => {
@@ -226,8 +233,8 @@ impl Link {
                         // Both names must end before the message does.
                         return Err(LinkError::ClientBrokenMessage { kind: "Bind" });
                     }
-                    Hold::Describe => self.describe(hdr, buf, out)?,
-                    Hold::Close => self.close(hdr, buf, out)?,
+                    Hold::Describe => self.describe(hdr, buf, at, out)?,
+                    Hold::Close => self.close(hdr, buf, at, out)?,
                 }
             }
         }
@@ -243,24 +250,55 @@ impl Link {
 
     /// Passes a held message on as it came, to a server that will not run it (see
     /// [`Link::ignored_now`]); inside a COPY it counts as a message that ends the COPY.
-    fn pass_held(&mut self, hdr: [u8; Header::SIZE], buf: &[u8], out: &mut FromClient) {
-        out.to_server.own_bytes(&hdr);
-        out.to_server.own_bytes(buf);
+    fn pass_held(
+        &mut self,
+        hdr: [u8; Header::SIZE],
+        buf: BytesMut,
+        at: Option<usize>,
+        out: &mut FromClient,
+    ) {
+        self.forward_held(&hdr, buf, at, out);
         if !self.skipping && self.client_copy {
             self.copy_message(hdr[0]);
+        }
+    }
+
+    /// Forwards a held message's header and bytes unchanged: as a range of the chunk
+    /// when it is all there, else copied. The buffer is kept for the next hold.
+    fn forward_held(
+        &mut self,
+        hdr: &[u8; Header::SIZE],
+        mut buf: BytesMut,
+        at: Option<usize>,
+        out: &mut FromClient,
+    ) {
+        match at {
+            Some(at) => out.to_server.input(at..at + Header::SIZE + buf.len()),
+            None => {
+                out.to_server.own_bytes(hdr);
+                out.to_server.own_bytes(&buf);
+            }
+        }
+        self.recycle(&mut buf);
+    }
+
+    /// Keeps a hold buffer for the next held message, unless a long name made it big.
+    pub(super) fn recycle(&mut self, buf: &mut BytesMut) {
+        if buf.capacity() <= HOLD_SPARE_LIMIT && buf.capacity() > self.spare_hold.capacity() {
+            buf.clear();
+            self.spare_hold = std::mem::take(buf);
         }
     }
 
     /// Sends the held header and bytes on unchanged and streams the rest of the body.
     fn release_held(&mut self, tag: u8, out: &mut FromClient) {
         let ignored = self.ignored_now();
-        if let Body::Hold { hdr, buf, .. } = std::mem::replace(&mut self.cbody, Body::Forward) {
+        if let Body::Hold { hdr, buf, at, .. } = std::mem::replace(&mut self.cbody, Body::Forward) {
             if ignored {
-                self.pass_held(hdr, &buf, out);
+                self.pass_held(hdr, buf, at, out);
                 return;
             }
-            out.to_server.own_bytes(&hdr);
-            out.to_server.own_bytes(&buf);
+            self.forward_held(&hdr, buf, at, out);
         }
         self.push_forwarded(tag);
     }
@@ -374,7 +412,10 @@ impl Link {
             self.release_held(t::BIND, out);
             return Ok(());
         }
-        let Body::Hold { hdr, buf, .. } = std::mem::replace(&mut self.cbody, Body::Forward) else {
+        let Body::Hold {
+            hdr, mut buf, at, ..
+        } = std::mem::replace(&mut self.cbody, Body::Forward)
+        else {
             return Ok(());
         };
         let stmt = self.client_statement(&buf[portal + 1..portal + 1 + name])?;
@@ -390,8 +431,16 @@ impl Link {
             b.put_slice(&buf[..portal + 1]);
             b.put_slice(server_name.as_bytes());
             b.put_u8(0);
-            b.put_slice(&buf[rest_at..]);
+            if at.is_none() {
+                b.put_slice(&buf[rest_at..]);
+            }
         });
+        if let Some(at) = at {
+            // What followed the names is still in the chunk: forwarded from there.
+            let body = at + Header::SIZE;
+            out.to_server.input(body + rest_at..body + buf.len());
+        }
+        self.recycle(&mut buf);
         self.counts.binds += 1;
         self.queue.push(Expect::Reply {
             tag: t::BIND,
@@ -405,18 +454,19 @@ impl Link {
     fn describe(
         &mut self,
         hdr: [u8; Header::SIZE],
-        buf: BytesMut,
+        mut buf: BytesMut,
+        at: Option<usize>,
         out: &mut FromClient,
     ) -> Result<(), LinkError> {
         let (kind, name) =
             kind_and_name(&buf).ok_or(LinkError::ClientBrokenMessage { kind: "Describe" })?;
         if kind != b'S' || name.is_empty() {
-            out.to_server.own_bytes(&hdr);
-            out.to_server.own_bytes(&buf);
+            self.forward_held(&hdr, buf, at, out);
             self.push_forwarded(t::DESCRIBE);
             return Ok(());
         }
         let stmt = self.client_statement(name)?;
+        self.recycle(&mut buf);
         self.ensure_prepared(&stmt, out);
         let server_name = stmt.server_name();
         out.to_server.own_with(|b| {
@@ -436,13 +486,13 @@ impl Link {
         &mut self,
         hdr: [u8; Header::SIZE],
         buf: BytesMut,
+        at: Option<usize>,
         out: &mut FromClient,
     ) -> Result<(), LinkError> {
         let (kind, name) =
             kind_and_name(&buf).ok_or(LinkError::ClientBrokenMessage { kind: "Close" })?;
         if kind != b'S' || name.is_empty() {
-            out.to_server.own_bytes(&hdr);
-            out.to_server.own_bytes(&buf);
+            self.forward_held(&hdr, buf, at, out);
             self.push_forwarded(t::CLOSE);
             return Ok(());
         }
@@ -500,6 +550,9 @@ fn emit_header(out: &mut Output, at: Option<usize>, held: &[u8; Header::SIZE]) {
         None => out.own_bytes(held),
     }
 }
+
+/// Hold buffers up to this capacity are kept for the next held message.
+const HOLD_SPARE_LIMIT: usize = 4096;
 
 fn check_name_len(len: usize, kind: &'static str) -> Result<(), LinkError> {
     if len > NAME_LIMIT {

@@ -129,6 +129,8 @@ pub struct Link {
     client: Framer,
     server: Framer,
     cbody: client::Body,
+    /// The buffer of the last held client message, kept for the next one (cleared).
+    spare_hold: BytesMut,
     sbody: server::Body,
     /// Tag of the server message being read.
     server_tag: u8,
@@ -168,6 +170,7 @@ impl Link {
             client: Framer::default(),
             server: Framer::default(),
             cbody: client::Body::Forward,
+            spare_hold: BytesMut::new(),
             sbody: server::Body::Forward,
             server_tag: 0,
             queue: Queue::default(),
