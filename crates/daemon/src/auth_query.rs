@@ -25,7 +25,7 @@ pub struct AuthConns {
 /// What the lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// The user's secret (a NULL secret is `md5`, which never matches).
+    /// The user's secret (a NULL one is empty, which no password method accepts).
     Found(Secret),
     /// No row: `no such user`.
     NoSuchUser,
@@ -102,9 +102,11 @@ async fn run(conn: &mut ServerConn, query: &str, user: &str) -> Result<Lookup, S
                     ));
                     continue;
                 }
+                // A role without a password (NULL) gets an empty secret, which no
+                // password method accepts (PgBouncer stores "" for it too).
                 let secret = match &values[1] {
                     Some(v) => Secret::parse(&String::from_utf8_lossy(v)),
-                    None => Secret::Md5("md5".into()),
+                    None => Secret::Plain(String::new()),
                 };
                 found = Some(secret);
             }

@@ -36,6 +36,8 @@ pub(crate) struct ConsoleIo<'a> {
     pub(crate) buf: &'a mut BytesMut,
     /// max_packet_size.
     pub(crate) max: u32,
+    /// When `client_login_timeout` ends the login.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 /// Serves a console session until the client leaves.
@@ -73,16 +75,16 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         max: io.max.min(65_536),
     };
     if !same_uid {
-        if let Err(f) = auth::authenticate(
-            &mut login,
-            &rt,
-            user,
-            rt.secret(user).cloned(),
-            &facts,
-            &plain_scram,
-        )
-        .await
-        {
+        let secret = rt.secret(user).cloned();
+        let auth = auth::authenticate(&mut login, &rt, user, secret, &facts, &plain_scram);
+        let result = match io.deadline {
+            Some(at) => match tokio::time::timeout_at(at, auth).await {
+                Ok(r) => r,
+                Err(_) => return Fatal::ClientLoginTimeout.into(),
+            },
+            None => auth.await,
+        };
+        if let Err(f) = result {
             return Fatal::Auth(f.0).into();
         }
     }

@@ -240,6 +240,36 @@ fn main() -> ExitCode {
     runtime.block_on(run(settings, log))
 }
 
+/// Raises the descriptor limit and logs it, in PgBouncer's words (its check_limits).
+fn log_fd_limit(daemon: &Daemon) {
+    let rt = daemon.shared.runtime();
+    let Some(limit) = pgbouncer_rs::net::raise_fd_limit() else {
+        return;
+    };
+    let expected = pgbouncer_rs::net::expected_fd_use(&rt.settings, rt.userlist.len());
+    if limit.soft > limit.was {
+        tracing::info!(
+            "raised the file descriptor limit from {} to {}",
+            limit.was,
+            limit.soft
+        );
+    }
+    tracing::info!(
+        "kernel file descriptor limit: {} (hard: {}); max_client_conn: {}, max expected fd use: {}",
+        limit.soft,
+        limit.hard,
+        rt.settings.u32("max_client_conn"),
+        expected
+    );
+    if expected > limit.soft {
+        tracing::warn!(
+            "max expected fd use ({expected}) is above the file descriptor limit ({}): \
+             new connections will be refused when descriptors run out",
+            limit.soft
+        );
+    }
+}
+
 async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
     let pidfile_path = settings.str("pidfile").to_string();
     let _pidfile = if pidfile_path.is_empty() {
@@ -272,6 +302,7 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    log_fd_limit(&daemon);
     daemon
         .shared
         .set_log_reopen(pgbouncer_rs::shared::LogReopen(Box::new(move |s| {

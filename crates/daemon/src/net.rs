@@ -188,3 +188,61 @@ fn group_id(group: &str) -> Option<u32> {
         (f.next()? == group).then(|| f.nth(1)?.parse().ok())?
     })
 }
+
+/// The file-descriptor limits after [`raise_fd_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimit {
+    /// The soft limit before.
+    pub was: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    /// The hard limit.
+    pub hard: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (PgBouncer only reports it; a
+/// pooler that runs out of descriptors refuses clients it has room for). `None` when
+/// the limit cannot be read.
+pub fn raise_fd_limit() -> Option<FdLimit> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let unlimited = u64::MAX;
+    let was = before.current.unwrap_or(unlimited);
+    let hard = before.maximum.unwrap_or(unlimited);
+    if was < hard {
+        let raised = Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("could not raise RLIMIT_NOFILE from {was} to {hard}: {e}");
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    Some(FdLimit {
+        was,
+        soft: now.current.unwrap_or(unlimited),
+        hard,
+    })
+}
+
+/// How many descriptors the configuration may use at most, as PgBouncer estimates it:
+/// every client, every pool's servers, and a few for listeners and logs.
+pub fn expected_fd_use(settings: &crate::config::Settings, users: usize) -> u64 {
+    let default_pool = u64::from(settings.u32("default_pool_size"));
+    let reserve = u64::from(settings.u32("reserve_pool_size"));
+    let users = users.max(1) as u64;
+    let servers: u64 = settings
+        .databases
+        .iter()
+        .map(|d| {
+            let per_pool = d.pool_size.map_or(default_pool, u64::from) + reserve;
+            if d.user.is_some() {
+                per_pool
+            } else {
+                per_pool * users
+            }
+        })
+        .sum();
+    u64::from(settings.u32("max_client_conn")) + 10 + servers
+}

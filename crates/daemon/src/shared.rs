@@ -116,6 +116,9 @@ pub struct Shared {
     armed: AtomicU64,
     epoch: tokio::time::Instant,
     next_client: AtomicU32,
+    /// Clients past their startup packet and still authenticating (pool-core counts a
+    /// client only once it is authenticated; these count against `max_client_conn` too).
+    logins: Arc<AtomicU32>,
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -134,6 +137,16 @@ pub struct Shared {
     pub flush: crate::flush::Flusher,
     /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
     pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
+}
+
+/// One client's place among those authenticating ([`Shared::login_slot`]).
+#[derive(Debug)]
+pub(crate) struct LoginSlot(Arc<AtomicU32>);
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -162,6 +175,7 @@ impl Shared {
             armed: AtomicU64::new(u64::MAX),
             epoch: tokio::time::Instant::now(),
             next_client: AtomicU32::new(1),
+            logins: Arc::default(),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
             log_reopen: Mutex::new(None),
@@ -256,6 +270,25 @@ impl Shared {
     /// pool-core's clock.
     pub fn now(&self) -> Instant {
         Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// A slot for a client about to authenticate, if `max_client_conn` leaves room for
+    /// it beside the clients pool-core counts (PgBouncer counts a client from its
+    /// startup packet on). Freed when dropped.
+    pub(crate) fn login_slot(&self) -> Option<LoginSlot> {
+        let core = self.lock();
+        let max = core.pooler.config().max_client_conn;
+        let logging_in = self.logins.load(Ordering::Relaxed);
+        if max > 0 && logging_in.saturating_add(core.pooler.client_count()) >= max {
+            return None;
+        }
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        Some(LoginSlot(self.logins.clone()))
+    }
+
+    /// Clients authenticating now.
+    pub fn logins_in_progress(&self) -> u32 {
+        self.logins.load(Ordering::Relaxed)
     }
 
     /// A fresh client id.

@@ -6,8 +6,8 @@ pub mod ident;
 pub mod userlist;
 
 use bytes::BytesMut;
-use pgbouncer_protocol::auth::md5;
 use pgbouncer_protocol::auth::scram::{ScramSecret, ScramServer};
+use pgbouncer_protocol::auth::{constant_time_eq, md5};
 use pgbouncer_protocol::{
     encode_auth_cleartext, encode_auth_md5, encode_auth_sasl, encode_auth_sasl_continue,
     encode_auth_sasl_final, password_from_body, FrontendMessage, SaslInitialResponse,
@@ -98,20 +98,13 @@ pub async fn authenticate(
     }
     match rt.auth_type {
         AuthType::Any => Ok(AuthSuccess::default()),
-        AuthType::Trust => match secret {
-            Some(_) => Ok(AuthSuccess::default()),
-            None => Err(AuthFailure("\"trust\" authentication failed".into())),
-        },
-        AuthType::Plain => plain(io, user, secret.as_ref(), plain_scram).await,
-        AuthType::Md5 | AuthType::Hba => match secret {
-            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
+        AuthType::Trust => trust(secret.as_ref()),
+        AuthType::Plain => plain(io, user, usable(user, secret).as_ref(), plain_scram).await,
+        AuthType::Md5 | AuthType::Hba => match usable(user, secret) {
+            Some(Secret::Scram(s)) => scram(io, rt, user, ScramSecret::parse(&s), true).await,
             other => md5_exchange(io, user, other.as_ref()).await,
         },
-        AuthType::ScramSha256 => match secret {
-            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
-            Some(Secret::Plain(p)) => scram(io, Some(plain_scram(user, &p)), false).await,
-            _ => scram(io, None, false).await,
-        },
+        AuthType::ScramSha256 => scram_any(io, rt, user, usable(user, secret), plain_scram).await,
         AuthType::Cert | AuthType::Pam | AuthType::Ldap => {
             Err(AuthFailure("no authentication method is found".into()))
         }
@@ -140,20 +133,20 @@ async fn hba_auth(
         return Err(AuthFailure("no authentication method is found".into()));
     };
     match rule.method {
-        HbaMethod::Trust => Ok(AuthSuccess::default()),
+        HbaMethod::Trust => trust(secret.as_ref()),
         HbaMethod::Reject => Err(AuthFailure("login rejected".into())),
-        HbaMethod::Password => plain(io, user, secret.as_ref(), plain_scram).await,
-        HbaMethod::Md5 => match secret {
-            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
+        HbaMethod::Password => plain(io, user, usable(user, secret).as_ref(), plain_scram).await,
+        HbaMethod::Md5 => match usable(user, secret) {
+            Some(Secret::Scram(s)) => scram(io, rt, user, ScramSecret::parse(&s), true).await,
             other => md5_exchange(io, user, other.as_ref()).await,
         },
-        HbaMethod::ScramSha256 => match secret {
-            Some(Secret::Scram(s)) => scram(io, ScramSecret::parse(&s), true).await,
-            Some(Secret::Plain(p)) => scram(io, Some(plain_scram(user, &p)), false).await,
-            _ => scram(io, None, false).await,
-        },
+        HbaMethod::ScramSha256 => scram_any(io, rt, user, usable(user, secret), plain_scram).await,
         HbaMethod::Peer => {
             let fail = || AuthFailure("unix socket login rejected".into());
+            // PgBouncer compat: peer, like trust, admits only users it knows.
+            if secret.is_none() {
+                return Err(fail());
+            }
             let system_user = facts.peer_uid.and_then(user_name_of_uid).ok_or_else(fail)?;
             let ok = match &rule.map {
                 Some(map) => rt
@@ -170,6 +163,43 @@ async fn hba_auth(
         }
         HbaMethod::Cert => Err(AuthFailure("certificate authentication failed".into())),
         _ => Err(AuthFailure("LDAP authentication failed".into())),
+    }
+}
+
+/// `trust` (and hba `trust`): no password, but only for users in `auth_file` (or found
+/// by `auth_query`), as PgBouncer.
+fn trust(secret: Option<&Secret>) -> Result<AuthSuccess, AuthFailure> {
+    match secret {
+        Some(_) => Ok(AuthSuccess::default()),
+        None => Err(AuthFailure("\"trust\" authentication failed".into())),
+    }
+}
+
+/// The secret a password method may check against: an empty password (or the md5 hash
+/// of one) never is. PgBouncer refuses empty secrets only in its md5 and plain paths; we
+/// refuse them in every method, SCRAM and the console included (see docs/security.md).
+/// Such a user then runs the same exchange as an unknown one and fails at its end.
+fn usable(user: &str, secret: Option<Secret>) -> Option<Secret> {
+    match secret? {
+        Secret::Plain(p) if p.is_empty() => None,
+        Secret::Md5(h) if h == md5::hash_password(user, b"") => None,
+        other => Some(other),
+    }
+}
+
+/// The SCRAM exchange for whatever secret the user has (a plain-text one is turned into
+/// a verifier once and cached).
+async fn scram_any(
+    io: &mut LoginIo<'_>,
+    rt: &Runtime,
+    user: &str,
+    secret: Option<Secret>,
+    plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
+) -> Result<AuthSuccess, AuthFailure> {
+    match secret {
+        Some(Secret::Scram(s)) => scram(io, rt, user, ScramSecret::parse(&s), true).await,
+        Some(Secret::Plain(p)) => scram(io, rt, user, Some(plain_scram(user, &p)), false).await,
+        _ => scram(io, rt, user, None, false).await,
     }
 }
 
@@ -199,11 +229,13 @@ async fn plain(
         return Err(AuthFailure("empty password returned by client".into()));
     }
     let ok = match secret {
-        Some(Secret::Plain(p)) => p.as_bytes() == given,
-        Some(Secret::Md5(h)) => md5::hash_password(user, given) == *h,
+        Some(Secret::Plain(p)) => constant_time_eq(p.as_bytes(), given),
+        Some(Secret::Md5(h)) => {
+            constant_time_eq(md5::hash_password(user, given).as_bytes(), h.as_bytes())
+        }
         Some(Secret::Scram(s)) => ScramSecret::parse(s).is_some_and(|stored| {
             let mine = ScramSecret::from_password(given, &stored.salt, stored.iterations);
-            mine.stored_key == stored.stored_key
+            constant_time_eq(&mine.stored_key, &stored.stored_key)
         }),
         None => false,
     };
@@ -238,17 +270,30 @@ async fn md5_exchange(
     }
 }
 
+/// A random key, drawn once per process, from which unknown users' mock SCRAM salts
+/// are derived.
+fn mock_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(rand::random)
+}
+
 async fn scram(
     io: &mut LoginIo<'_>,
+    rt: &Runtime,
+    user: &str,
     secret: Option<ScramSecret>,
     pass_through: bool,
 ) -> Result<AuthSuccess, AuthFailure> {
     let fail = || AuthFailure("SASL authentication failed".into());
-    // Unknown users still run the exchange against a throwaway secret (mock auth).
+    // Unknown users still run the exchange, against a mock secret with a salt that is
+    // the same every time (and no PBKDF2), and fail at its end like a wrong password.
     let known = secret.is_some();
     let secret = secret.unwrap_or_else(|| {
-        let salt: [u8; 16] = rand::random();
-        ScramSecret::from_password(&rand::random::<[u8; 16]>(), &salt, 4096)
+        let iterations = u32::try_from(rt.settings.int("scram_iterations"))
+            .ok()
+            .filter(|&i| i > 0)
+            .unwrap_or(4096);
+        ScramSecret::mock(mock_key(), user, iterations)
     });
     let mut out = BytesMut::new();
     encode_auth_sasl(&mut out, &["SCRAM-SHA-256"]);

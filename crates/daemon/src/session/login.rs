@@ -94,6 +94,11 @@ impl Session {
             let id = self.id;
             return Err(crate::console::serve(self.console_io(), id, &user).await);
         }
+        // Counted against max_client_conn from here on, but known to pool-core (which
+        // creates pools) only once authenticated.
+        let Some(slot) = self.shared.login_slot() else {
+            return Err(Fatal::Pool(pgbouncer_pool_core::DisconnectReason::MaxClientConn).into());
+        };
         let db = self.rt.database(&database);
         let pool = match db.as_ref().and_then(|d| d.user.as_deref()) {
             Some(forced) => self.shared.lock().pooler.pool_key(&database, forced),
@@ -102,61 +107,47 @@ impl Session {
                 .clone()
                 .unwrap_or_else(|| PoolKey::new(&database, &user)),
         };
-        if db.is_some() {
-            self.rx = Some(self.shared.register(self.id));
-            let (local_addr, local_port) = (self.local.0.clone(), self.local.1);
-            self.shared.lock().client_info.insert(
-                self.id,
-                Box::new(pgbouncer_admin::ConnInfo {
-                    addr: self.addr.clone(),
-                    port: self.port,
-                    local_addr,
-                    local_port,
-                    application_name: get_var(&self.vars, "application_name").unwrap_or("").into(),
-                    ..Default::default()
-                }),
-            );
-            self.shared.handle(
-                pgbouncer_pool_core::Event::ClientConnected {
-                    client: self.id,
-                    pool: pool.clone(),
-                    login_user: match &self.who {
-                        Some(who) => who.user.clone(),
-                        None => user.as_str().into(),
-                    },
-                },
-                None,
-            );
-            self.check_mailbox()?;
-        }
-        let secret = self.find_secret(&user, &database, db.as_ref()).await?;
-        let rt = self.rt.clone();
-        let shared = self.shared.clone();
-        let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
-        let facts = auth::ConnFacts {
-            unix: &*self.addr == "unix",
-            addr: self.addr.parse().ok(),
-            peer_uid: self.client.peer_uid(),
-            database: database.clone(),
-            replication: replication.as_deref().is_some_and(|r| r != "database"),
+        let replicating = replication.as_deref().is_some_and(|r| r != "database");
+        let deadline = self.login_deadline;
+        let auth = self.authenticate(&user, &database, db.as_ref(), replicating);
+        let ok = match deadline {
+            Some(at) => tokio::time::timeout_at(at, auth)
+                .await
+                .map_err(|_| Exit::Fatal(Fatal::ClientLoginTimeout))??,
+            None => auth.await?,
         };
-        // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
-        // bigger length during login is an attack or garbage, not a password.
-        let login_max = self.max.min(65_536);
-        let mut io = LoginIo {
-            stream: &mut self.client,
-            buf: &mut self.cbuf,
-            max: login_max,
-        };
-        let ok = auth::authenticate(&mut io, &rt, &user, secret, &facts, &plain_scram)
-            .await
-            .map_err(|f| Exit::Fatal(Fatal::Auth(f.0)))?;
         if let Some(keys) = ok.scram_keys {
             self.shared.lock().scram_keys.insert(user.clone(), keys);
         }
         if db.is_none() {
             return Err(Fatal::NoSuchDatabase(database).into());
         }
+        self.rx = Some(self.shared.register(self.id));
+        let (local_addr, local_port) = (self.local.0.clone(), self.local.1);
+        self.shared.lock().client_info.insert(
+            self.id,
+            Box::new(pgbouncer_admin::ConnInfo {
+                addr: self.addr.clone(),
+                port: self.port,
+                local_addr,
+                local_port,
+                application_name: get_var(&self.vars, "application_name").unwrap_or("").into(),
+                ..Default::default()
+            }),
+        );
+        drop(slot);
+        self.shared.handle(
+            pgbouncer_pool_core::Event::ClientConnected {
+                client: self.id,
+                pool: pool.clone(),
+                login_user: match &self.who {
+                    Some(who) => who.user.clone(),
+                    None => user.as_str().into(),
+                },
+            },
+            None,
+        );
+        self.check_mailbox()?;
         self.mode = self
             .shared
             .lock()
@@ -287,6 +278,38 @@ impl Session {
         }
     }
 
+    /// Finds the user's secret and runs the authentication exchange.
+    async fn authenticate(
+        &mut self,
+        user: &str,
+        database: &str,
+        db: Option<&crate::config::DatabaseDef>,
+        replication: bool,
+    ) -> Result<auth::AuthSuccess, Exit> {
+        let secret = self.find_secret(user, database, db).await?;
+        let rt = self.rt.clone();
+        let shared = self.shared.clone();
+        let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);
+        let facts = auth::ConnFacts {
+            unix: &*self.addr == "unix",
+            addr: self.addr.parse().ok(),
+            peer_uid: self.client.peer_uid(),
+            database: database.to_string(),
+            replication,
+        };
+        // PgBouncer compat: password and SASL packets are small (MAX_PASSWORD); a
+        // bigger length during login is an attack or garbage, not a password.
+        let login_max = self.max.min(65_536);
+        let mut io = LoginIo {
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            max: login_max,
+        };
+        auth::authenticate(&mut io, &rt, user, secret, &facts, &plain_scram)
+            .await
+            .map_err(|f| Exit::Fatal(Fatal::Auth(f.0)))
+    }
+
     /// The user's secret: from auth_file, else via auth_query when an auth_user is set
     /// (per database or global), as PgBouncer does.
     pub(super) async fn find_secret(
@@ -372,6 +395,7 @@ impl Session {
             stream: &mut self.client,
             buf: &mut self.cbuf,
             max: self.max,
+            deadline: self.login_deadline,
         }
     }
 

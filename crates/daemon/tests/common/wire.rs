@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use pgbouncer_protocol::auth::scram::{ScramClient, ScramCredentials};
 use pgbouncer_protocol::{
-    auth::md5, encode_password, Authentication, BackendMessage, FrontendMessage, StartupMessage,
-    DEFAULT_MAX_PACKET_SIZE,
+    auth::md5, encode_password, encode_sasl_initial_response, encode_sasl_response, Authentication,
+    BackendMessage, FrontendMessage, StartupMessage, DEFAULT_MAX_PACKET_SIZE,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,8 +25,8 @@ pub struct Wire {
 }
 
 impl Wire {
-    /// Connects to `addr` and logs in as `user` on `db` (trust, cleartext or md5), with
-    /// extra startup parameters. Reads the welcome up to ReadyForQuery.
+    /// Connects to `addr` and logs in as `user` on `db` (trust, cleartext, md5 or
+    /// SCRAM), with extra startup parameters. Reads the welcome up to ReadyForQuery.
     pub async fn connect(
         addr: std::net::SocketAddr,
         user: &str,
@@ -33,6 +34,22 @@ impl Wire {
         db: &str,
         extra: &[(&str, &str)],
     ) -> Wire {
+        match Wire::try_connect(addr, user, password, db, extra).await {
+            Ok(w) => w,
+            Err(e) => panic!("login failed: {e:?}"),
+        }
+    }
+
+    /// Like [`Wire::connect`], but a refused login is the (severity, code, message) of
+    /// the error (or of the close, as `("", "", "closed")`). The password is sent as
+    /// given, even when empty (libpq would refuse to send an empty one).
+    pub async fn try_connect(
+        addr: std::net::SocketAddr,
+        user: &str,
+        password: &str,
+        db: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Wire, (String, String, String)> {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let mut w = Wire {
@@ -48,27 +65,48 @@ impl Wire {
         let mut out = BytesMut::new();
         StartupMessage::new(params).encode(&mut out);
         w.send(&out).await;
+        let mut scram = None;
         loop {
-            match w.recv().await {
+            let Some(m) = w.try_recv().await else {
+                return Err((String::new(), String::new(), "closed".into()));
+            };
+            let mut out = BytesMut::new();
+            match m {
                 BackendMessage::Authentication(Authentication::Ok) => {}
                 BackendMessage::Authentication(Authentication::CleartextPassword) => {
-                    let mut out = BytesMut::new();
                     encode_password(&mut out, password.as_bytes());
-                    w.send(&out).await;
                 }
                 BackendMessage::Authentication(Authentication::Md5Password { salt }) => {
-                    let mut out = BytesMut::new();
                     let resp = md5::client_response(password, user, salt);
                     encode_password(&mut out, resp.as_bytes());
-                    w.send(&out).await;
+                }
+                BackendMessage::Authentication(Authentication::Sasl { .. }) => {
+                    let creds = ScramCredentials::Password(password.as_bytes().to_vec());
+                    let (client, first) = ScramClient::new(creds, b"wire-test-client-nonce");
+                    encode_sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
+                    scram = Some(client);
+                }
+                BackendMessage::Authentication(Authentication::SaslContinue(data)) => {
+                    let client = scram.as_mut().expect("SASLContinue before SASL");
+                    let last = client.handle_server_first(&data).expect("server-first");
+                    encode_sasl_response(&mut out, &last);
+                }
+                BackendMessage::Authentication(Authentication::SaslFinal(data)) => {
+                    let client = scram.as_ref().expect("SASLFinal before SASL");
+                    client.verify_server_final(&data).expect("server signature");
                 }
                 BackendMessage::BackendKeyData {
                     process_id,
                     secret_key,
                 } => w.key = (process_id, secret_key),
-                BackendMessage::ReadyForQuery { .. } => return w,
-                BackendMessage::ErrorResponse(e) => panic!("login failed: {e:?}"),
+                BackendMessage::ReadyForQuery { .. } => return Ok(w),
+                m @ BackendMessage::ErrorResponse(_) => {
+                    return Err(errors(&[m]).remove(0));
+                }
                 _ => {}
+            }
+            if !out.is_empty() {
+                w.send(&out).await;
             }
         }
     }

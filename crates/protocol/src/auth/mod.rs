@@ -6,8 +6,9 @@
 pub mod md5;
 pub mod scram;
 
-/// Compares two byte strings in time independent of where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings in time independent of where they differ (only the
+/// lengths may leak).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

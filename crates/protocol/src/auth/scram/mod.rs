@@ -162,6 +162,24 @@ impl ScramSecret {
     }
 }
 
+impl ScramSecret {
+    /// A stand-in secret for a user that has none (unknown, or no usable password), so
+    /// that the exchange runs to its end and fails there, as for a wrong password
+    /// (PostgreSQL's `scram_mock_salt`). The salt is derived from `key` (random, once per
+    /// process) and the user name: the same user gets the same salt every time, so an
+    /// observer cannot tell unknown users from known ones by a salt that changes. No
+    /// PBKDF2 runs: the keys are never checked against a password.
+    pub fn mock(key: &[u8; 32], user: &str, iterations: u32) -> ScramSecret {
+        let salt = hmac(key, &[b"mock salt", user.as_bytes()]);
+        ScramSecret {
+            iterations: iterations.max(1),
+            salt: salt[..16].to_vec(),
+            stored_key: hmac(key, &[b"mock stored key", user.as_bytes()]),
+            server_key: hmac(key, &[b"mock server key", user.as_bytes()]),
+        }
+    }
+}
+
 impl fmt::Display for ScramSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -260,3 +260,18 @@ fn non_utf8_and_saslprep_rejected_passwords_are_used_raw() {
     let s = ScramSecret::from_password("a\u{a0}b".as_bytes(), b"salt", 2);
     assert_eq!(s, ScramSecret::from_password(b"a b", b"salt", 2));
 }
+
+#[test]
+fn a_mock_secret_is_stable_per_user_and_admits_no_password() {
+    let key = [7u8; 32];
+    let a = ScramSecret::mock(&key, "alice", 4096);
+    assert_eq!(a, ScramSecret::mock(&key, "alice", 4096));
+    assert_eq!(a.iterations, 4096);
+    assert_eq!(a.salt.len(), 16);
+    let b = ScramSecret::mock(&key, "bob", 4096);
+    assert_ne!(a.salt, b.salt);
+    assert_ne!(a.salt, ScramSecret::mock(&[8u8; 32], "alice", 4096).salt);
+    for password in [&b""[..], b"alice", b"secret"] {
+        assert!(login(&a, ScramCredentials::Password(password.to_vec())).is_err());
+    }
+}
