@@ -21,7 +21,7 @@ type Step = fn() -> Result<StepResult, Failure>;
 
 /// Runs every step even after a failure, prints a summary, fails if any step failed.
 pub(crate) fn ci() -> Outcome {
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("fmt", || {
             passed(cmd::run(
                 cmd::cargo().args(["fmt", "--all", "--", "--check"]),
@@ -49,6 +49,7 @@ pub(crate) fn ci() -> Outcome {
                 ]),
             ))
         }),
+        ("fuzz", fuzz),
         ("deny", deny),
     ];
 
@@ -133,13 +134,53 @@ fn test(fast: bool) -> Outcome {
     }
 }
 
-/// `cargo deny check`, when cargo-deny is installed.
+/// Seconds each fuzz target runs in CI (`CI_FUZZ_SECONDS` overrides).
+const CI_FUZZ_SECONDS: u64 = 20;
+
+/// Whether this is the CI machine (`.ci/run` sets `CI`): a missing tool fails there
+/// instead of skipping.
+fn on_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Every fuzz target for a short, bounded time (a crash fails the step and leaves its
+/// input in `fuzz/artifacts/`).
+fn fuzz() -> Result<StepResult, Failure> {
+    if crate::fuzz::fuzz_command().is_err() && !on_ci() {
+        println!("cargo-fuzz not installed: skipped (.ci/install installs it)");
+        return Ok(StepResult::Skipped("cargo-fuzz not installed"));
+    }
+    let seconds = std::env::var("CI_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CI_FUZZ_SECONDS);
+    let mut failures = Vec::new();
+    for target in crate::fuzz::TARGETS {
+        if let Err(Failure::Failed(m) | Failure::Usage(m)) = crate::fuzz::run_one(target, seconds) {
+            failures.push(format!("{target}: {m}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(StepResult::Passed)
+    } else {
+        Err(Failure::Failed(failures.join("; ")))
+    }
+}
+
+/// `cargo deny check` (advisories, licenses, bans, sources). The advisory database is
+/// the snapshot under `.ci/advisory-db` when the network cannot reach GitHub (see
+/// `crate::advisories`).
 fn deny() -> Result<StepResult, Failure> {
     if !cmd::probe(cmd::cargo().args(["deny", "--version"])) {
+        if on_ci() {
+            return Err(Failure::Failed(
+                "cargo-deny is not installed (.ci/install installs it)".into(),
+            ));
+        }
         println!("cargo-deny not installed: skipped");
         return Ok(StepResult::Skipped("cargo-deny not installed"));
     }
-    passed(cmd::run(cmd::cargo().args(["deny", "check"])))
+    passed(crate::advisories::deny_check())
 }
 
 fn passed(outcome: Outcome) -> Result<StepResult, Failure> {

@@ -11,7 +11,9 @@ use crate::{Failure, Outcome};
 const DEFAULT_SECONDS: u64 = 60;
 
 /// Every target in `fuzz/Cargo.toml`.
-pub(crate) const TARGETS: &[&str] = &["frontend", "backend", "startup", "scram", "link"];
+pub(crate) const TARGETS: &[&str] = &[
+    "frontend", "backend", "startup", "scram", "link", "console", "config",
+];
 
 /// Parses the arguments and runs the targets.
 pub(crate) fn run(args: &[&str]) -> Outcome {

@@ -3,6 +3,7 @@
 //! One `match` over subcommands; each prints the commands it runs as `$ ...` and exits
 //! non-zero when something fails. `.ci/run` calls `cargo xtask ci`.
 
+mod advisories;
 mod bench;
 mod ci;
 mod cmd;
@@ -23,7 +24,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                          fmt check, clippy, layering, tidy, test, rustdoc, cargo deny
+  ci                          fmt check, clippy, layering, tidy, test, rustdoc, fuzz (20 s
+                              per target), cargo deny
+  deny                        cargo deny check (offline against .ci/advisory-db when the
+                              advisory database cannot be fetched)
   test [--fast]               workspace tests; --fast skips PostgreSQL-backed tests
   layering                    dependency fence of the pure crates
   tidy                        //! headers, file sizes, no dbg!/println!/mutable statics
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         "tidy" => no_args(&rest).and_then(|()| tidy::run()),
         "pg" => pg::run(&rest),
         "fuzz" => fuzz::run(&rest),
+        "deny" => no_args(&rest).and_then(|()| advisories::deny_check()),
         "soak-protocol" => soak_protocol::run(&rest),
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),

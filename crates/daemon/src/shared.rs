@@ -479,6 +479,15 @@ impl Shared {
                     }
                 }
             }
+            Action::PoolFreed { pool } => {
+                // What is kept per pool goes with it (PgBouncer logs at this point too).
+                core.welcome.remove(&pool);
+                tracing::info!(
+                    "freeing idle auto-database pool: db={} user={}",
+                    pool.database,
+                    pool.user
+                );
+            }
             _ => tracing::warn!(?action, "unhandled pool action"),
         }
     }

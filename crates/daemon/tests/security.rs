@@ -480,3 +480,58 @@ async fn failed_logins_create_no_pools_and_open_no_servers() {
     );
     d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_database_pool_is_freed_after_autodb_idle_timeout() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("sec-autodb");
+    let text = ini(
+        pg,
+        &dir,
+        "autodb_idle_timeout = 1\nserver_idle_timeout = 1\npool_mode = transaction",
+    )
+    .replacen(
+        "[databases]\n",
+        &format!("[databases]\n* = host=127.0.0.1 port={}\n", pg.port()),
+        1,
+    );
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    // A database only `*` serves.
+    pg.psql("postgres", "DROP DATABASE IF EXISTS sec_autodb")
+        .unwrap();
+    pg.create_database("sec_autodb", MD5_USER).unwrap();
+    {
+        let mut w = Wire::connect(d.addr(), MD5_USER, MD5_PASSWORD, "sec_autodb", &[]).await;
+        assert_eq!(
+            wire::first_value(&w.simple("select 5").await).as_deref(),
+            Some("5")
+        );
+    }
+    let mut admin = Wire::connect(d.addr(), "admin", "adminpass", "pgbouncer", &[]).await;
+    let has_pool =
+        |rows: &[Vec<Option<String>>]| rows.iter().any(|r| r[0].as_deref() == Some("sec_autodb"));
+    assert!(has_pool(&wire::rows(&admin.simple("SHOW POOLS").await)));
+    // Freed once its client and its server are gone and a second has passed: polled,
+    // bounded.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !has_pool(&wire::rows(&admin.simple("SHOW POOLS").await)) {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the idle auto-database pool is still there");
+    // And it comes back on demand.
+    let mut w = Wire::connect(d.addr(), MD5_USER, MD5_PASSWORD, "sec_autodb", &[]).await;
+    assert_eq!(
+        wire::first_value(&w.simple("select 6").await).as_deref(),
+        Some("6")
+    );
+    d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+}

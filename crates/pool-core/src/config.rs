@@ -141,6 +141,9 @@ pub struct Config {
     pub idle_transaction_timeout: Duration,
     /// Averages window for stats.
     pub stats_period: Duration,
+    /// A pool of a database not in [`Config::databases`] (an auto-database, `*`) that has
+    /// had no client and no server this long is freed; zero disables.
+    pub autodb_idle_timeout: Duration,
     /// The `[databases]` entries.
     pub databases: Vec<DatabaseConfig>,
     /// The `[users]` entries.
@@ -177,6 +180,7 @@ impl Default for Config {
             client_login_timeout: Duration::from_secs(60),
             idle_transaction_timeout: Duration::ZERO,
             stats_period: Duration::from_secs(60),
+            autodb_idle_timeout: Duration::from_secs(3600),
             databases: Vec::new(),
             users: Vec::new(),
         }

@@ -140,6 +140,9 @@ pub(crate) struct Pool {
     pub(crate) login_failure: Option<LoginFailure>,
     /// The database's pause/close state is in `Database`; this marks RECONNECT epochs.
     pub(crate) last_used: Instant,
+    /// Since when the timer has seen it without clients or servers (auto-databases are
+    /// freed after `autodb_idle_timeout` of that).
+    pub(crate) empty_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +162,7 @@ impl Pool {
             stats: PoolStats::default(),
             login_failure: None,
             last_used: now,
+            empty_since: None,
         }
     }
 }

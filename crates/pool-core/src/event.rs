@@ -207,4 +207,10 @@ pub enum Action {
         /// The database, or all.
         database: Option<String>,
     },
+    /// The pool of an auto-database was freed after `autodb_idle_timeout` without
+    /// clients or servers: whatever the driver keeps per pool may go too.
+    PoolFreed {
+        /// The freed pool.
+        pool: PoolKey,
+    },
 }

@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use crate::entities::{ClientState, ServerState};
+use crate::event::Action;
 use crate::ids::{ClientId, ServerId};
 use crate::pooler::Pooler;
 use crate::reason::{DisconnectReason, ServerCloseReason};
-use crate::time::{earliest, Instant};
+use crate::time::{deadline, earliest, Instant};
 
 fn due(since: Instant, timeout: Duration, now: Instant) -> Result<(), Option<Instant>> {
     if timeout.is_zero() {
@@ -52,6 +53,65 @@ impl Pooler {
             }
         }
         self.activate_blocked(now);
+        self.free_idle_autodb_pools(now);
+    }
+
+    /// Frees the pools of auto-databases that have had no client and no server for
+    /// `autodb_idle_timeout` (PgBouncer's `cleanup_inactive_autodatabases`). Paused or
+    /// disabled databases keep their pools.
+    fn free_idle_autodb_pools(&mut self, now: Instant) {
+        let timeout = self.config.autodb_idle_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let mut i = self.pools.len();
+        while i > 0 {
+            i -= 1;
+            let p = &self.pools[i];
+            let empty = p.counts.clients() == 0 && p.counts.servers() == 0;
+            let auto = self.config.database(&p.key.database).is_none();
+            let held = self
+                .databases
+                .get(&*p.key.database)
+                .is_some_and(|d| d.paused || d.disabled);
+            if !empty || !auto || held {
+                self.pools[i].empty_since = None;
+                continue;
+            }
+            let since = *self.pools[i].empty_since.get_or_insert(now);
+            match deadline(since, timeout) {
+                Some(at) if at <= now => self.free_pool(i),
+                at => self.note(at),
+            }
+        }
+    }
+
+    /// Removes pool `i` (no client or server refers to it): the last pool takes its
+    /// index, and what referred to the last pool is renumbered.
+    fn free_pool(&mut self, i: usize) {
+        let freed = self.pools.swap_remove(i);
+        self.pool_index.remove(&freed.key);
+        let moved_from = self.pools.len();
+        if i < moved_from {
+            self.pool_index.insert(self.pools[i].key.clone(), i);
+            for c in self.clients.values_mut().filter(|c| c.pool == moved_from) {
+                c.pool = i;
+            }
+            for s in self.servers.values_mut().filter(|s| s.pool == moved_from) {
+                s.pool = i;
+            }
+        }
+        let database = freed.key.database.clone();
+        if !self.pools.iter().any(|p| p.key.database == database) {
+            if let Some(d) = self.databases.get(&*database) {
+                if d.clients == 0 && d.servers == 0 && !d.paused && !d.disabled {
+                    self.databases.remove(&*database);
+                }
+            }
+        }
+        tracing::debug!(pool = %freed.key, "auto-database pool freed after autodb_idle_timeout");
+        self.actions
+            .push_back(Action::PoolFreed { pool: freed.key });
     }
 
     fn roll_stats(&mut self, now: Instant) {

@@ -348,6 +348,7 @@ impl Settings {
             client_login_timeout: self.time("client_login_timeout"),
             idle_transaction_timeout: self.time("idle_transaction_timeout"),
             stats_period: Duration::from_secs(self.int("stats_period").max(1) as u64),
+            autodb_idle_timeout: self.time("autodb_idle_timeout"),
             databases: self
                 .databases
                 .iter()

@@ -47,6 +47,7 @@ pub(crate) struct Sim {
     pub(crate) cancelled_waits: Vec<ClientId>,
     pub(crate) pause_done: Vec<Option<String>>,
     pub(crate) fast_closed: Vec<ClientId>,
+    pub(crate) freed: Vec<PoolKey>,
     /// Servers that have ever been handed to a client while another held them.
     pub(crate) all_actions: Vec<Action>,
 }
@@ -67,6 +68,7 @@ impl Sim {
             cancelled_waits: Vec::new(),
             pause_done: Vec::new(),
             fast_closed: Vec::new(),
+            freed: Vec::new(),
             all_actions: Vec::new(),
         }
     }
@@ -103,6 +105,7 @@ impl Sim {
                 Action::CancelWait { client } => self.cancelled_waits.push(client),
                 Action::PauseDone { database } => self.pause_done.push(database),
                 Action::CloseAfterTransaction { client, .. } => self.fast_closed.push(client),
+                Action::PoolFreed { pool } => self.freed.push(pool),
             }
         }
         self.check_invariants();
@@ -218,6 +221,12 @@ impl Sim {
             .expect("pool exists")
     }
 
+    pub(crate) fn has_pool(&self, db: &str, user: &str) -> bool {
+        self.pooler
+            .pools(self.now)
+            .any(|p| &*p.key.database == db && &*p.key.user == user)
+    }
+
     pub(crate) fn server_count(&self) -> usize {
         self.pooler.servers.len()
     }
@@ -225,6 +234,23 @@ impl Sim {
     /// Invariants that must hold after every step.
     pub(crate) fn check_invariants(&self) {
         let p = &self.pooler;
+        // The pool index matches the pools, and every client and server has a pool
+        // (freeing auto-database pools renumbers them).
+        assert_eq!(p.pool_index.len(), p.pools.len());
+        for (i, pool) in p.pools.iter().enumerate() {
+            assert_eq!(
+                p.pool_index.get(&pool.key),
+                Some(&i),
+                "pool index of {}",
+                pool.key
+            );
+        }
+        for c in p.clients.values() {
+            assert!(c.pool < p.pools.len(), "client of a freed pool");
+        }
+        for s in p.servers.values() {
+            assert!(s.pool < p.pools.len(), "server of a freed pool");
+        }
         // A server is linked to at most one client, and links are symmetric.
         let mut seen = HashSet::new();
         for (id, c) in &p.clients {

@@ -26,7 +26,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0..2u8, 0..2u8).prop_map(|(db, user)| Step::Connect { db, user }),
+        3 => (0..3u8, 0..2u8).prop_map(|(db, user)| Step::Connect { db, user }),
         6 => any::<u8>().prop_map(Step::Want),
         5 => any::<u8>().prop_map(Step::Release),
         1 => any::<u8>().prop_map(Step::ReleaseDirty),
@@ -60,6 +60,7 @@ fn config(seed: u8) -> Config {
         } else {
             secs(0)
         },
+        autodb_idle_timeout: secs(u64::from(seed % 4) * 5),
         server_reset_enabled: seed % 2 == 1,
         server_check_enabled: seed % 3 == 1,
         server_check_delay: secs(3),
@@ -91,7 +92,8 @@ proptest! {
         for s in steps {
             match s {
                 Step::Connect { db, user } => {
-                    let db = if db == 0 { "db" } else { "db1" };
+                    // "auto" is not in [databases]: its pool is freed when idle.
+                    let db = ["db", "db1", "auto"][usize::from(db)];
                     let user = if user == 0 { "u0" } else { "u1" };
                     clients.push(sim.client_logged_in(db, user));
                 }

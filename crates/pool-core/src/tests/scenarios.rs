@@ -1069,3 +1069,74 @@ fn a_cancel_that_finishes_while_the_server_is_still_linked_changes_nothing() {
     assert_eq!(sim.pool("db", "app").sv_idle, 1);
     assert_eq!(sim.pool("db", "app").sv_being_canceled, 0);
 }
+
+#[test]
+fn an_idle_auto_database_pool_is_freed_after_autodb_idle_timeout_and_others_go_on() {
+    let config = Config {
+        autodb_idle_timeout: secs(100),
+        server_idle_timeout: secs(10),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    // "auto1" and "auto2" are not in [databases]: auto-databases. "db" is configured.
+    let (a, b, c) = (
+        sim.client_logged_in("auto1", "app"),
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("auto2", "app"),
+    );
+    for client in [a, b, c] {
+        sim.client_wants_server(client);
+        sim.server_connects();
+        sim.release(client);
+    }
+    sim.client_closes(a);
+    sim.client_closes(b);
+    // The servers go at server_idle_timeout; auto1 and db are then empty.
+    sim.advance(secs(20));
+    assert!(sim.has_pool("auto1", "app") && sim.has_pool("db", "app"));
+    sim.advance(secs(100));
+    assert!(
+        !sim.has_pool("auto1", "app"),
+        "idle auto-database pool kept"
+    );
+    assert!(
+        sim.has_pool("db", "app"),
+        "a configured database's pool was freed"
+    );
+    assert!(
+        sim.has_pool("auto2", "app"),
+        "an auto-database pool with a client was freed"
+    );
+    assert_eq!(sim.freed, vec![PoolKey::new("auto1", "app")]);
+    // The pool that took the freed one's place still serves its client.
+    sim.client_wants_server(c);
+    sim.server_connects();
+    assert!(sim.linked(c).is_some());
+    sim.release(c);
+    assert_eq!(
+        sim.pool("auto2", "app")
+            .stats
+            .totals
+            .server_assignment_count,
+        2
+    );
+    // A new client of auto1 gets a fresh pool.
+    let d = sim.client_logged_in("auto1", "app");
+    sim.client_wants_server(d);
+    sim.server_connects();
+    assert!(sim.linked(d).is_some());
+}
+
+#[test]
+fn autodb_idle_timeout_zero_keeps_auto_database_pools() {
+    let config = Config {
+        autodb_idle_timeout: Duration::ZERO,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("auto1", "app");
+    sim.client_closes(a);
+    sim.advance(secs(100_000));
+    assert!(sim.has_pool("auto1", "app"));
+    assert!(sim.freed.is_empty());
+}
