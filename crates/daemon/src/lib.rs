@@ -11,6 +11,8 @@ pub mod config;
 mod console;
 pub mod daemon;
 pub mod flush;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 mod mailbox;
 pub mod net;
