@@ -6,6 +6,7 @@
 //! ever sent on it (PgBouncer's CVE-2025-12819 fix).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use pgbouncer_pool_core::{PoolKey, ServerId};
@@ -16,10 +17,11 @@ use crate::auth::userlist::Secret;
 use crate::server::{self, ServerConn};
 use crate::shared::Shared;
 
-/// Cached auth connections.
+/// Cached auth connections: one per (database, auth_user), each behind its own lock, so
+/// lookups for different databases or auth users run in parallel.
 #[derive(Debug, Default)]
 pub struct AuthConns {
-    conns: Mutex<HashMap<PoolKey, ServerConn>>,
+    conns: std::sync::Mutex<HashMap<PoolKey, Arc<Mutex<Option<ServerConn>>>>>,
 }
 
 /// What the lookup found.
@@ -33,6 +35,11 @@ pub enum Lookup {
 
 impl AuthConns {
     /// Runs `query` with `$1 = user` as `auth_user` on `database`.
+    ///
+    /// The connection is taken out of its slot for the query and put back only after a
+    /// complete answer: if the caller gives up halfway (its login timed out), the
+    /// connection is dropped with the future and closed, never reused with an answer
+    /// still unread (which the next lookup would take for its own).
     pub async fn lookup(
         &self,
         shared: &Shared,
@@ -42,23 +49,31 @@ impl AuthConns {
         user: &str,
     ) -> Result<Lookup, String> {
         let key = PoolKey::new(database, auth_user);
-        let mut conns = self.conns.lock().await;
-        if !conns.contains_key(&key) {
-            let target = {
-                let core = shared.lock();
-                shared.server_target(&core, &key)
+        let slot = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => {
+                let target = {
+                    let core = shared.lock();
+                    shared.server_target(&core, &key)
+                }
+                .ok_or_else(|| format!("no such database: {database}"))?;
+                let timeout = shared.runtime().settings.time("server_connect_timeout");
+                server::connect(ServerId(0), &target, timeout, rand::random())
+                    .await
+                    .map_err(|e| e.message)?
             }
-            .ok_or_else(|| format!("no such database: {database}"))?;
-            let timeout = shared.runtime().settings.time("server_connect_timeout");
-            let conn = server::connect(ServerId(0), &target, timeout, rand::random())
-                .await
-                .map_err(|e| e.message)?;
-            conns.insert(key.clone(), conn);
-        }
-        let conn = conns.get_mut(&key).ok_or("auth connection vanished")?;
-        let result = run(conn, query, user).await;
-        if result.is_err() {
-            conns.remove(&key); // a broken or confused connection is not reused
+        };
+        let result = run(&mut conn, query, user).await;
+        if result.is_ok() {
+            *slot = Some(conn); // a broken or confused connection is not reused
         }
         result
     }

@@ -535,3 +535,40 @@ async fn an_auto_database_pool_is_freed_after_autodb_idle_timeout() {
     );
     d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_times_out_during_auth_query_leaves_no_answer_for_the_next() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("sec-authq-timeout");
+    // The lookup of scramuser takes 3 s, longer than client_login_timeout; md5user's is
+    // immediate. Both share the one auth connection of (appdb, postgres).
+    let query = format!(
+        "SELECT rolname, rolpassword FROM pg_authid, \
+         pg_sleep(CASE WHEN $1::text = '{SCRAM_USER}' THEN 3 ELSE 0 END) WHERE rolname = $1::text"
+    );
+    let extra = format!(
+        "auth_user = postgres\nauth_query = {query}\nclient_login_timeout = 1\npool_mode = transaction"
+    );
+    let text = ini(pg, &dir, &extra);
+    std::fs::write(dir.0.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+    let d = pgbouncer_rs::Daemon::start(settings(&text, &dir))
+        .await
+        .unwrap();
+    let e = Wire::try_connect(d.addr(), SCRAM_USER, SCRAM_PASSWORD, "appdb", &[])
+        .await
+        .err()
+        .expect("a 3 s auth_query finished within client_login_timeout = 1");
+    assert_eq!(e.2, "client_login_timeout");
+    // The abandoned query's answer (scramuser's secret) must not be taken for md5user's.
+    let mut w = Wire::try_connect(d.addr(), MD5_USER, MD5_PASSWORD, "appdb", &[])
+        .await
+        .unwrap_or_else(|e| panic!("md5user after the timed-out lookup: {e:?}"));
+    assert_eq!(
+        wire::first_value(&w.simple("select current_user").await).as_deref(),
+        Some(MD5_USER)
+    );
+    d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+}
