@@ -182,6 +182,9 @@ pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a listener pauses after a failed accept().
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
     let mut stop = shared.shutdown.subscribe();
     let local = Arc::new(
@@ -201,8 +204,11 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
                 }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!("accept() failed: {e}");
+                    // Out of descriptors (or memory): retrying at once would spin and
+                    // flood the log. PgBouncer stops listening for 5 s; a second is
+                    // enough for descriptors to come back and short for clients.
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
             _ = stop.changed() => return,
@@ -221,8 +227,11 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!("accept() failed: {e}");
+                    // Out of descriptors (or memory): retrying at once would spin and
+                    // flood the log. PgBouncer stops listening for 5 s; a second is
+                    // enough for descriptors to come back and short for clients.
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
             _ = stop.changed() => return,
