@@ -37,6 +37,9 @@ pub struct Snapshot<'a> {
     pub config: Vec<ConfigEntry>,
     /// Whether SUSPEND is in force (SHOW STATE).
     pub suspended: bool,
+    /// Clients past their startup packet and still authenticating: not known to the
+    /// pooler yet (no pool), counted in SHOW LISTS `used_clients` and `login_clients`.
+    pub logins_in_progress: usize,
 }
 
 impl<'a> Snapshot<'a> {
@@ -54,6 +57,7 @@ impl<'a> Snapshot<'a> {
             admin_clients: Vec::new(),
             config: Vec::new(),
             suspended: false,
+            logins_in_progress: 0,
         }
     }
 }

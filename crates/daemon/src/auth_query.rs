@@ -56,27 +56,57 @@ impl AuthConns {
             .entry(key.clone())
             .or_default()
             .clone();
-        let mut slot = slot.lock().await;
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => {
-                let target = {
-                    let core = shared.lock();
-                    shared.server_target(&core, &key)
+        let result = {
+            let mut guard = slot.lock().await;
+            let conn = match guard.take() {
+                Some(conn) => Ok(conn),
+                None => connect(shared, &key, database).await,
+            };
+            match conn {
+                Ok(mut conn) => {
+                    let result = run(&mut conn, query, user).await;
+                    if result.is_ok() {
+                        *guard = Some(conn); // a broken or confused one is not reused
+                    }
+                    result
                 }
-                .ok_or_else(|| format!("no such database: {database}"))?;
-                let timeout = shared.runtime().settings.time("server_connect_timeout");
-                server::connect(ServerId(0), &target, timeout, rand::random())
-                    .await
-                    .map_err(|e| e.message)?
+                Err(e) => Err(e),
             }
         };
-        let result = run(&mut conn, query, user).await;
-        if result.is_ok() {
-            *slot = Some(conn); // a broken or confused connection is not reused
-        }
+        self.forget_if_empty(&key, slot);
         result
     }
+
+    /// Drops the slot of `key` when it holds no connection and nobody else waits on it,
+    /// so that lookups that failed (a database name made up by a client that never
+    /// authenticates, say) leave nothing behind.
+    fn forget_if_empty(&self, key: &PoolKey, slot: Arc<Mutex<Option<ServerConn>>>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        // Our clone and the map's: nobody else holds it.
+        let unused =
+            Arc::strong_count(&slot) == 2 && slot.try_lock().is_ok_and(|conn| conn.is_none());
+        if unused {
+            conns.remove(key);
+        }
+    }
+
+    /// Closes the auth connections of `database` (its pool was freed).
+    pub fn forget_database(&self, database: &str) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|key, slot| &*key.database != database || Arc::strong_count(slot) > 1);
+    }
+}
+
+async fn connect(shared: &Shared, key: &PoolKey, database: &str) -> Result<ServerConn, String> {
+    let target = {
+        let core = shared.lock();
+        shared.server_target(&core, key)
+    }
+    .ok_or_else(|| format!("no such database: {database}"))?;
+    let timeout = shared.runtime().settings.time("server_connect_timeout");
+    server::connect(ServerId(0), &target, timeout, rand::random())
+        .await
+        .map_err(|e| e.message)
 }
 
 async fn run(conn: &mut ServerConn, query: &str, user: &str) -> Result<Lookup, String> {

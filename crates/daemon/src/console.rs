@@ -336,6 +336,7 @@ fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<(),
 fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) -> Snapshot<'a> {
     let mut snap = Snapshot::new(&core.pooler, shared.now(), std::time::SystemTime::now());
     snap.listen_port = rt.settings.listen_port();
+    snap.logins_in_progress = shared.logins_in_progress() as usize;
     snap.databases = rt
         .settings
         .databases

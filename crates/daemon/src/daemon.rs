@@ -111,7 +111,9 @@ impl Daemon {
                 let _ = done.await;
             }
             ShutdownMode::WaitForClients => loop {
-                if self.shared.lock().pooler.client_count() == 0 {
+                if self.shared.lock().pooler.client_count() == 0
+                    && self.shared.logins_in_progress() == 0
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -142,6 +144,7 @@ async fn log_stats(shared: Arc<Shared>) {
         let mut totals = pgbouncer_pool_core::StatCounters::default();
         {
             let core = shared.lock();
+            totals.add(core.pooler.freed_totals());
             for p in core.pooler.pools(shared.now()) {
                 totals.add(&p.stats.totals);
             }
@@ -182,8 +185,15 @@ pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
     Ok(())
 }
 
-/// How long a listener pauses after a failed accept().
+/// How long a listener pauses after accept() failed for lack of resources.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether an accept() error is about the process or the system (descriptors, memory),
+/// which pausing helps, rather than about the one connection it would have returned.
+fn accept_error_pauses(e: &std::io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM (Linux numbers).
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
 
 async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
     let mut stop = shared.shutdown.subscribe();
@@ -204,11 +214,20 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
                 }
                 Err(e) => {
-                    tracing::warn!("accept() failed: {e}");
-                    // Out of descriptors (or memory): retrying at once would spin and
-                    // flood the log. PgBouncer stops listening for 5 s; a second is
-                    // enough for descriptors to come back and short for clients.
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    if accept_error_pauses(&e) {
+                        tracing::warn!("accept() failed: {e}");
+                        // Out of descriptors or memory: retrying at once would spin and
+                        // flood the log. PgBouncer stops listening for 5 s; a second is
+                        // enough for descriptors to come back and short for clients.
+                        tokio::select! {
+                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                            _ = stop.changed() => return,
+                        }
+                    } else {
+                        // An error of that one connection (the peer reset it, a network
+                        // error pending on it): the next one is fine.
+                        tracing::debug!("accept() failed: {e}");
+                    }
                 }
             },
             _ = stop.changed() => return,
@@ -227,11 +246,20 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }
                 Err(e) => {
-                    tracing::warn!("accept() failed: {e}");
-                    // Out of descriptors (or memory): retrying at once would spin and
-                    // flood the log. PgBouncer stops listening for 5 s; a second is
-                    // enough for descriptors to come back and short for clients.
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    if accept_error_pauses(&e) {
+                        tracing::warn!("accept() failed: {e}");
+                        // Out of descriptors or memory: retrying at once would spin and
+                        // flood the log. PgBouncer stops listening for 5 s; a second is
+                        // enough for descriptors to come back and short for clients.
+                        tokio::select! {
+                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                            _ = stop.changed() => return,
+                        }
+                    } else {
+                        // An error of that one connection (the peer reset it, a network
+                        // error pending on it): the next one is fine.
+                        tracing::debug!("accept() failed: {e}");
+                    }
                 }
             },
             _ = stop.changed() => return,

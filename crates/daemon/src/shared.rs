@@ -482,6 +482,7 @@ impl Shared {
             Action::PoolFreed { pool } => {
                 // What is kept per pool goes with it (PgBouncer logs at this point too).
                 core.welcome.remove(&pool);
+                self.auth_conns.forget_database(&pool.database);
                 tracing::info!(
                     "freeing idle auto-database pool: db={} user={}",
                     pool.database,

@@ -107,12 +107,14 @@ impl Stream {
         if let [one] = bufs {
             return self.try_write(one);
         }
+        // MSG_NOSIGNAL, as std's own send: a reset peer is an EPIPE, never a SIGPIPE.
+        let flags = libc::MSG_NOSIGNAL;
         match self {
             Stream::Tcp(s) => s.try_io(Interest::WRITABLE, || {
-                socket2::SockRef::from(s).send_vectored(bufs)
+                socket2::SockRef::from(s).send_vectored_with_flags(bufs, flags)
             }),
             Stream::Unix(s) => s.try_io(Interest::WRITABLE, || {
-                socket2::SockRef::from(s).send_vectored(bufs)
+                socket2::SockRef::from(s).send_vectored_with_flags(bufs, flags)
             }),
         }
     }

@@ -426,6 +426,17 @@ async fn client_login_timeout_covers_authentication_and_in_auth_clients_count() 
         .err()
         .expect("a fourth client got in past max_client_conn = 3");
     assert_eq!(e.2, "no more connections allowed (max_client_conn)");
+    // The console (exempt from max_client_conn) shows the two as logging in.
+    let mut admin = Wire::connect(d.addr(), "admin", "adminpass", "pgbouncer", &[]).await;
+    let lists = wire::rows(&admin.simple("SHOW LISTS").await);
+    let item = |name: &str| {
+        lists
+            .iter()
+            .find(|r| r[0].as_deref() == Some(name))
+            .and_then(|r| r[1].clone())
+    };
+    assert_eq!(item("login_clients").as_deref(), Some("2"), "{lists:?}");
+    drop(admin);
     // Nothing bounds a silent password exchange but client_login_timeout.
     for s in [md5, ghost] {
         let error = closed_with(s, Duration::from_secs(15)).await;

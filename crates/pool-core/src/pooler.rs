@@ -34,6 +34,8 @@ pub struct Pooler {
     pub(crate) databases: HashMap<Arc<str>, Database>,
     pub(crate) users: HashMap<Arc<str>, User>,
     pub(crate) client_count: u32,
+    /// The running totals of freed pools, so sums over all pools never go backwards.
+    pub(crate) freed_totals: crate::stats::StatCounters,
     pub(crate) next_server: u32,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) next_wakeup: Option<Instant>,
@@ -62,6 +64,7 @@ impl Pooler {
             databases: HashMap::new(),
             users: HashMap::new(),
             client_count: 0,
+            freed_totals: crate::stats::StatCounters::default(),
             next_server: 1,
             actions: VecDeque::new(),
             next_wakeup: None,
@@ -208,6 +211,12 @@ impl Pooler {
     /// Whether `database` is disabled.
     pub fn is_disabled(&self, database: &str) -> bool {
         self.databases.get(database).is_some_and(|d| d.disabled)
+    }
+
+    /// The running totals (SHOW STATS_TOTALS columns) of pools freed so far: add them to
+    /// a sum over [`pools`](Self::pools) for process-wide totals that never go backwards.
+    pub fn freed_totals(&self) -> &crate::stats::StatCounters {
+        &self.freed_totals
     }
 
     /// Number of client connections known to the core.

@@ -91,6 +91,7 @@ impl Pooler {
     fn free_pool(&mut self, i: usize) {
         let freed = self.pools.swap_remove(i);
         self.pool_index.remove(&freed.key);
+        self.freed_totals.add(&freed.stats.totals);
         let moved_from = self.pools.len();
         if i < moved_from {
             self.pool_index.insert(self.pools[i].key.clone(), i);

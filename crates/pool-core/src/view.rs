@@ -89,7 +89,7 @@ pub struct ServerView<'a> {
 }
 
 impl Pooler {
-    /// Every pool, in creation order. `now` is used for `maxwait` and `sv_used`.
+    /// Every pool, in creation order (a freed pool's place is taken by the last one). `now` is used for `maxwait` and `sv_used`.
     pub fn pools(&self, now: Instant) -> impl Iterator<Item = PoolView<'_>> {
         self.pools.iter().map(move |p| {
             let used = p

@@ -210,8 +210,9 @@ fn counts(snap: &Snapshot<'_>) -> Counts {
         databases: databases::database_rows(snap).len(),
         users: databases::user_names(snap).len(),
         pools: snap.pooler.pools(snap.now).count() + 1,
-        clients: clients.len() + snap.admin_clients.len(),
-        login_clients: clients.iter().filter(|c| c.state == "login").count(),
+        clients: clients.len() + snap.admin_clients.len() + snap.logins_in_progress,
+        login_clients: clients.iter().filter(|c| c.state == "login").count()
+            + snap.logins_in_progress,
         servers: snap.pooler.servers(snap.now).len(),
     }
 }

@@ -34,10 +34,11 @@ pub(super) struct Pump {
 
 impl Pump {
     /// Back to the state of a new link, keeping the buffers' capacity (and dropping
-    /// capacity grown past the reply limit by a large reply).
+    /// buffers grown past the reply limit by one large chunk, so an idle client holds
+    /// little).
     fn reset(&mut self) {
-        self.from_client.clear();
-        self.from_server.clear();
+        self.from_client.clear_and_shrink(CLIENT_REPLY_LIMIT);
+        self.from_server.clear_and_shrink(CLIENT_REPLY_LIMIT);
         self.to_server = None;
         self.to_client = None;
         self.client_done = None;

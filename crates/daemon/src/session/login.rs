@@ -135,7 +135,6 @@ impl Session {
                 ..Default::default()
             }),
         );
-        drop(slot);
         self.shared.handle(
             pgbouncer_pool_core::Event::ClientConnected {
                 client: self.id,
@@ -147,6 +146,8 @@ impl Session {
             },
             None,
         );
+        // Only now: until pool-core counts the client, the slot does.
+        drop(slot);
         self.check_mailbox()?;
         self.mode = self
             .shared

@@ -128,10 +128,16 @@ impl Link {
                 _ => None,
             };
             if let Some(kind) = kind {
+                // A Parse may turn out named: its buffer then becomes the statement's
+                // shared text for good, so it gets one of its own size, not the spare.
+                let buf = match kind {
+                    Hold::ParseName => BytesMut::new(),
+                    _ => std::mem::take(&mut self.spare_hold),
+                };
                 self.cbody = Body::Hold {
                     kind,
                     hdr: *self.client.held_header(),
-                    buf: std::mem::take(&mut self.spare_hold),
+                    buf,
                     at,
                 };
                 return Ok(());

@@ -96,6 +96,13 @@ impl FromClient {
         self.terminated = false;
         self.requests = false;
     }
+
+    /// [`clear`](Self::clear), and frees buffers grown past `max` bytes.
+    pub fn clear_and_shrink(&mut self, max: usize) {
+        self.clear();
+        self.to_server.clear_and_shrink(max);
+        self.to_client.clear_and_shrink(max);
+    }
 }
 
 /// What one chunk from the server produced.
@@ -118,6 +125,15 @@ impl FromServer {
         self.params.clear();
         self.readies = 0;
         self.idle_readies = 0;
+    }
+
+    /// [`clear`](Self::clear), and frees buffers grown past `max` bytes.
+    pub fn clear_and_shrink(&mut self, max: usize) {
+        self.clear();
+        self.to_client.clear_and_shrink(max);
+        if self.params.capacity() > 64 {
+            self.params = Vec::new();
+        }
     }
 }
 

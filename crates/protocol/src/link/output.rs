@@ -32,6 +32,18 @@ impl Output {
         self.own.clear();
     }
 
+    /// Forgets everything, and frees buffers that grew past `max` bytes (or pieces) for
+    /// one large chunk, so a caller that keeps the output keeps only a small one.
+    pub fn clear_and_shrink(&mut self, max: usize) {
+        self.clear();
+        if self.own.capacity() > max {
+            self.own = BytesMut::new();
+        }
+        if self.pieces.capacity() > max / 64 {
+            self.pieces = Vec::new();
+        }
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
