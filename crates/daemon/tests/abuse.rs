@@ -26,12 +26,23 @@ use pgbouncer_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// `n` scaled by `ABUSE_SCALE`, and capped by the descriptors this process (and the
+/// pooler, which raises its limit the same way) can have: each connection costs one on
+/// both sides. The cap is printed when it bites.
 fn scaled(n: usize) -> usize {
     let scale: f64 = std::env::var("ABUSE_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(1)
+    let want = ((n as f64 * scale) as usize).max(1);
+    let budget = pgbouncer_rs::net::raise_fd_limit()
+        .map_or(1024, |l| usize::try_from(l.soft).unwrap_or(usize::MAX))
+        .saturating_sub(256)
+        .max(64);
+    if want > budget {
+        eprintln!("abuse: {want} connections wanted, {budget} fit in the descriptor limit");
+    }
+    want.min(budget)
 }
 
 /// The binary, started on an ini; killed when dropped.
