@@ -54,12 +54,31 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     Ok(())
 }
 
-/// Runs one target for `seconds`; a crash fails (its input is in `fuzz/artifacts/`).
+/// Runs one target for `seconds`, growing its checked-in corpus; a crash fails (its
+/// input is in `fuzz/artifacts/`).
 pub(crate) fn run_one(target: &str, seconds: u64) -> Outcome {
     let mut fuzz = fuzz_command()?;
     cmd::run(
         fuzz.current_dir(cmd::root().join("fuzz"))
             .args(["run", target, "--"])
+            .arg(format!("-max_total_time={seconds}")),
+    )
+}
+
+/// Like [`run_one`], but new inputs go to a scratch corpus under `target/` (the
+/// checked-in one is read, not written): what CI runs, so a checkout stays clean.
+pub(crate) fn run_one_scratch(target: &str, seconds: u64) -> Outcome {
+    let root = cmd::root();
+    let scratch = root.join("target/fuzz-scratch-corpus").join(target);
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", scratch.display())))?;
+    let mut fuzz = fuzz_command()?;
+    cmd::run(
+        fuzz.current_dir(root.join("fuzz"))
+            .args(["run", target])
+            .arg(&scratch)
+            .arg(root.join("fuzz/corpus").join(target))
+            .arg("--")
             .arg(format!("-max_total_time={seconds}")),
     )
 }
