@@ -188,6 +188,28 @@ pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
 /// How long a listener pauses after accept() failed for lack of resources.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// Logs a failed accept() and, when it was for lack of resources, pauses the listener.
+/// `false`: shutdown began meanwhile.
+async fn after_accept_error(
+    e: &std::io::Error,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    if !accept_error_pauses(e) {
+        // An error of that one connection (the peer reset it, a network error pending
+        // on it): the next one is fine.
+        tracing::debug!("accept() failed: {e}");
+        return true;
+    }
+    tracing::warn!("accept() failed: {e}");
+    // Out of descriptors or memory: retrying at once would spin and flood the log.
+    // PgBouncer stops listening for 5 s; a second is enough for descriptors to come
+    // back and short for clients.
+    tokio::select! {
+        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => true,
+        _ = stop.changed() => false,
+    }
+}
+
 /// Whether an accept() error is about the process or the system (descriptors, memory),
 /// which pausing helps, rather than about the one connection it would have returned.
 fn accept_error_pauses(e: &std::io::Error) -> bool {
@@ -214,19 +236,8 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
                 }
                 Err(e) => {
-                    if accept_error_pauses(&e) {
-                        tracing::warn!("accept() failed: {e}");
-                        // Out of descriptors or memory: retrying at once would spin and
-                        // flood the log. PgBouncer stops listening for 5 s; a second is
-                        // enough for descriptors to come back and short for clients.
-                        tokio::select! {
-                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
-                            _ = stop.changed() => return,
-                        }
-                    } else {
-                        // An error of that one connection (the peer reset it, a network
-                        // error pending on it): the next one is fine.
-                        tracing::debug!("accept() failed: {e}");
+                    if !after_accept_error(&e, &mut stop).await {
+                        return;
                     }
                 }
             },
@@ -246,19 +257,8 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
                     tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }
                 Err(e) => {
-                    if accept_error_pauses(&e) {
-                        tracing::warn!("accept() failed: {e}");
-                        // Out of descriptors or memory: retrying at once would spin and
-                        // flood the log. PgBouncer stops listening for 5 s; a second is
-                        // enough for descriptors to come back and short for clients.
-                        tokio::select! {
-                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
-                            _ = stop.changed() => return,
-                        }
-                    } else {
-                        // An error of that one connection (the peer reset it, a network
-                        // error pending on it): the next one is fine.
-                        tracing::debug!("accept() failed: {e}");
+                    if !after_accept_error(&e, &mut stop).await {
+                        return;
                     }
                 }
             },

@@ -206,8 +206,6 @@ async fn thousands_of_silent_connections_cost_little_and_leave_at_client_login_t
     for _ in 0..n {
         silent.push(TcpStream::connect(p.addr()).await.unwrap());
     }
-    // Let the pooler accept them all before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let served = ordinary_load(p.addr(), 4, 100).await;
     let held = p.mem_kb("VmRSS");
     // Every one is closed by the pooler, none by us.
