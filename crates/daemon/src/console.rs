@@ -66,6 +66,8 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         unix: matches!(io.stream, Stream::Unix(_)),
         addr: io.stream.peer().0.parse().ok(),
         peer_uid: io.stream.peer_uid(),
+        tls: io.stream.is_tls(),
+        cert_name: io.stream.peer_certificate_name(),
         database: admin::ADMIN_DB.to_string(),
         replication: false,
     };
@@ -128,6 +130,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
                 port,
                 local_addr,
                 local_port,
+                tls: stream.tls_info().into(),
                 ..Default::default()
             },
         },
@@ -305,32 +308,53 @@ async fn run_command(
         }
         Effect::Reload => match crate::daemon::reload_from_disk(shared) {
             Ok(()) => Reply::Tag("RELOAD".into()),
-            Err(e) => {
-                tracing::error!("config file loading failed: {e}");
-                Reply::Error(admin::AdminError::reload_failed())
-            }
+            Err(_) => Reply::Error(admin::AdminError::reload_failed()),
         },
         Effect::Set { key, value } => match set(shared, &rt, &key, &value) {
-            Ok(()) => Reply::set_done(&key, &value),
+            Ok(SetOutcome::Done) => Reply::set_done(&key, &value),
+            Ok(SetOutcome::TlsKept) => Reply::Notice {
+                message: "TLS settings could not be applied, still using old configuration".into(),
+                detail: None,
+                then_tag: format!("SET {key}={value}"),
+            },
             Err(()) => Reply::Error(admin::AdminError::set_failed()),
         },
         _ => Reply::Error(admin::AdminError::bad_arguments()),
     })
 }
 
-fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<(), ()> {
+/// How a `SET` went.
+enum SetOutcome {
+    /// Applied.
+    Done,
+    /// The value is set, but the TLS it asks for could not be built: the old TLS stays
+    /// in force (PgBouncer's NOTICE says so).
+    TlsKept,
+}
+
+fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<SetOutcome, ()> {
     let k = keys::find(key).ok_or(())?;
     if !keys::validate(k.kind, value) {
         return Err(());
     }
     if !k.reloadable {
-        return Ok(()); // accepted and ignored, as PgBouncer does
+        return Ok(SetOutcome::Done); // accepted and ignored, as PgBouncer does
     }
     let mut settings = rt.settings.clone();
     settings.values.insert(k.name, Some(value.to_string()));
-    let new = Runtime::new(settings).map_err(|_| ())?;
-    shared.set_runtime(new);
-    Ok(())
+    match Runtime::new(settings.clone()) {
+        Ok(new) => {
+            shared.set_runtime(new);
+            Ok(SetOutcome::Done)
+        }
+        Err(crate::runtime::RuntimeError::Tls(e)) if k.name.contains("_tls") => {
+            tracing::error!("TLS setup failed: {e}");
+            let new = Runtime::with_tls(settings, rt.tls.clone()).map_err(|_| ())?;
+            shared.set_runtime(new);
+            Ok(SetOutcome::TlsKept)
+        }
+        Err(_) => Err(()),
+    }
 }
 
 fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) -> Snapshot<'a> {

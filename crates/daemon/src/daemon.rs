@@ -167,8 +167,19 @@ async fn log_stats(shared: Arc<Shared>) {
 /// RELOAD / SIGHUP: re-reads the ini (and environment) the daemon started from. Every
 /// `[pgbouncer]` key starts from its default again, except startup-only keys (kept as
 /// they were) and keys whose default is NULL (kept when the file no longer sets them),
-/// as PgBouncer does. A bad file keeps the old configuration.
+/// as PgBouncer does. A bad file (or TLS that cannot be set up) keeps the old
+/// configuration; the error is logged here.
 pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
+    let r = reload_inner(shared);
+    match &r {
+        Err(e) if e.starts_with("TLS setup failed") => tracing::error!("{e}"),
+        Err(e) => tracing::error!("config file loading failed: {e}"),
+        Ok(()) => {}
+    }
+    r
+}
+
+fn reload_inner(shared: &Arc<Shared>) -> Result<(), String> {
     let old = shared.runtime();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut new = Settings::load(old.settings.file.as_deref(), &env).map_err(|e| e.to_string())?;

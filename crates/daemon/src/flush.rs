@@ -48,14 +48,8 @@ impl Flusher {
             // (A zero-byte send would report 0 written, which is not a failure here.)
             return Ok(());
         }
-        loop {
-            match stream.try_write(data) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n == data.len() => return Ok(()),
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
+        if write_some(stream, &mut data)? {
+            return Ok(());
         }
         self.blocked.fetch_add(1, Ordering::AcqRel);
         let _counted = Blocked(&self.blocked);
@@ -68,12 +62,8 @@ impl Flusher {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, SUSPEND_TIMEOUT));
                 }
             }
-            match stream.try_write(data) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n == data.len() => return Ok(()),
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            if write_some(stream, &mut data)? {
+                return Ok(());
             }
         }
     }
@@ -135,6 +125,20 @@ impl Flusher {
     pub fn resume(&self) {
         self.drop_blocked.send_replace(false);
     }
+}
+
+/// Writes what `stream` takes of `data` now; `Ok(true)` once all of it (and, for TLS,
+/// its records) went out.
+fn write_some(stream: &Stream, data: &mut &[u8]) -> io::Result<bool> {
+    while !data.is_empty() {
+        match stream.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    stream.try_flush()
 }
 
 /// A write waiting for its peer, counted by [`Flusher::blocked`] while it lives.

@@ -22,5 +22,6 @@ pub mod server;
 mod session;
 pub mod shared;
 pub mod stream;
+pub mod tls;
 
 pub use daemon::{Daemon, ShutdownMode, StartError};

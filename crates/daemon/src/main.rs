@@ -197,6 +197,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        // Everything a start derives too: auth, hba and ident files, TLS keys,
+        // certificates and cipher settings.
+        if let Err(e) = pgbouncer_rs::runtime::Runtime::new(settings) {
+            eprintln!("FATAL {e}");
+            return ExitCode::from(1);
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -372,9 +378,8 @@ async fn wait_for_signals(daemon: &Daemon, signals: Signals) -> std::io::Result<
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("got SIGHUP, re-reading config");
-                if let Err(e) = pgbouncer_rs::daemon::reload_from_disk(&daemon.shared) {
-                    tracing::error!("config file loading failed: {e}");
-                }
+                // (A failure is logged by the reload itself.)
+                let _ = pgbouncer_rs::daemon::reload_from_disk(&daemon.shared);
             }
             _ = int.recv() => return Ok(ShutdownMode::WaitForServers),
             _ = term.recv() => return Ok(ShutdownMode::WaitForClients),

@@ -57,6 +57,8 @@ pub struct Runtime {
     pub ident: Option<crate::auth::ident::IdentMap>,
     /// Settings every login reads, parsed once per (re)load.
     pub per_login: PerLogin,
+    /// TLS towards clients and servers, built from the `*_tls_*` settings.
+    pub tls: Arc<crate::tls::TlsSetup>,
 }
 
 /// Settings read on every accept or login, parsed once instead of looked up by name
@@ -106,11 +108,27 @@ pub enum RuntimeError {
     /// auth_ident_file.
     #[error(transparent)]
     Ident(#[from] crate::auth::ident::IdentError),
+    /// The TLS settings (keys, certificates, protocols, ciphers).
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Runtime {
-    /// Derives the runtime view; reads the auth file.
+    /// Derives the runtime view; reads the auth file and builds TLS.
     pub fn new(settings: Settings) -> Result<Arc<Runtime>, RuntimeError> {
+        let (tls, warnings) = crate::tls::TlsSetup::new(&settings)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Self::with_tls(settings, Arc::new(tls))
+    }
+
+    /// As [`Runtime::new`], keeping `tls` (a `SET` whose TLS could not be applied keeps
+    /// the TLS it had, as PgBouncer does).
+    pub fn with_tls(
+        settings: Settings,
+        tls: Arc<crate::tls::TlsSetup>,
+    ) -> Result<Arc<Runtime>, RuntimeError> {
         let userlist = match settings.str("auth_file") {
             "" => Userlist::new(),
             f => userlist::load(&PathBuf::from(f))?,
@@ -161,6 +179,7 @@ impl Runtime {
             tracked,
             userlist,
             settings,
+            tls,
         }))
     }
 

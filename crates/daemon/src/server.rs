@@ -61,6 +61,8 @@ pub struct ServerTarget {
     pub connect_query: Option<String>,
     /// max_packet_size.
     pub max_packet_size: u32,
+    /// TLS towards servers (server_tls_*), as loaded when the connect started.
+    pub tls: std::sync::Arc<crate::tls::TlsSetup>,
 }
 
 /// Why a server login failed: carried to waiting clients.
@@ -213,6 +215,81 @@ pub async fn open_socket(host: &str, port: u16) -> std::io::Result<Stream> {
     }
 }
 
+/// Negotiates TLS on a new server socket as `server_tls_sslmode` says: an SSLRequest
+/// (or, with `server_tls_sslnegotiation = direct`, the handshake at once), then the
+/// handshake with the certificate checks of the mode. A server that refuses TLS is used
+/// in clear text only below `require`; a failed handshake is never retried in clear.
+/// Unix sockets never use TLS.
+pub async fn secure(
+    stream: Stream,
+    host: &str,
+    side: &crate::tls::ServerSide,
+) -> Result<Stream, LoginError> {
+    use crate::tls::SslMode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut tcp, config) = match (stream, &side.config) {
+        (Stream::Tcp(tcp), Some(config)) if side.mode != SslMode::Disable => (tcp, config.clone()),
+        (other, _) => return Ok(other),
+    };
+    if let Some(why) = &side.unusable {
+        return Err(LoginError::ours(format!("TLS handshake error: {why}")));
+    }
+    if !side.direct {
+        let mut out = BytesMut::new();
+        pgbouncer_protocol::StartupPacket::SslRequest.encode(&mut out);
+        tcp.write_all(&out)
+            .await
+            .map_err(|e| LoginError::ours(format!("server write failed: {e}")))?;
+        // Room for two bytes: a second one before the handshake was not encrypted.
+        let mut answer = [0u8; 2];
+        let n = tcp
+            .read(&mut answer)
+            .await
+            .map_err(|e| LoginError::ours(format!("server read failed: {e}")))?;
+        if n == 0 {
+            return Err(LoginError::ours(
+                "server closed the connection at SSLRequest",
+            ));
+        }
+        if n > 1 {
+            return Err(LoginError::ours(
+                "received unencrypted data after SSL response",
+            ));
+        }
+        match pgbouncer_protocol::SslAnswer::parse(answer[0]) {
+            pgbouncer_protocol::SslAnswer::Accepted => {}
+            pgbouncer_protocol::SslAnswer::Refused if side.mode < SslMode::Require => {
+                return Ok(Stream::Tcp(tcp));
+            }
+            pgbouncer_protocol::SslAnswer::Refused => {
+                return Err(LoginError::ours("server refused SSL"));
+            }
+            pgbouncer_protocol::SslAnswer::Other(_) => {
+                return Err(LoginError::ours("bad sslreq answer"));
+            }
+        }
+    }
+    let name = crate::tls::server_name(host).map_err(|e| LoginError::ours(e.to_string()))?;
+    match crate::tls::TlsStream::connect(tcp, config, name).await {
+        Ok(tls) => Ok(Stream::Tls(Box::new(tls))),
+        Err(e) => Err(LoginError::ours(handshake_error(&e))),
+    }
+}
+
+/// The text of a failed server handshake, with OpenSSL's words for a certificate that
+/// did not verify (operators and PgBouncer's tests grep `certificate verify failed`).
+fn handshake_error(e: &std::io::Error) -> String {
+    let certificate = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if certificate {
+        format!("TLS handshake error: certificate verify failed: {e}")
+    } else {
+        format!("TLS handshake error: {e}")
+    }
+}
+
 async fn connect_inner(
     id: ServerId,
     t: &ServerTarget,
@@ -224,6 +301,7 @@ async fn connect_inner(
             t.host, t.port
         ))
     })?;
+    let stream = secure(stream, &t.host, &t.tls.server).await?;
     let mut conn = ServerConn {
         id,
         stream,

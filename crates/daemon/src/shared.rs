@@ -208,8 +208,18 @@ impl Shared {
             (f.0)(&rt.settings);
         }
         let config = rt.settings.pool_config();
-        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = rt;
+        let old = std::mem::replace(
+            &mut *self.runtime.write().unwrap_or_else(|e| e.into_inner()),
+            rt.clone(),
+        );
         self.handle(Event::Reload(Box::new(config)), None);
+        if old.tls.server.fingerprint != rt.tls.server.fingerprint {
+            // Servers keep the TLS they were opened with; new settings (or a rotated
+            // CA or key) mean re-opening them, idle ones now and busy ones when
+            // released, as PgBouncer tags its pools dirty.
+            tracing::info!("server TLS settings changed: reconnecting servers");
+            self.handle(Event::Reconnect { database: None }, None);
+        }
     }
 
     /// A SCRAM secret for a user whose auth_file entry is a plain password: derived
@@ -577,6 +587,7 @@ impl Shared {
             startup_params,
             connect_query: db.connect_query.clone(),
             max_packet_size: rt.max_packet_size,
+            tls: rt.tls.clone(),
         })
     }
 
@@ -635,6 +646,7 @@ impl Shared {
                             local_addr,
                             local_port,
                             remote_pid: conn.backend_key.0,
+                            tls: conn.stream.tls_info().into(),
                             application_name: conn.param("application_name").unwrap_or("").into(),
                             ..Default::default()
                         },
@@ -765,7 +777,9 @@ impl Shared {
     }
 }
 
-/// Sends a CancelRequest to a server on a new connection.
+/// Sends a CancelRequest to a server on a new connection. In clear text, as PgBouncer
+/// and libpq send it: PostgreSQL reads a cancel request before any TLS negotiation
+/// (and before pg_hba.conf), and its key is only good for that one backend.
 pub async fn send_cancel(host: &str, port: u16, pid: i32, key: i32) -> std::io::Result<()> {
     let mut s = server::open_socket(host, port).await?;
     let mut buf = bytes::BytesMut::new();

@@ -1,5 +1,7 @@
-//! One socket type for TCP and Unix-domain connections, with the few operations the
-//! forwarding loop needs (readiness, non-blocking reads into a buffer, whole writes).
+//! One socket type for TCP, TLS-over-TCP and Unix-domain connections, with the few
+//! operations the forwarding loop needs (readiness, non-blocking reads into a buffer,
+//! whole writes). A writer is done with a TLS stream only when [`Stream::try_flush`]
+//! says so (records can wait inside it after the plaintext was taken).
 
 use std::io;
 
@@ -14,6 +16,14 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// TLS over TCP.
+    Tls(Box<crate::tls::TlsStream>),
+    /// Given away (upgraded to TLS); every operation fails.
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "stream given away")
 }
 
 impl Stream {
@@ -22,6 +32,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
+            Stream::Tls(s) => s.readable().await,
+            Stream::Closed => Err(closed()),
         }
     }
 
@@ -34,6 +46,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tls(s) => s.poll_read_ready(cx),
+            Stream::Closed => std::task::Poll::Ready(Err(closed())),
         }
     }
 
@@ -42,6 +56,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.writable().await,
             Stream::Unix(s) => s.writable().await,
+            Stream::Tls(s) => s.writable().await,
+            Stream::Closed => Err(closed()),
         }
     }
 
@@ -63,6 +79,8 @@ impl Stream {
                 got = s.try_read_buf(buf)?;
                 drained(got, spare)
             }),
+            Stream::Tls(s) => return s.try_read_buf(buf),
+            Stream::Closed => return Err(closed()),
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
@@ -82,11 +100,26 @@ impl Stream {
         }
     }
 
-    /// Writes all of `data`.
-    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Writes all of `data` (and, for TLS, sends every record).
+    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(data).await,
             Stream::Unix(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                while !data.is_empty() {
+                    match s.try_write_vectored(&[io::IoSlice::new(data)]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable().await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                while !s.try_flush()? {
+                    s.writable().await?;
+                }
+                Ok(())
+            }
+            Stream::Closed => Err(closed()),
         }
     }
 
@@ -95,7 +128,56 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_write(data),
             Stream::Unix(s) => s.try_write(data),
+            Stream::Tls(s) => s.try_write_vectored(&[io::IoSlice::new(data)]),
+            Stream::Closed => Err(closed()),
         }
+    }
+
+    /// Sends what a TLS stream still holds of earlier writes: `Ok(true)` when nothing is
+    /// left (always, for plain sockets), `Ok(false)` when the socket is full (wait for
+    /// [`Stream::writable`] and call again).
+    #[inline]
+    pub fn try_flush(&self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(s) => s.try_flush(),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// The TLS description PgBouncer shows (`TLSv1.3/…`), empty for plain sockets.
+    pub fn tls_info(&self) -> &str {
+        match self {
+            Stream::Tls(s) => s.info(),
+            _ => "",
+        }
+    }
+
+    /// The common name of the peer's verified TLS certificate (for `cert` auth).
+    pub fn peer_certificate_name(&self) -> Option<String> {
+        match self {
+            Stream::Tls(s) => s
+                .peer_certificate()
+                .and_then(crate::tls::certificate_common_name),
+            _ => None,
+        }
+    }
+
+    /// The `tls-server-end-point` data for SCRAM-SHA-256-PLUS on a client TLS stream.
+    pub fn channel_binding(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(s) => s.channel_binding(),
+            _ => None,
+        }
+    }
+
+    /// Takes the stream out, leaving [`Stream::Closed`].
+    pub fn take(&mut self) -> Stream {
+        std::mem::replace(self, Stream::Closed)
     }
 
     /// Writes as much of `bufs` as fits without waiting: one `send`, or one `sendmsg`
@@ -107,6 +189,9 @@ impl Stream {
         if let [one] = bufs {
             return self.try_write(one);
         }
+        if let Stream::Tls(s) = self {
+            return s.try_write_vectored(bufs);
+        }
         // MSG_NOSIGNAL, as std's own send: a reset peer is an EPIPE, never a SIGPIPE.
         let flags = libc::MSG_NOSIGNAL;
         match self {
@@ -116,6 +201,7 @@ impl Stream {
             Stream::Unix(s) => s.try_io(Interest::WRITABLE, || {
                 socket2::SockRef::from(s).send_vectored_with_flags(bufs, flags)
             }),
+            Stream::Tls(_) | Stream::Closed => Err(closed()),
         }
     }
 
@@ -127,6 +213,8 @@ impl Stream {
         let r = match self {
             Stream::Tcp(s) => s.try_read(&mut probe),
             Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::Tls(s) => return s.has_unexpected_input(),
+            Stream::Closed => return true,
         };
         !matches!(r, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -138,7 +226,13 @@ impl Stream {
                 .peer_addr()
                 .map(|a| (a.ip().to_string(), a.port()))
                 .unwrap_or_else(|_| ("?".into(), 0)),
+            Stream::Tls(s) => s
+                .tcp()
+                .peer_addr()
+                .map(|a| (a.ip().to_string(), a.port()))
+                .unwrap_or_else(|_| ("?".into(), 0)),
             Stream::Unix(_) => ("unix".into(), 0),
+            Stream::Closed => ("?".into(), 0),
         }
     }
 
@@ -146,7 +240,7 @@ impl Stream {
     pub fn peer_uid(&self) -> Option<u32> {
         match self {
             Stream::Unix(s) => s.peer_cred().ok().map(|c| c.uid()),
-            Stream::Tcp(_) => None,
+            _ => None,
         }
     }
 
@@ -157,14 +251,26 @@ impl Stream {
                 .local_addr()
                 .map(|a| (a.ip().to_string(), a.port()))
                 .unwrap_or_else(|_| ("?".into(), 0)),
+            Stream::Tls(s) => s
+                .tcp()
+                .local_addr()
+                .map(|a| (a.ip().to_string(), a.port()))
+                .unwrap_or_else(|_| ("?".into(), 0)),
             Stream::Unix(_) => ("unix".into(), 0),
+            Stream::Closed => ("?".into(), 0),
         }
     }
 
     /// Disables Nagle's algorithm on TCP sockets.
     pub fn set_nodelay(&self) {
-        if let Stream::Tcp(s) = self {
-            let _ = s.set_nodelay(true);
+        match self {
+            Stream::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+            }
+            Stream::Tls(s) => {
+                let _ = s.tcp().set_nodelay(true);
+            }
+            _ => {}
         }
     }
 }

@@ -389,10 +389,19 @@ async fn stuck_server() -> (u16, tokio::task::JoinHandle<()>) {
             tokio::time::timeout(Duration::from_secs(120), l.accept()).await
         {
             let mut buf = BytesMut::new();
-            // The startup packet: length-prefixed.
+            // The startup packet: length-prefixed (an SSLRequest first is answered 'N',
+            // as by a PostgreSQL without TLS).
             loop {
                 if buf.len() >= 4 {
                     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                    if buf.len() >= 8
+                        && len == 8
+                        && buf[4..8] == pgbouncer_protocol::SSL_REQUEST_CODE.to_be_bytes()
+                    {
+                        let _ = buf.split_to(8);
+                        let _ = s.write_all(b"N").await;
+                        continue;
+                    }
                     if buf.len() >= len {
                         break;
                     }

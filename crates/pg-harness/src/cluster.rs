@@ -31,6 +31,13 @@ pub struct ClusterOptions {
     pub max_connections: u32,
     /// Lines appended to `postgresql.conf` after the harness's own, so they win.
     pub extra_conf: Vec<String>,
+    /// Files written into the data directory before the first start (name, contents),
+    /// owned by the server's user with mode 0600: a TLS key and certificates, which
+    /// `extra_conf` then names (`ssl_cert_file = 'server.crt'`).
+    pub data_files: Vec<(String, String)>,
+    /// `pg_hba.conf` lines put before the harness's own (first match wins): for
+    /// example `hostnossl all all 127.0.0.1/32 reject` for a server that requires TLS.
+    pub hba_first: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +45,8 @@ impl Default for ClusterOptions {
         ClusterOptions {
             max_connections: 100,
             extra_conf: Vec::new(),
+            data_files: Vec::new(),
+            hba_first: Vec::new(),
         }
     }
 }
@@ -272,7 +281,7 @@ impl PgCluster {
         let data_dir = dir.join("data");
         let log_path = dir.join("postgres.log");
         setup::initdb(&bin_dir, run_as, &dir, &data_dir)?;
-        let base_conf = setup::prepare_conf(run_as, &data_dir)?;
+        let base_conf = setup::prepare_conf(run_as, &data_dir, opts)?;
         for _ in 0..START_ATTEMPTS {
             let port = setup::free_port()?;
             setup::write_conf(run_as, &data_dir, &dir, &base_conf, port, opts)?;

@@ -71,9 +71,25 @@ pub(crate) fn initdb(
 
 /// Writes `pg_hba.conf` and returns the `postgresql.conf` that `initdb` wrote, to which
 /// [`write_conf`] appends the harness settings on every start attempt.
-pub(crate) fn prepare_conf(run_as: &RunAs, data_dir: &Path) -> Result<String, HarnessError> {
+pub(crate) fn prepare_conf(
+    run_as: &RunAs,
+    data_dir: &Path,
+    opts: &ClusterOptions,
+) -> Result<String, HarnessError> {
     let hba = data_dir.join("pg_hba.conf");
-    write_owned(run_as, &hba, &pg_hba_conf())?;
+    let mut lines = String::new();
+    for line in &opts.hba_first {
+        lines.push_str(line);
+        lines.push('\n');
+    }
+    write_owned(run_as, &hba, &(lines + &pg_hba_conf()))?;
+    for (name, contents) in &opts.data_files {
+        let path = data_dir.join(name);
+        write_owned(run_as, &path, contents)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| HarnessError::io(format!("chmod {}", path.display()), e))?;
+    }
     let conf = data_dir.join("postgresql.conf");
     std::fs::read_to_string(&conf)
         .map_err(|e| HarnessError::io(format!("read {}", conf.display()), e))

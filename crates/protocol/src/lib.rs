@@ -77,8 +77,9 @@ pub use response::{
 };
 pub use result_set::{oid, Column, ResultSet};
 pub use startup::{
-    CancelRequest, ProtocolVersion, StartupMessage, StartupPacket, CANCEL_REQUEST_CODE,
-    ENCRYPTION_REFUSED, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LENGTH, SSL_REQUEST_CODE,
+    is_direct_tls, CancelRequest, ProtocolVersion, SslAnswer, StartupMessage, StartupPacket,
+    CANCEL_REQUEST_CODE, ENCRYPTION_ACCEPTED, ENCRYPTION_REFUSED, GSSENC_REQUEST_CODE,
+    MAX_STARTUP_PACKET_LENGTH, SSL_REQUEST_CODE,
 };
 pub use status::{
     encode_backend_key_data, encode_command_complete, encode_parameter_status,

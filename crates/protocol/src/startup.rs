@@ -16,6 +16,38 @@ pub const MAX_STARTUP_PACKET_LENGTH: u32 = 10000;
 pub const SSL_REQUEST_CODE: u32 = 80877103;
 /// The one-byte answer to an SSLRequest or GSSENCRequest that is refused.
 pub const ENCRYPTION_REFUSED: &[u8] = b"N";
+/// The one-byte answer to an SSLRequest that is accepted (the TLS handshake follows).
+pub const ENCRYPTION_ACCEPTED: &[u8] = b"S";
+
+/// A server's one-byte answer to an SSLRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslAnswer {
+    /// `S`: the TLS handshake follows.
+    Accepted,
+    /// `N`: go on in clear text (or give up).
+    Refused,
+    /// Anything else (an ErrorResponse from a server too old to know SSLRequest).
+    Other(u8),
+}
+
+impl SslAnswer {
+    /// Reads the answer byte.
+    pub fn parse(byte: u8) -> SslAnswer {
+        match byte {
+            b'S' => SslAnswer::Accepted,
+            b'N' => SslAnswer::Refused,
+            other => SslAnswer::Other(other),
+        }
+    }
+}
+
+/// Whether a connection's first byte starts a TLS handshake record (PostgreSQL 17
+/// direct TLS, no SSLRequest first). A startup packet starts with its length, whose
+/// first byte is 0 for every legal length.
+pub fn is_direct_tls(first: u8) -> bool {
+    first == 0x16
+}
+
 /// Request code of a GSSENCRequest (1234.5680).
 pub const GSSENC_REQUEST_CODE: u32 = 80877104;
 /// Request code of a CancelRequest (1234.5678).

@@ -78,6 +78,11 @@ pub struct ConnFacts {
     pub addr: Option<std::net::IpAddr>,
     /// Peer uid (Unix socket), for `peer`.
     pub peer_uid: Option<u32>,
+    /// The connection is TLS (`hostssl` / `hostnossl`).
+    pub tls: bool,
+    /// The common name of the client's certificate, when it sent one that verified
+    /// against `client_tls_ca_file` (for `cert`).
+    pub cert_name: Option<String>,
     /// The database asked for.
     pub database: String,
     /// A replication connection.
@@ -105,9 +110,31 @@ pub async fn authenticate(
             other => md5_exchange(io, user, other.as_ref()).await,
         },
         AuthType::ScramSha256 => scram_any(io, rt, user, usable(user, secret), plain_scram).await,
-        AuthType::Cert | AuthType::Pam | AuthType::Ldap => {
+        AuthType::Cert => cert(rt, user, facts, None),
+        AuthType::Pam | AuthType::Ldap => {
             Err(AuthFailure("no authentication method is found".into()))
         }
+    }
+}
+
+/// `cert` (auth_type or hba): a verified client certificate whose common name is the
+/// user name, or maps to it through the `auth_ident_file` map `map`.
+fn cert(
+    rt: &Runtime,
+    user: &str,
+    facts: &ConnFacts,
+    map: Option<&str>,
+) -> Result<AuthSuccess, AuthFailure> {
+    let fail = || AuthFailure("certificate authentication failed".into());
+    let name = facts.cert_name.as_deref().ok_or_else(fail)?;
+    let ok = match map {
+        Some(map) => rt.ident.as_ref().is_some_and(|m| m.allows(map, name, user)),
+        None => name == user,
+    };
+    if ok {
+        Ok(AuthSuccess::default())
+    } else {
+        Err(fail())
     }
 }
 
@@ -123,7 +150,7 @@ async fn hba_auth(
     use hba::{HbaConn, HbaMethod};
     let conn = HbaConn {
         unix: facts.unix,
-        tls: false,
+        tls: facts.tls,
         addr: facts.addr,
         database: &facts.database,
         user,
@@ -161,7 +188,7 @@ async fn hba_auth(
                 Err(fail())
             }
         }
-        HbaMethod::Cert => Err(AuthFailure("certificate authentication failed".into())),
+        HbaMethod::Cert => cert(rt, user, facts, rule.map.as_deref()),
         _ => Err(AuthFailure("LDAP authentication failed".into())),
     }
 }
@@ -295,20 +322,33 @@ async fn scram(
             .unwrap_or(4096);
         ScramSecret::mock(mock_key(), user, iterations)
     });
+    // Over TLS, SCRAM-SHA-256-PLUS (channel binding to our certificate) is offered
+    // first, as PostgreSQL does; libpq then binds unless told not to.
+    let binding: Option<Vec<u8>> = io.stream.channel_binding().map(<[u8]>::to_vec);
     let mut out = BytesMut::new();
-    encode_auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    if binding.is_some() {
+        encode_auth_sasl(&mut out, &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+    } else {
+        encode_auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    }
     io.send(&out).await?;
     let body = io.password_body().await?;
     let init = SaslInitialResponse::parse(&body).map_err(|_| fail())?;
-    if init.mechanism != "SCRAM-SHA-256" {
-        return Err(AuthFailure(
-            "client selected an invalid SASL authentication mechanism".into(),
-        ));
-    }
+    let plus = match init.mechanism.as_str() {
+        "SCRAM-SHA-256" => false,
+        "SCRAM-SHA-256-PLUS" if binding.is_some() => true,
+        _ => {
+            return Err(AuthFailure(
+                "client selected an invalid SASL authentication mechanism".into(),
+            ))
+        }
+    };
     let first = init.data.unwrap_or_default();
     let nonce: [u8; 18] = rand::random();
     let keys_base = (secret.server_key, secret.salt.clone(), secret.iterations);
-    let (server, server_first) = ScramServer::new(secret, &first, &nonce).map_err(|_| fail())?;
+    let offered = binding.as_deref().map(|b| (plus, b));
+    let (server, server_first) =
+        ScramServer::with_channel_binding(secret, &first, &nonce, offered).map_err(|_| fail())?;
     out.clear();
     encode_auth_sasl_continue(&mut out, &server_first);
     io.send(&out).await?;

@@ -149,6 +149,8 @@ pub const KEYS: &[Key] = &[
     k("server_tls_key_file", Some(""), Str, true),
     k("server_tls_protocols", Some("secure"), Str, true),
     k("server_tls_sslmode", Some("prefer"), Lookup(SSLMODES), true),
+    // Ours: open TLS towards servers directly (PostgreSQL 17 `sslnegotiation=direct`).
+    k("server_tls_sslnegotiation", Some("postgres"), Lookup(&["postgres", "direct"]), true),
     k("service_name", Some("pgbouncer"), Str, false),
     k("so_reuseport", Some("0"), Bool, false),
     k("stats_period", Some("60"), Int, true),

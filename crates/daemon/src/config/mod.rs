@@ -221,26 +221,6 @@ impl Settings {
                 )));
             }
         }
-        // TLS is not built yet: a mode that promises encryption must not load and then
-        // quietly run in clear text. `prefer`/`allow` towards servers fall back to clear
-        // text by definition, so they still load.
-        let client_mode = self.str("client_tls_sslmode");
-        if !client_mode.is_empty() && !client_mode.eq_ignore_ascii_case("disable") {
-            return Err(ConfigError::Invalid(format!(
-                "client_tls_sslmode = {client_mode} is not supported yet (TLS is not \
-                 implemented); use disable"
-            )));
-        }
-        let server_mode = self.str("server_tls_sslmode").to_ascii_lowercase();
-        if matches!(
-            server_mode.as_str(),
-            "require" | "verify-ca" | "verify-full"
-        ) {
-            return Err(ConfigError::Invalid(format!(
-                "server_tls_sslmode = {server_mode} is not supported yet (TLS is not \
-                 implemented); use disable, allow or prefer"
-            )));
-        }
         if self.listen_port() == 0 && self.str("listen_addr").is_empty() {
             return Err(ConfigError::Invalid("listen_port must be set".into()));
         }

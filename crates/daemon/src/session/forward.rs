@@ -30,6 +30,8 @@ pub(super) struct Pump {
     to_client: Option<Progress>,
     /// The client sent Terminate (or closed): forward what came before, then leave.
     client_done: Option<Quiet>,
+    /// The client's TLS stream still holds records of `replies` (plain sockets: never).
+    client_unflushed: bool,
 }
 
 impl Pump {
@@ -42,6 +44,7 @@ impl Pump {
         self.to_server = None;
         self.to_client = None;
         self.client_done = None;
+        self.client_unflushed = false;
         self.replies.clear();
         if self.replies.capacity() > CLIENT_REPLY_LIMIT {
             self.replies = BytesMut::new();
@@ -49,7 +52,10 @@ impl Pump {
     }
 
     fn flushed(&self) -> bool {
-        self.to_server.is_none() && self.to_client.is_none() && self.replies.is_empty()
+        self.to_server.is_none()
+            && self.to_client.is_none()
+            && self.replies.is_empty()
+            && !self.client_unflushed
     }
 }
 
@@ -156,7 +162,7 @@ impl Session {
                 r = l.conn.stream.writable(), if p.to_server.is_some() => {
                     r.map_err(|_| Exit::Fatal(Fatal::ServerConnCrashed))?;
                 }
-                r = self.client.writable(), if p.to_client.is_some() || !p.replies.is_empty() => {
+                r = self.client.writable(), if p.to_client.is_some() || !p.replies.is_empty() || p.client_unflushed => {
                     if r.is_err() {
                         return Ok(Released::ClientLeft(Quiet::ClientEof));
                     }
@@ -327,6 +333,12 @@ impl Session {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(write_failed(e, Quiet::ClientEof)),
             }
+        }
+        if p.to_client.is_none() && p.replies.is_empty() {
+            p.client_unflushed = !self
+                .client
+                .try_flush()
+                .map_err(|e| write_failed(e, Quiet::ClientEof))?;
         }
         Ok(())
     }

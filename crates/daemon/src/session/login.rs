@@ -4,16 +4,41 @@
 use super::*;
 
 impl Session {
-    /// Reads the startup packet, answering SSL/GSS requests with 'N'. `Ok(None)` for a
-    /// cancel request (handled here).
+    /// Reads the startup packet: answers an SSLRequest with 'S' and a TLS handshake when
+    /// client TLS is on (else 'N', as GSSENCRequest always), accepts direct TLS (the
+    /// first byte a TLS handshake record), and refuses clear text when TLS is required.
+    /// `Ok(None)` for a cancel request (handled here).
     pub(super) async fn read_startup(&mut self) -> Result<Option<StartupMessage>, Exit> {
         loop {
+            if self
+                .cbuf
+                .first()
+                .is_some_and(|b| pgbouncer_protocol::is_direct_tls(*b))
+                && self.tls_offer().is_some()
+            {
+                self.start_tls(true).await?;
+                continue;
+            }
             match StartupPacket::decode(&mut self.cbuf, self.max) {
-                Ok(Some(StartupPacket::SslRequest)) | Ok(Some(StartupPacket::GssEncRequest)) => {
-                    self.client
-                        .write_all(pgbouncer_protocol::ENCRYPTION_REFUSED)
-                        .await
-                        .map_err(|_| Exit::Quiet(Quiet::ClientEof))?;
+                Ok(Some(StartupPacket::SslRequest)) => {
+                    if !self.cbuf.is_empty() {
+                        return Err(Fatal::UnencryptedAfterSslRequest.into());
+                    }
+                    if self.tls_offer().is_some() {
+                        self.client
+                            .write_all(pgbouncer_protocol::ENCRYPTION_ACCEPTED)
+                            .await
+                            .map_err(|_| Exit::Quiet(Quiet::ClientEof))?;
+                        self.start_tls(false).await?;
+                    } else {
+                        self.refuse_encryption().await?;
+                    }
+                }
+                Ok(Some(StartupPacket::GssEncRequest)) => {
+                    if !self.cbuf.is_empty() {
+                        return Err(Fatal::UnencryptedAfterGssRequest.into());
+                    }
+                    self.refuse_encryption().await?;
                 }
                 Ok(Some(StartupPacket::CancelRequest(c))) => {
                     let key = cancel_key(c.process_id, c.secret_key);
@@ -22,7 +47,14 @@ impl Session {
                     self.shared.forward_cancel(key).await;
                     return Ok(None);
                 }
-                Ok(Some(StartupPacket::Startup(m))) => return Ok(Some(m)),
+                Ok(Some(StartupPacket::Startup(m))) => {
+                    let mode = self.rt.tls.client.mode;
+                    let tcp = matches!(self.client, Stream::Tcp(_));
+                    if mode >= crate::tls::SslMode::Require && tcp {
+                        return Err(Fatal::SslRequired.into());
+                    }
+                    return Ok(Some(m));
+                }
                 Ok(None) => {
                     self.cbuf.reserve(1024);
                     match self.client.read_buf(&mut self.cbuf).await {
@@ -31,6 +63,50 @@ impl Session {
                     }
                 }
                 Err(e) => return Err(Fatal::Decode(e).into()),
+            }
+        }
+    }
+
+    async fn refuse_encryption(&mut self) -> Result<(), Exit> {
+        self.client
+            .write_all(pgbouncer_protocol::ENCRYPTION_REFUSED)
+            .await
+            .map_err(|_| Exit::Quiet(Quiet::ClientEof))
+    }
+
+    /// The TLS configuration to offer this client: client TLS is on and the client is on
+    /// TCP without TLS yet (Unix sockets never get TLS, as in PgBouncer).
+    fn tls_offer(&self) -> Option<&crate::tls::ClientSide> {
+        match self.client {
+            Stream::Tcp(_) if self.rt.tls.client.config.is_some() => Some(&self.rt.tls.client),
+            _ => None,
+        }
+    }
+
+    /// Runs the TLS handshake on the client socket. `direct`: the bytes read so far are
+    /// the start of the ClientHello (no SSLRequest came first), and ALPN `postgresql`
+    /// must be agreed, as PostgreSQL 17 requires.
+    async fn start_tls(&mut self, direct: bool) -> Result<(), Exit> {
+        let rt = self.rt.clone();
+        if self.tls_offer().is_none() {
+            return Err(Fatal::BouncerConfigError.into());
+        }
+        let Stream::Tcp(tcp) = self.client.take() else {
+            return Err(Fatal::BouncerConfigError.into());
+        };
+        let initial = std::mem::take(&mut self.cbuf);
+        match crate::tls::TlsStream::accept(tcp, &rt.tls.client, &initial).await {
+            Ok(tls) => {
+                let alpn = tls.alpn();
+                self.client = Stream::Tls(Box::new(tls));
+                if direct && alpn.as_deref() != Some(crate::tls::ALPN_POSTGRESQL) {
+                    return Err(Fatal::DirectTlsWithoutAlpn.into());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("C-{}: {} TLS handshake error: {e}", self.id.0, self.label());
+                Err(Quiet::TlsHandshakeFailed.into())
             }
         }
     }
@@ -85,9 +161,13 @@ impl Session {
             .map(str::to_string);
         if self.rt.log_connections {
             tracing::info!(
-                "C-{}: {} login attempt: db={database} user={user} tls=no",
+                "C-{}: {} login attempt: db={database} user={user} tls={}",
                 self.id.0,
-                self.label()
+                self.label(),
+                match self.client.tls_info() {
+                    "" => "no",
+                    info => info,
+                }
             );
         }
         if database == "pgbouncer" {
@@ -131,6 +211,7 @@ impl Session {
                 port: self.port,
                 local_addr,
                 local_port,
+                tls: self.client.tls_info().into(),
                 application_name: get_var(&self.vars, "application_name").unwrap_or("").into(),
                 ..Default::default()
             }),
@@ -295,6 +376,8 @@ impl Session {
             unix: &*self.addr == "unix",
             addr: self.addr.parse().ok(),
             peer_uid: self.client.peer_uid(),
+            tls: self.client.is_tls(),
+            cert_name: self.client.peer_certificate_name(),
             database: database.to_string(),
             replication,
         };

@@ -38,7 +38,8 @@ pub(super) fn write_now(
     let count = out.pieces().len();
     loop {
         if progress.piece >= count {
-            return Ok(true);
+            // Done once a TLS stream has sent the records too.
+            return stream.try_flush();
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut n = 0;

@@ -37,6 +37,8 @@ pub(crate) enum Quiet {
     ConsoleExtendedQuery,
     /// A cancel request answered the client's wait; the session goes on.
     CancelledWait,
+    /// The TLS handshake failed (logged with its error; nothing can be said in clear).
+    TlsHandshakeFailed,
 }
 
 /// Endings the client is told about with a FATAL ErrorResponse.
@@ -73,6 +75,14 @@ pub(crate) enum Fatal {
     TransactionTimeout,
     /// `server_fast_close`: the server had to go after this transaction.
     DatabaseConfigurationChanged,
+    /// `client_tls_sslmode` requires TLS and the client started in clear text.
+    SslRequired,
+    /// Bytes came after the SSLRequest before the handshake (possibly injected).
+    UnencryptedAfterSslRequest,
+    /// As above, after a GSSENCRequest.
+    UnencryptedAfterGssRequest,
+    /// A direct-TLS client did not negotiate ALPN `postgresql`.
+    DirectTlsWithoutAlpn,
 }
 
 impl Quiet {
@@ -88,6 +98,7 @@ impl Quiet {
             Quiet::ConsoleUnsupportedPacket => "unsupported packet type for admin console",
             Quiet::ConsoleExtendedQuery => "extended query protocol not supported by admin console",
             Quiet::CancelledWait => "cancel request",
+            Quiet::TlsHandshakeFailed => "TLS handshake failed",
         }
     }
 }
@@ -127,6 +138,16 @@ impl Fatal {
             Fatal::IdleTransactionTimeout => "idle transaction timeout".into(),
             Fatal::TransactionTimeout => "transaction timeout".into(),
             Fatal::DatabaseConfigurationChanged => "database configuration changed".into(),
+            Fatal::SslRequired => "SSL required".into(),
+            Fatal::UnencryptedAfterSslRequest => {
+                "received unencrypted data after SSL request".into()
+            }
+            Fatal::UnencryptedAfterGssRequest => {
+                "received unencrypted data after GSSAPI encryption request".into()
+            }
+            Fatal::DirectTlsWithoutAlpn => {
+                "direct SSL connection without ALPN protocol negotiation".into()
+            }
         }
     }
 }

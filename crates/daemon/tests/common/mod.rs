@@ -12,6 +12,7 @@ use pgbouncer_rs::config::ini::Ini;
 use pgbouncer_rs::config::Settings;
 use pgbouncer_rs::Daemon;
 
+pub mod certs;
 pub mod script;
 pub mod wire;
 

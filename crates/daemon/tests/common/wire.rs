@@ -10,21 +10,21 @@ use pgbouncer_protocol::{
     auth::md5, encode_password, encode_sasl_initial_response, encode_sasl_response, Authentication,
     BackendMessage, FrontendMessage, StartupMessage, DEFAULT_MAX_PACKET_SIZE,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long any single wait for the peer may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A logged-in raw connection.
-pub struct Wire {
-    pub stream: TcpStream,
+/// A logged-in raw connection (over TCP, or over TLS: any byte stream).
+pub struct Wire<S = TcpStream> {
+    pub stream: S,
     buf: BytesMut,
     /// BackendKeyData from the welcome.
     pub key: (i32, i32),
 }
 
-impl Wire {
+impl Wire<TcpStream> {
     /// Connects to `addr` and logs in as `user` on `db` (trust, cleartext, md5 or
     /// SCRAM), with extra startup parameters. Reads the welcome up to ReadyForQuery.
     pub async fn connect(
@@ -52,6 +52,28 @@ impl Wire {
     ) -> Result<Wire, (String, String, String)> {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
+        Wire::login(stream, user, password, db, extra).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// Wraps an open stream without logging in (for tests of what comes before).
+    pub fn from_stream(stream: S) -> Wire<S> {
+        Wire {
+            stream,
+            buf: BytesMut::new(),
+            key: (0, 0),
+        }
+    }
+
+    /// Logs in on an open `stream` (see [`Wire::try_connect`]).
+    pub async fn login(
+        stream: S,
+        user: &str,
+        password: &str,
+        db: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Wire<S>, (String, String, String)> {
         let mut w = Wire {
             stream,
             buf: BytesMut::new(),

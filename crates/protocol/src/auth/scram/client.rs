@@ -42,6 +42,8 @@ impl std::fmt::Debug for ScramCredentials {
 pub struct ScramClient {
     credentials: ScramCredentials,
     client_nonce: String,
+    /// The `c=` value: base64 of the gs2 header (and the channel-binding data).
+    cbind: String,
     state: State,
 }
 
@@ -60,13 +62,32 @@ impl ScramClient {
     /// Starts an exchange; the nonce is base64 of `client_nonce` (e.g. 18 random bytes drawn
     /// by the caller). Returns the client-first-message `n,,n=,r=<nonce>`, as libpq sends it.
     pub fn new(credentials: ScramCredentials, client_nonce: &[u8]) -> (ScramClient, Vec<u8>) {
+        Self::with_channel_binding(credentials, client_nonce, None)
+    }
+
+    /// As [`ScramClient::new`], for SCRAM-SHA-256-PLUS when `binding` is the server's
+    /// `tls-server-end-point` data: the gs2 header is then `p=tls-server-end-point,,`.
+    pub fn with_channel_binding(
+        credentials: ScramCredentials,
+        client_nonce: &[u8],
+        binding: Option<&[u8]>,
+    ) -> (ScramClient, Vec<u8>) {
         debug_assert!(!client_nonce.is_empty(), "empty SCRAM client nonce");
         let client_nonce = STANDARD.encode(client_nonce);
-        let first = format!("n,,n=,r={client_nonce}").into_bytes();
+        let (header, cbind) = match binding {
+            Some(data) => {
+                let header = "p=tls-server-end-point,,";
+                (header, STANDARD.encode([header.as_bytes(), data].concat()))
+            }
+            // `biws` is base64 of the gs2 header `n,,`.
+            None => ("n,,", "biws".to_string()),
+        };
+        let first = format!("{header}n=,r={client_nonce}").into_bytes();
         (
             ScramClient {
                 credentials,
                 client_nonce,
+                cbind,
                 state: State::AwaitingServerFirst,
             },
             first,
@@ -115,8 +136,7 @@ impl ScramClient {
                 server_key,
             } => (*client_key, *server_key),
         };
-        // `biws` is base64 of the gs2 header `n,,`.
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c={},r={nonce}", self.cbind);
         let auth_message = format!("n=,r={},{msg},{without_proof}", self.client_nonce);
         let signature = hmac(&sha256(&client_key), &[auth_message.as_bytes()]);
         let proof = xor(&client_key, &signature);

@@ -49,6 +49,14 @@ pub enum ScramError {
     /// The client asked for channel binding (`p=`), which we do not offer.
     #[error("channel binding is not supported")]
     ChannelBindingNotSupported,
+    /// The client said it supports channel binding but thinks we do not (`y`), although
+    /// we offered SCRAM-SHA-256-PLUS: someone removed it on the way (a downgrade).
+    #[error("client thinks the server does not support channel binding")]
+    ChannelBindingDowngrade,
+    /// The gs2 header does not fit the mechanism (`p=` without -PLUS, or -PLUS without
+    /// `p=`), or names a channel-binding type other than `tls-server-end-point`.
+    #[error("channel binding does not match the selected mechanism")]
+    ChannelBindingMechanismMismatch,
     /// The client sent an authorization identity.
     #[error("authorization identity is not supported")]
     AuthzidNotSupported,

@@ -16,7 +16,9 @@ use crate::auth::constant_time_eq;
 #[derive(Debug)]
 pub struct ScramServer {
     secret: ScramSecret,
-    gs2_header: String,
+    /// The `c=` value the client-final-message must carry: base64 of the gs2 header,
+    /// followed by the channel-binding data when the client bound the channel.
+    expected_cbind: String,
     client_first_bare: String,
     server_first: String,
     nonce: String,
@@ -45,25 +47,54 @@ impl ScramServer {
     /// server-first-message, whose nonce is the client's followed by base64 of
     /// `server_nonce_random` (e.g. 18 random bytes drawn by the caller).
     ///
-    /// Accepts gs2 headers `n,,` and `y,,` (we never offer SCRAM-SHA-256-PLUS, so `y` is not
-    /// a downgrade); `p=...`, an authzid, or extensions are errors.
+    /// Accepts gs2 headers `n,,` and `y,,` (without SCRAM-SHA-256-PLUS offered, `y` is
+    /// not a downgrade); `p=...`, an authzid, or extensions are errors.
     pub fn new(
         secret: ScramSecret,
         client_first_message: &[u8],
         server_nonce_random: &[u8],
     ) -> Result<(ScramServer, Vec<u8>), ScramError> {
+        Self::with_channel_binding(secret, client_first_message, server_nonce_random, None)
+    }
+
+    /// As [`ScramServer::new`] when SCRAM-SHA-256-PLUS was offered too, with
+    /// `tls-server-end-point` data `binding` (the hash of our TLS certificate, RFC 5929).
+    /// `Some((selected_plus, binding))`: the client chose the -PLUS mechanism
+    /// (`selected_plus`) or plain SCRAM-SHA-256. As PostgreSQL: -PLUS needs a
+    /// `p=tls-server-end-point` header, plain SCRAM needs `n` (a `y` means someone
+    /// hid the offer from the client), and `p=` with plain SCRAM is an error.
+    pub fn with_channel_binding(
+        secret: ScramSecret,
+        client_first_message: &[u8],
+        server_nonce_random: &[u8],
+        offered: Option<(bool, &[u8])>,
+    ) -> Result<(ScramServer, Vec<u8>), ScramError> {
         let msg = bounded_str(client_first_message)?;
         let (cbind, rest) = msg.split_once(',').ok_or(ScramError::InvalidGs2Header)?;
-        match cbind {
-            "n" | "y" => {}
-            c if c.starts_with("p=") => return Err(ScramError::ChannelBindingNotSupported),
+        let mut bound: Option<&[u8]> = None;
+        match (cbind, offered) {
+            ("n", None | Some((false, _))) => {}
+            ("y", None) => {}
+            ("y", Some((false, _))) => return Err(ScramError::ChannelBindingDowngrade),
+            ("n" | "y", Some((true, _))) => {
+                return Err(ScramError::ChannelBindingMechanismMismatch)
+            }
+            (c, None) if c.starts_with("p=") => return Err(ScramError::ChannelBindingNotSupported),
+            ("p=tls-server-end-point", Some((true, data))) => bound = Some(data),
+            (c, Some(_)) if c.starts_with("p=") => {
+                return Err(ScramError::ChannelBindingMechanismMismatch)
+            }
             _ => return Err(ScramError::InvalidGs2Header),
         }
         let (authzid, bare) = rest.split_once(',').ok_or(ScramError::InvalidGs2Header)?;
         if !authzid.is_empty() {
             return Err(ScramError::AuthzidNotSupported);
         }
-        let gs2_header = msg[..msg.len() - bare.len()].to_owned();
+        let gs2_header = &msg[..msg.len() - bare.len()];
+        let expected_cbind = match bound {
+            Some(data) => STANDARD.encode([gs2_header.as_bytes(), data].concat()),
+            None => STANDARD.encode(gs2_header),
+        };
         let mut parts = bare.split(',');
         let first = parts.next();
         reject_mext(first)?;
@@ -87,7 +118,7 @@ impl ScramServer {
         Ok((
             ScramServer {
                 secret,
-                gs2_header,
+                expected_cbind,
                 client_first_bare: bare.to_owned(),
                 server_first,
                 nonce,
@@ -105,7 +136,7 @@ impl ScramServer {
             .ok_or(ScramError::MissingAttribute { attr: 'p' })?;
         let mut parts = without_proof.split(',');
         let cbind = attr(parts.next(), 'c')?;
-        if cbind != STANDARD.encode(&self.gs2_header) {
+        if !constant_time_eq(cbind.as_bytes(), self.expected_cbind.as_bytes()) {
             return Err(ScramError::InvalidChannelBinding);
         }
         if attr(parts.next(), 'r')? != self.nonce {

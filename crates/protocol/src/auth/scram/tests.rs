@@ -102,6 +102,82 @@ fn postgres_protocol_client_authenticates_against_our_server() {
 }
 
 #[test]
+fn channel_binding_works_with_postgres_protocols_client_and_ours() {
+    let end_point = [7u8; 32];
+    // postgres-protocol's client, an independent implementation of RFC 5929 binding.
+    let mut client = ScramSha256::new(
+        b"secret",
+        ChannelBinding::tls_server_end_point(end_point.to_vec()),
+    );
+    let (server, server_first) = ScramServer::with_channel_binding(
+        secret(),
+        client.message(),
+        b"0123456789abcdefgh",
+        Some((true, &end_point)),
+    )
+    .unwrap();
+    client.update(&server_first).unwrap();
+    let outcome = server.finish(client.message()).unwrap();
+    client.finish(&outcome.server_final).unwrap();
+    // Ours, and a client that bound a different certificate (a man in the middle).
+    for (data, ok) in [(end_point, true), ([8u8; 32], false)] {
+        let (mut client, first) = ScramClient::with_channel_binding(
+            ScramCredentials::Password(b"secret".to_vec()),
+            b"client-nonce",
+            Some(&data),
+        );
+        let (server, server_first) =
+            ScramServer::with_channel_binding(secret(), &first, b"r", Some((true, &end_point)))
+                .unwrap();
+        let last = client.handle_server_first(&server_first).unwrap();
+        let r = server.finish(&last);
+        if ok {
+            client
+                .verify_server_final(&r.unwrap().server_final)
+                .unwrap();
+        } else {
+            assert_eq!(r.unwrap_err(), ScramError::InvalidChannelBinding);
+        }
+    }
+}
+
+#[test]
+fn channel_binding_negotiation_errors_follow_postgres() {
+    let data = [1u8; 32];
+    let offer = |plus: bool, first: &[u8]| {
+        ScramServer::with_channel_binding(secret(), first, b"r", Some((plus, &data)))
+            .map(|_| ())
+            .unwrap_err()
+    };
+    // "y": the client supports binding but did not see our offer.
+    assert_eq!(
+        offer(false, b"y,,n=,r=abc"),
+        ScramError::ChannelBindingDowngrade
+    );
+    // -PLUS chosen without binding, binding without -PLUS, another binding type.
+    assert_eq!(
+        offer(true, b"n,,n=,r=abc"),
+        ScramError::ChannelBindingMechanismMismatch
+    );
+    assert_eq!(
+        offer(false, b"p=tls-server-end-point,,n=,r=abc"),
+        ScramError::ChannelBindingMechanismMismatch
+    );
+    assert_eq!(
+        offer(true, b"p=tls-unique,,n=,r=abc"),
+        ScramError::ChannelBindingMechanismMismatch
+    );
+    // Plain SCRAM with "n" is fine when -PLUS was offered.
+    assert!(ScramServer::with_channel_binding(
+        secret(),
+        b"n,,n=,r=abc",
+        b"r",
+        Some((false, &data))
+    )
+    .is_ok());
+}
+
+#[test]
 fn postgres_protocol_client_with_wrong_password_is_rejected() {
     let mut client = ScramSha256::new(b"nope", ChannelBinding::unsupported());
     let (server, server_first) = ScramServer::new(secret(), client.message(), b"r").unwrap();
