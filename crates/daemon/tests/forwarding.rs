@@ -318,41 +318,6 @@ async fn bad_input_after_login_is_refused_and_terminate_is_never_forwarded() {
     assert_eq!(again, pid, "the server was closed or replaced");
 }
 
-fn python_available(module: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs a Python script with `DSN` set; returns stdout, panics with stderr on failure.
-/// Skips (None) when the module is missing outside CI.
-async fn python(module: &str, script: &str, dsn: &str) -> Option<String> {
-    if !python_available(module) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI is set but python3 cannot import {module}"
-        );
-        eprintln!("SKIPPED: python3 cannot import {module}");
-        return None;
-    }
-    let run = tokio::process::Command::new("python3")
-        .args(["-c", script])
-        .env("DSN", dsn)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the script did not finish in 120 s")
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{module} script failed:\n{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Some(out)
-}
-
 fn url(d: &pgbouncer_rs::Daemon) -> String {
     format!(
         "postgresql://{MD5_USER}:{MD5_PASSWORD}@127.0.0.1:{}/appdb",

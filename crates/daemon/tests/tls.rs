@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use common::certs::{self, Ca};
+use pg_harness::certs::{self, Ca};
 use common::wire::{self, Wire};
 use common::{psql, stderr, stdout, Scratch};
 use pg_harness::{
@@ -71,20 +71,11 @@ fn env() -> &'static Env {
             to_pg_key: w("topg.key", &to_pg.key_pem),
             _dir: dir,
         };
-        let pg = PgCluster::start(pg_harness::ClusterOptions {
+        let options = pg_harness::ClusterOptions {
             extra_conf: vec![
-                "ssl = on".into(),
-                "ssl_cert_file = 'server.crt'".into(),
-                "ssl_key_file = 'server.key'".into(),
-                "ssl_ca_file = 'root.crt'".into(),
                 "wal_level = logical".into(),
                 "max_wal_senders = 4".into(),
                 "max_replication_slots = 4".into(),
-            ],
-            data_files: vec![
-                ("server.crt".into(), pg_leaf.cert_pem),
-                ("server.key".into(), pg_leaf.key_pem),
-                ("root.crt".into(), ca1.cert_pem.clone()),
             ],
             hba_first: vec![
                 "hostnossl all all 127.0.0.1/32 reject".into(),
@@ -93,8 +84,8 @@ fn env() -> &'static Env {
                 format!("hostssl replication {MD5_USER} 127.0.0.1/32 md5"),
             ],
             ..Default::default()
-        })
-        .unwrap();
+        };
+        let pg = PgCluster::start(options.with_tls(&pg_leaf, &ca1)).unwrap();
         pg.psql("postgres", &format!("alter role {MD5_USER} replication"))
             .unwrap();
         Env { pg, pki }
@@ -542,15 +533,19 @@ async fn direct_tls_from_a_client_and_towards_a_tls_only_server() {
         Some("42")
     );
 
-    // Without ALPN `postgresql` a direct connection is refused, as PostgreSQL does.
+    // Without ALPN the connection is let in, as PgBouncer does (asyncpg's direct_tls
+    // sends none); with another protocol offered, the handshake is refused.
     let connector = tokio_rustls::TlsConnector::from(rustls_client(&p.ca1, false));
     let tcp = tokio::net::TcpStream::connect(front.addr()).await.unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    let err = Wire::login(tls, MD5_USER, MD5_PASSWORD, "appdb", &[])
+    let tls = connector.connect(name.clone(), tcp).await.unwrap();
+    Wire::login(tls, MD5_USER, MD5_PASSWORD, "appdb", &[])
         .await
-        .err()
-        .expect("refused");
-    assert!(err.2.contains("ALPN"), "{err:?}");
+        .unwrap();
+    let mut other = (*rustls_client(&p.ca1, false)).clone();
+    other.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(other));
+    let tcp = tokio::net::TcpStream::connect(front.addr()).await.unwrap();
+    assert!(connector.connect(name, tcp).await.is_err());
 
     // A second pooler reaching the first with direct TLS and verify-full.
     let dir2 = Scratch::new("tls-direct2");
@@ -806,6 +801,83 @@ async fn large_messages_copy_and_pgbench_stream_through_tls_on_both_sides() {
     let text = stdout(&bench);
     assert!(bench.status.success(), "{text}\n{}", stderr(&bench));
     assert!(text.contains("number of failed transactions: 0"), "{text}");
+    d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
+        .await;
+}
+
+/// psycopg 3 and psycopg2 (libpq) in every sslmode, with and without a client
+/// certificate; asyncpg (Python's own ssl module, not libpq) with a verifying context
+/// and with direct TLS.
+const PSYCOPG_SSLMODES: &str = r#"
+import os, psycopg, psycopg2
+dsn, ca, cert, key = os.environ["DSN"], os.environ["CA"], os.environ["CERT"], os.environ["KEY"]
+for mod in (psycopg, psycopg2):
+    for mode in ("allow", "prefer", "require", "verify-ca", "verify-full"):
+        c = mod.connect(f"{dsn} sslmode={mode} sslrootcert={ca}")
+        cur = c.cursor(); cur.execute("select 1"); assert cur.fetchone()[0] == 1
+        c.close()
+    c = mod.connect(f"{dsn} sslmode=verify-full sslrootcert={ca} sslcert={cert} sslkey={key}")
+    c.close()
+    try:
+        mod.connect(f"{dsn} sslmode=disable")
+        raise SystemExit("clear text was accepted")
+    except mod.OperationalError as e:
+        assert "SSL required" in str(e), e
+print("ok")
+"#;
+
+const ASYNCPG_TLS: &str = r#"
+import asyncio, os, ssl, asyncpg
+async def main():
+    ctx = ssl.create_default_context(cafile=os.environ["CA"])
+    for direct in (False, True):
+        c = await asyncpg.connect(os.environ["URL"], ssl=ctx, direct_tls=direct)
+        assert await c.fetchval("select 40 + 2") == 42
+        await c.close()
+    wrong = ssl.create_default_context(cafile=os.environ["WRONG_CA"])
+    try:
+        await asyncpg.connect(os.environ["URL"], ssl=wrong)
+        raise SystemExit("a certificate from the wrong CA was accepted")
+    except ssl.SSLCertVerificationError:
+        pass
+    print("ok")
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_in_every_sslmode_and_asyncpg_with_its_own_tls_and_direct_tls() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let e = env();
+    let p = &e.pki;
+    let dir = Scratch::new("tls-drivers");
+    let d = start(e, &dir, &client_tls(p, "require")).await;
+    let dsn = format!(
+        "host=localhost port={} user={MD5_USER} password={MD5_PASSWORD} dbname=appdb",
+        d.addr().port()
+    );
+    let path = |f: &PathBuf| f.display().to_string();
+    let env = [
+        ("DSN", dsn),
+        ("CA", path(&p.ca1)),
+        ("WRONG_CA", path(&p.ca2)),
+        ("CERT", path(&p.client_cert)),
+        ("KEY", path(&p.client_key)),
+        (
+            "URL",
+            format!(
+                "postgresql://{MD5_USER}:{MD5_PASSWORD}@localhost:{}/appdb",
+                d.addr().port()
+            ),
+        ),
+    ];
+    if let Some(out) = common::python_with("psycopg", PSYCOPG_SSLMODES, &env).await {
+        assert_eq!(out.trim(), "ok");
+    }
+    if let Some(out) = common::python_with("asyncpg", ASYNCPG_TLS, &env).await {
+        assert_eq!(out.trim(), "ok");
+    }
     d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
         .await;
 }

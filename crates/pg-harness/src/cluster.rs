@@ -40,6 +40,25 @@ pub struct ClusterOptions {
     pub hba_first: Vec<String>,
 }
 
+impl ClusterOptions {
+    /// `ssl = on` with `server` as the server's certificate and key, and `client_ca` as
+    /// the CA that client certificates must chain to (`ssl_ca_file`, for `cert` rules).
+    pub fn with_tls(mut self, server: &crate::certs::Leaf, client_ca: &crate::certs::Ca) -> Self {
+        self.extra_conf.extend([
+            "ssl = on".to_string(),
+            "ssl_cert_file = 'server.crt'".to_string(),
+            "ssl_key_file = 'server.key'".to_string(),
+            "ssl_ca_file = 'root.crt'".to_string(),
+        ]);
+        self.data_files.extend([
+            ("server.crt".to_string(), server.cert_pem.clone()),
+            ("server.key".to_string(), server.key_pem.clone()),
+            ("root.crt".to_string(), client_ca.cert_pem.clone()),
+        ]);
+        self
+    }
+}
+
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {

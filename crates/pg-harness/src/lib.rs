@@ -8,9 +8,11 @@
 //! process dies first. [`PgCluster::shared`] gives one cluster per test binary.
 //!
 //! Tests start with [`require_postgres`], which skips loudly on a developer machine without
-//! PostgreSQL and fails under CI. The crate uses std only.
+//! PostgreSQL and fails under CI. Besides std, the crate uses rcgen for test certificates
+//! ([`certs`]).
 
 mod binaries;
+pub mod certs;
 mod cluster;
 mod error;
 mod privilege;

@@ -84,8 +84,10 @@ impl Session {
     }
 
     /// Runs the TLS handshake on the client socket. `direct`: the bytes read so far are
-    /// the start of the ClientHello (no SSLRequest came first), and ALPN `postgresql`
-    /// must be agreed, as PostgreSQL 17 requires.
+    /// the start of the ClientHello (no SSLRequest came first). As PgBouncer, a client
+    /// that offers ALPN must offer `postgresql` (rustls refuses the handshake otherwise),
+    /// and one that offers none is let in (asyncpg's `direct_tls` sends none);
+    /// PostgreSQL 17 itself insists on ALPN for direct TLS.
     async fn start_tls(&mut self, direct: bool) -> Result<(), Exit> {
         let rt = self.rt.clone();
         if self.tls_offer().is_none() {
@@ -97,11 +99,14 @@ impl Session {
         let initial = std::mem::take(&mut self.cbuf);
         match crate::tls::TlsStream::accept(tcp, &rt.tls.client, &initial).await {
             Ok(tls) => {
-                let alpn = tls.alpn();
-                self.client = Stream::Tls(Box::new(tls));
-                if direct && alpn.as_deref() != Some(crate::tls::ALPN_POSTGRESQL) {
-                    return Err(Fatal::DirectTlsWithoutAlpn.into());
+                if direct {
+                    tracing::debug!(
+                        "C-{}: direct TLS, ALPN {:?}",
+                        self.id.0,
+                        tls.alpn().map(|a| String::from_utf8_lossy(&a).into_owned())
+                    );
                 }
+                self.client = Stream::Tls(Box::new(tls));
                 Ok(())
             }
             Err(e) => {

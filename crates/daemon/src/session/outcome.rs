@@ -81,8 +81,6 @@ pub(crate) enum Fatal {
     UnencryptedAfterSslRequest,
     /// As above, after a GSSENCRequest.
     UnencryptedAfterGssRequest,
-    /// A direct-TLS client did not negotiate ALPN `postgresql`.
-    DirectTlsWithoutAlpn,
 }
 
 impl Quiet {
@@ -144,9 +142,6 @@ impl Fatal {
             }
             Fatal::UnencryptedAfterGssRequest => {
                 "received unencrypted data after GSSAPI encryption request".into()
-            }
-            Fatal::DirectTlsWithoutAlpn => {
-                "direct SSL connection without ALPN protocol negotiation".into()
             }
         }
     }

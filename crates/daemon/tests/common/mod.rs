@@ -12,7 +12,6 @@ use pgbouncer_rs::config::ini::Ini;
 use pgbouncer_rs::config::Settings;
 use pgbouncer_rs::Daemon;
 
-pub mod certs;
 pub mod script;
 pub mod wire;
 
@@ -185,4 +184,44 @@ impl PeakWatcher {
         self.task.await.unwrap();
         self.peak.load(Ordering::Relaxed)
     }
+}
+
+pub fn python_available(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a Python script with `DSN` set; returns stdout, panics with stderr on failure.
+/// Skips (None) when the module is missing outside CI.
+pub async fn python(module: &str, script: &str, dsn: &str) -> Option<String> {
+    python_with(module, script, &[("DSN", dsn.to_string())]).await
+}
+
+/// Like [`python`], with the environment variables `env`.
+pub async fn python_with(module: &str, script: &str, env: &[(&str, String)]) -> Option<String> {
+    if !python_available(module) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but python3 cannot import {module}"
+        );
+        eprintln!("SKIPPED: python3 cannot import {module}");
+        return None;
+    }
+    let run = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the script did not finish in 120 s")
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{module} script failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(out)
 }
