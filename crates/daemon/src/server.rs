@@ -63,6 +63,12 @@ pub struct ServerTarget {
     pub max_packet_size: u32,
     /// TLS towards servers (server_tls_*), as loaded when the connect started.
     pub tls: std::sync::Arc<crate::tls::TlsSetup>,
+    /// `db/user` of the pool, for log lines (PgBouncer's `S-<id>: db/user@ip:port`).
+    pub pool_label: String,
+    /// log_connections / log_disconnections.
+    pub log_connections: bool,
+    /// log_disconnections.
+    pub log_disconnections: bool,
 }
 
 /// Why a server login failed: carried to waiting clients.
@@ -73,6 +79,12 @@ pub struct LoginError {
     pub code: String,
     /// Message text.
     pub message: String,
+    /// The server's severity (`FATAL`) when the server refused the login.
+    pub severity: Option<String>,
+    /// The server was not reached (connect, TLS, the connection dropped): waiting
+    /// clients keep waiting for the next attempt, as in PgBouncer; other failures are
+    /// told to them.
+    pub unreachable: bool,
 }
 
 impl LoginError {
@@ -80,6 +92,15 @@ impl LoginError {
         LoginError {
             code: "08P01".into(),
             message: message.into(),
+            severity: None,
+            unreachable: false,
+        }
+    }
+
+    fn unreachable(message: impl Into<String>) -> Self {
+        LoginError {
+            unreachable: true,
+            ..LoginError::ours(message)
         }
     }
 }
@@ -103,6 +124,12 @@ pub struct ServerConn {
     pub buf: BytesMut,
     /// The named statements this server has prepared (an LRU the link tracker keeps).
     pub statements: pgbouncer_protocol::link::ServerStatements,
+    /// `db/user@ip:port`, PgBouncer's name for this connection in log lines.
+    pub label: String,
+    /// When the socket was opened (the `age=` of the close line).
+    pub opened: std::time::Instant,
+    /// log_disconnections (as loaded when it was opened).
+    pub log_disconnections: bool,
 }
 
 impl ServerConn {
@@ -170,12 +197,12 @@ impl ServerConn {
             self.buf.reserve(4096);
             match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) => {
-                    return Err(LoginError::ours(
+                    return Err(LoginError::unreachable(
                         "server closed the connection unexpectedly",
                     ))
                 }
                 Ok(_) => {}
-                Err(e) => return Err(LoginError::ours(format!("server read failed: {e}"))),
+                Err(e) => return Err(LoginError::unreachable(format!("server read failed: {e}"))),
             }
         }
     }
@@ -183,6 +210,20 @@ impl ServerConn {
     /// Sends Terminate and drops the connection, without waiting.
     pub fn terminate(self) {
         let _ = self.stream.try_write(pgbouncer_protocol::TERMINATE_MESSAGE);
+    }
+
+    /// Closes the connection, logging why as PgBouncer does:
+    /// `S-<id>: db/user@ip:port closing because: <reason> (age=<N>s)`.
+    pub fn close(self, reason: &str) {
+        if self.log_disconnections {
+            tracing::info!(
+                "S-{}: {} closing because: {reason} (age={}s)",
+                self.id.0,
+                self.label,
+                self.opened.elapsed().as_secs()
+            );
+        }
+        self.terminate();
     }
 }
 
@@ -199,7 +240,18 @@ pub async fn connect(
     }
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(LoginError::ours("server connect timeout")),
+        Err(_) => {
+            if t.log_disconnections {
+                tracing::info!(
+                    "S-{}: {}@{} closing because: connect timeout (age={}s)",
+                    id.0,
+                    t.pool_label,
+                    address(&t.host, t.port),
+                    timeout.as_secs()
+                );
+            }
+            Err(LoginError::unreachable("server connect timeout"))
+        }
     }
 }
 
@@ -231,23 +283,20 @@ pub async fn secure(
         (Stream::Tcp(tcp), Some(config)) if side.mode != SslMode::Disable => (tcp, config.clone()),
         (other, _) => return Ok(other),
     };
-    if let Some(why) = &side.unusable {
-        return Err(LoginError::ours(format!("TLS handshake error: {why}")));
-    }
     if !side.direct {
         let mut out = BytesMut::new();
         pgbouncer_protocol::StartupPacket::SslRequest.encode(&mut out);
         tcp.write_all(&out)
             .await
-            .map_err(|e| LoginError::ours(format!("server write failed: {e}")))?;
+            .map_err(|e| LoginError::unreachable(format!("server write failed: {e}")))?;
         // Room for two bytes: a second one before the handshake was not encrypted.
         let mut answer = [0u8; 2];
         let n = tcp
             .read(&mut answer)
             .await
-            .map_err(|e| LoginError::ours(format!("server read failed: {e}")))?;
+            .map_err(|e| LoginError::unreachable(format!("server read failed: {e}")))?;
         if n == 0 {
-            return Err(LoginError::ours(
+            return Err(LoginError::unreachable(
                 "server closed the connection at SSLRequest",
             ));
         }
@@ -262,17 +311,24 @@ pub async fn secure(
                 return Ok(Stream::Tcp(tcp));
             }
             pgbouncer_protocol::SslAnswer::Refused => {
-                return Err(LoginError::ours("server refused SSL"));
+                return Err(LoginError::unreachable("server refused SSL"));
             }
             pgbouncer_protocol::SslAnswer::Other(_) => {
                 return Err(LoginError::ours("bad sslreq answer"));
             }
         }
     }
+    // Only now, when the server wants TLS: a setting that leaves no usable TLS version
+    // still lets `prefer` reach a server without TLS, as PgBouncer would.
+    if let Some(why) = &side.unusable {
+        return Err(LoginError::unreachable(format!(
+            "TLS handshake error: {why}"
+        )));
+    }
     let name = crate::tls::server_name(host).map_err(|e| LoginError::ours(e.to_string()))?;
     match crate::tls::TlsStream::connect(tcp, config, name).await {
         Ok(tls) => Ok(Stream::Tls(Box::new(tls))),
-        Err(e) => Err(LoginError::ours(handshake_error(&e))),
+        Err(e) => Err(LoginError::unreachable(handshake_error(&e))),
     }
 }
 
@@ -295,13 +351,60 @@ async fn connect_inner(
     t: &ServerTarget,
     nonce: [u8; 18],
 ) -> Result<ServerConn, LoginError> {
-    let stream = open_socket(&t.host, t.port).await.map_err(|e| {
-        LoginError::ours(format!(
-            "could not connect to server {}:{}: {e}",
-            t.host, t.port
-        ))
-    })?;
-    let stream = secure(stream, &t.host, &t.tls.server).await?;
+    let opened = std::time::Instant::now();
+    let stream = match open_socket(&t.host, t.port).await {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = connect_failure(&e);
+            if t.log_disconnections {
+                tracing::info!(
+                    "S-{}: {}@{} closing because: {reason} (age=0s)",
+                    id.0,
+                    t.pool_label,
+                    address(&t.host, t.port)
+                );
+            }
+            return Err(LoginError::unreachable(format!(
+                "could not connect to server {}:{}: {e}",
+                t.host, t.port
+            )));
+        }
+    };
+    let (ip, port) = stream.peer();
+    let label = if ip == "unix" {
+        format!("{}@unix:{}", t.pool_label, t.port)
+    } else {
+        format!("{}@{}", t.pool_label, address(&ip, port))
+    };
+    if t.log_connections {
+        match stream.local() {
+            (local, _) if local == "unix" => {
+                tracing::info!("S-{}: {label} new connection to server", id.0)
+            }
+            (local, local_port) => tracing::info!(
+                "S-{}: {label} new connection to server (from {})",
+                id.0,
+                address(&local, local_port)
+            ),
+        }
+    }
+    let closing = |reason: &str| {
+        if t.log_disconnections {
+            tracing::info!(
+                "S-{}: {label} closing because: {reason} (age={}s)",
+                id.0,
+                opened.elapsed().as_secs()
+            );
+        }
+    };
+    let stream = match secure(stream, &t.host, &t.tls.server).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("S-{}: {label} {}", id.0, e.message);
+            closing(&e.message);
+            return Err(e);
+        }
+    };
     let mut conn = ServerConn {
         id,
         stream,
@@ -311,7 +414,48 @@ async fn connect_inner(
         port: t.port,
         buf: BytesMut::with_capacity(4096),
         statements: Default::default(),
+        label: label.clone(),
+        opened,
+        log_disconnections: t.log_disconnections,
     };
+    match login(&mut conn, t, nonce).await {
+        Ok(()) => Ok(conn),
+        Err(e) => {
+            match &e.severity {
+                Some(sev) => tracing::warn!(
+                    "S-{}: {label} server login failed: {sev} {}",
+                    id.0,
+                    e.message
+                ),
+                None => tracing::warn!("S-{}: {label} server login failed: {}", id.0, e.message),
+            }
+            closing(&e.message);
+            Err(e)
+        }
+    }
+}
+
+/// `ip:port`, with IPv6 addresses in brackets, as PgBouncer prints them.
+pub fn address(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// PgBouncer's reason for a server connection that never opened.
+fn connect_failure(e: &std::io::Error) -> &'static str {
+    // getaddrinfo failures surface as "failed to lookup address information".
+    if e.to_string().contains("lookup address") || e.kind() == std::io::ErrorKind::NotFound {
+        "server DNS lookup failed"
+    } else {
+        "connect failed"
+    }
+}
+
+/// The startup packet, authentication and the welcome, on an open connection.
+async fn login(conn: &mut ServerConn, t: &ServerTarget, nonce: [u8; 18]) -> Result<(), LoginError> {
     let mut params = vec![
         ("user".to_string(), t.user.clone()),
         ("database".to_string(), t.dbname.clone()),
@@ -319,15 +463,15 @@ async fn connect_inner(
     params.extend(t.startup_params.iter().cloned());
     let mut out = BytesMut::new();
     StartupMessage::new(params).encode(&mut out);
-    write(&mut conn, &out).await?;
+    write(conn, &out).await?;
     let mut scram: Option<ScramClient> = None;
     loop {
         match conn.read_message().await? {
             BackendMessage::Authentication(a) => {
                 out.clear();
-                login_step(&mut conn, t, a, &mut scram, &nonce, &mut out)?;
+                login_step(conn, t, a, &mut scram, &nonce, &mut out)?;
                 if !out.is_empty() {
-                    write(&mut conn, &out).await?;
+                    write(conn, &out).await?;
                 }
             }
             BackendMessage::ParameterStatus { name, value } => conn.set_param(&name, &value),
@@ -339,6 +483,8 @@ async fn connect_inner(
                 return Err(LoginError {
                     code: e.code().unwrap_or("08P01").to_string(),
                     message: e.message().unwrap_or("server login failed").to_string(),
+                    severity: e.severity().map(str::to_string),
+                    unreachable: false,
                 });
             }
             BackendMessage::NoticeResponse(_) | BackendMessage::NegotiateProtocolVersion { .. } => {
@@ -354,18 +500,18 @@ async fn connect_inner(
     }
     if let Some(q) = &t.connect_query {
         if let Err(e) = conn.run_internal(q).await {
-            tracing::warn!(server = %id, "connect_query failed: {e}");
+            tracing::warn!("S-{}: {} connect_query failed: {e}", conn.id.0, conn.label);
         }
     }
     conn.buf.advance(0);
-    Ok(conn)
+    Ok(())
 }
 
 async fn write(conn: &mut ServerConn, out: &[u8]) -> Result<(), LoginError> {
     conn.stream
         .write_all(out)
         .await
-        .map_err(|e| LoginError::ours(format!("server write failed: {e}")))
+        .map_err(|e| LoginError::unreachable(format!("server write failed: {e}")))
 }
 
 fn login_step(

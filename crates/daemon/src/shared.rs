@@ -213,12 +213,54 @@ impl Shared {
             rt.clone(),
         );
         self.handle(Event::Reload(Box::new(config)), None);
+        self.reconnect_changed_databases(&old, &rt);
         if old.tls.server.fingerprint != rt.tls.server.fingerprint {
             // Servers keep the TLS they were opened with; new settings (or a rotated
             // CA or key) mean re-opening them, idle ones now and busy ones when
             // released, as PgBouncer tags its pools dirty.
             tracing::info!("server TLS settings changed: reconnecting servers");
+            // The welcome came from servers with the old settings: new clients wait for
+            // a login with the new ones (PgBouncer's tag_pool_dirty).
+            self.lock().welcome.clear();
             self.handle(Event::Reconnect { database: None }, None);
+        }
+    }
+
+    /// After a reload: every database whose connection (host, port, dbname, forced user,
+    /// password, startup parameters, connect_query, auth_*) changed gets its servers
+    /// re-opened, idle ones now and busy ones when released, and its cached welcome
+    /// dropped, so the next query reaches the new target (PgBouncer tags such pools
+    /// dirty: `database configuration changed`).
+    fn reconnect_changed_databases(self: &Arc<Self>, old: &Runtime, new: &Runtime) {
+        let names: Vec<String> = {
+            let core = self.lock();
+            let mut names: Vec<String> = core
+                .pooler
+                .pools(self.now())
+                .map(|p| p.key.database.to_string())
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        for name in names {
+            let (Some(a), Some(b)) = (old.database(&name), new.database(&name)) else {
+                continue; // new or removed: pool-core's reload handles it
+            };
+            if !crate::config::databases::same_target(&a, &b) {
+                tracing::info!("database {name}: configuration changed, reconnecting its servers");
+                {
+                    let mut core = self.lock();
+                    core.welcome.retain(|k, _| *k.database != *name);
+                }
+                self.auth_conns.forget_database(&name);
+                self.handle(
+                    Event::Reconnect {
+                        database: Some(name),
+                    },
+                    None,
+                );
+            }
         }
     }
 
@@ -428,8 +470,7 @@ impl Shared {
                 core.cancel_targets.remove(&server);
                 core.server_info.remove(&server);
                 if let Some(conn) = core.idle.remove(&server) {
-                    tracing::info!("S-{}: closing because: {}", server.0, reason.message());
-                    conn.terminate();
+                    conn.close(reason.message());
                 }
             }
             Action::DisconnectClient { client, reason } => {
@@ -588,6 +629,9 @@ impl Shared {
             connect_query: db.connect_query.clone(),
             max_packet_size: rt.max_packet_size,
             tls: rt.tls.clone(),
+            pool_label: format!("{}/{}", pool.database, pool.user),
+            log_connections: rt.log_connections,
+            log_disconnections: rt.log_disconnections,
         })
     }
 
@@ -607,7 +651,6 @@ impl Shared {
         let timeout = core.pooler.config().server_connect_timeout;
         let shared = self.clone();
         let nonce: [u8; 18] = rand::random();
-        let log = self.runtime().log_connections;
         tokio::spawn(async move {
             let result = server::connect(server, &target, timeout, nonce).await;
             let mut core = shared.lock();
@@ -616,9 +659,6 @@ impl Shared {
                     if core.pooler.server_state(server).is_none() {
                         conn.terminate(); // given up on meanwhile (connect timeout)
                         return;
-                    }
-                    if log {
-                        tracing::info!("S-{}: {pool} new connection to server", server.0);
                     }
                     core.cancel_targets.insert(
                         server,
@@ -664,11 +704,17 @@ impl Shared {
                     {
                         *c = c.wrapping_add(1);
                     }
-                    tracing::warn!("S-{}: {pool} server login failed: {}", server.0, e.message);
-                    Event::ServerConnectFailed {
-                        server,
-                        code: e.code,
-                        message: e.message,
+                    if e.unreachable {
+                        Event::ServerUnreachable {
+                            server,
+                            message: e.message,
+                        }
+                    } else {
+                        Event::ServerConnectFailed {
+                            server,
+                            code: e.code,
+                            message: e.message,
+                        }
                     }
                 }
             };
@@ -700,15 +746,16 @@ impl Shared {
             if ok {
                 core.idle.insert(server, conn);
             } else {
-                conn.terminate();
+                conn.close(pgbouncer_pool_core::ServerCloseReason::ResetFailed.message());
             }
             shared.handle_locked(&mut core, Event::ServerResetDone { server, ok }, None);
         });
     }
 
-    /// Hands a server a session cannot use back to pool-core as unusable.
-    pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: ServerConn) {
-        conn.terminate();
+    /// Hands a server a session cannot use back to pool-core as unusable, closing it
+    /// with `reason` (PgBouncer's `closing because:` text).
+    pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: ServerConn, reason: &str) {
+        conn.close(reason);
         self.handle(
             Event::ClientReleasedServer {
                 client,

@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::pooler::Pooler;
 use common::wire::{self, Wire};
 use common::*;
 use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER};
@@ -46,109 +45,6 @@ fn scaled(n: usize) -> usize {
 }
 
 /// The binary, started on an ini; killed when dropped.
-struct Pooler {
-    child: Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Pooler {
-    fn start(ini_path: &std::path::Path) -> Pooler {
-        Pooler::start_with_soft_nofile(ini_path, None)
-    }
-
-    /// Starts it with the soft descriptor limit lowered to `soft` first (`ulimit -Sn`).
-    fn start_with_soft_nofile(ini_path: &std::path::Path, soft: Option<u32>) -> Pooler {
-        Pooler::start_limited(ini_path, soft.map(|n| format!("ulimit -Sn {n}")))
-    }
-
-    /// Starts it after the shell command `limit` (a `ulimit`).
-    // The child is waited for in Drop (clippy cannot see through the struct).
-    #[allow(clippy::zombie_processes)]
-    fn start_limited(ini_path: &std::path::Path, limit: Option<String>) -> Pooler {
-        let bin = env!("CARGO_BIN_EXE_pgbouncer-rs");
-        let mut cmd = match limit {
-            None => {
-                let mut c = Command::new(bin);
-                c.arg(ini_path);
-                c
-            }
-            Some(limit) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("{limit} && exec \"$0\" \"$1\""))
-                    .arg(bin)
-                    .arg(ini_path);
-                c
-            }
-        };
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let port = addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-                    return Pooler {
-                        child,
-                        port,
-                        lines: rx,
-                    };
-                }
-                seen.push(line);
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("pgbouncer-rs did not start: {seen:?}");
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    /// A `/proc/<pid>/status` field in kB (VmRSS now, VmHWM the peak).
-    fn mem_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    }
-
-    /// Whether the process is still running.
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// The log lines printed so far.
-    fn log(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for Pooler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn write_ini(pg: &PgCluster, dir: &Scratch, extra: &str) -> std::path::PathBuf {
     let text =
         ini(pg, dir, extra).replace("listen_port = 0", "listen_port = 0\nlog_pooler_errors = 0");

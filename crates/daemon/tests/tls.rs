@@ -10,9 +10,9 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use pg_harness::certs::{self, Ca};
 use common::wire::{self, Wire};
 use common::{psql, stderr, stdout, Scratch};
+use pg_harness::certs::{self, Ca};
 use pg_harness::{
     PgCluster, MD5_PASSWORD, MD5_USER, PLAIN_USER, SCRAM_PASSWORD, SCRAM_USER, TRUST_USER,
 };
@@ -47,6 +47,7 @@ struct Env {
 /// checked against CA1, `trustuser` admitted by certificate only, and replication open
 /// to md5user over TLS.
 fn env() -> &'static Env {
+    common::logs::capture();
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         let dir = Scratch::new("tls");
@@ -153,6 +154,25 @@ async fn tls_column(d: &Daemon, what: &str, ca: Option<&PathBuf>) -> Vec<String>
         .collect()
 }
 
+/// A login the pooler cannot complete because the server's certificate does not verify:
+/// as in PgBouncer the client is not failed with the TLS error but waits (here until
+/// `query_wait_timeout`), and the log says why, on the line of the server connection
+/// (`S-…: <db>/<user>@<addr> … certificate verify failed`).
+async fn waits_and_logs_verify_failure(pg: &PgCluster, conninfo: &str, server_prefix: &str) {
+    let err = select_one(pg, conninfo)
+        .await
+        .expect_err("the login succeeded");
+    assert!(err.contains("query_wait_timeout"), "{err}");
+    assert!(
+        common::logs::wait_for(
+            &[server_prefix, "certificate verify failed"],
+            std::time::Duration::from_secs(5)
+        )
+        .is_some(),
+        "no 'certificate verify failed' line for {server_prefix}"
+    );
+}
+
 async fn select_one(pg: &PgCluster, conninfo: &str) -> Result<(), String> {
     let o = psql(pg, conninfo, "select 1").await;
     if o.status.success() && stdout(&o) == "1" {
@@ -211,14 +231,15 @@ async fn every_server_sslmode_against_a_postgres_that_accepts_only_tls() {
     let d = start(
         e,
         &dir,
-        &format!("server_tls_sslmode = verify-full\n{}", ca(&p.ca1)),
+        &format!(
+            "server_tls_sslmode = verify-full\nquery_wait_timeout = 2\n{}",
+            ca(&p.ca1)
+        ),
     )
     .await;
     select_one(&e.pg, &md5_at(&d, "bylocal", "")).await.unwrap();
-    let err = select_one(&e.pg, &md5_at(&d, "appdb", ""))
-        .await
-        .unwrap_err();
-    assert!(err.contains("certificate verify failed"), "{err}");
+    let at_pg = |db: &str| format!("{db}/{MD5_USER}@127.0.0.1:{}", e.pg.port());
+    waits_and_logs_verify_failure(&e.pg, &md5_at(&d, "appdb", ""), &at_pg("appdb")).await;
     d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
         .await;
 
@@ -228,13 +249,13 @@ async fn every_server_sslmode_against_a_postgres_that_accepts_only_tls() {
         let d = start(
             e,
             &dir,
-            &format!("server_tls_sslmode = {mode}\n{}", ca(&p.ca2)),
+            &format!(
+                "server_tls_sslmode = {mode}\nquery_wait_timeout = 2\n{}",
+                ca(&p.ca2)
+            ),
         )
         .await;
-        let err = select_one(&e.pg, &md5_at(&d, "bylocal", ""))
-            .await
-            .unwrap_err();
-        assert!(err.contains("certificate verify failed"), "{mode}: {err}");
+        waits_and_logs_verify_failure(&e.pg, &md5_at(&d, "bylocal", ""), &at_pg("bylocal")).await;
         d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
             .await;
     }
@@ -879,5 +900,206 @@ async fn psycopg_in_every_sslmode_and_asyncpg_with_its_own_tls_and_direct_tls() 
         assert_eq!(out.trim(), "ok");
     }
     d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
+        .await;
+}
+
+/// Runs the openssl command in `dir`; `None` when it is not installed (outside CI).
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Option<()> {
+    match std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(()),
+        Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI is set but openssl is missing"
+            );
+            eprintln!("SKIPPED: no openssl command");
+            None
+        }
+    }
+}
+
+/// A CA (v3, `req -x509`) and X.509 version 1 certificates signed by it, made the way
+/// PostgreSQL's documentation and PgBouncer's test scripts make them (`openssl x509
+/// -req` without extensions): no subject alternative names, the name in the CN.
+fn v1_pki(dir: &std::path::Path, ca: &str, leaves: &[&str]) -> Option<()> {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &format!("{ca}.key"),
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &format!("{ca}.key"),
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-out",
+            &format!("{ca}.crt"),
+        ],
+    )?;
+    for cn in leaves {
+        openssl(
+            dir,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &format!("{cn}.key"),
+            ],
+        )?;
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{cn}.key"),
+                "-subj",
+                &format!("/CN={cn}"),
+                "-out",
+                &format!("{cn}.csr"),
+            ],
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{cn}.csr"),
+                "-CA",
+                &format!("{ca}.crt"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-sha256",
+                "-out",
+                &format!("{cn}.crt"),
+            ],
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join(format!("{cn}.key")),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_version_1_certificates_work_as_with_openssl() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let e = env();
+    let dir = Scratch::new("tls-v1");
+    let d = &dir.0;
+    if v1_pki(d, "v1ca", &["localhost", MD5_USER]).is_none() {
+        return;
+    }
+    let other = Scratch::new("tls-v1-other");
+    v1_pki(&other.0, "otherca", &[]).unwrap();
+    let f = |name: &str| d.join(name).display().to_string();
+    let front_tls = |mode: &str| {
+        format!(
+            "client_tls_sslmode = {mode}\nclient_tls_key_file = {}\nclient_tls_cert_file = {}\n\
+             client_tls_ca_file = {}\n",
+            f("localhost.key"),
+            f("localhost.crt"),
+            f("v1ca.crt")
+        )
+    };
+    // Our own certificate is version 1; so is the client's, for cert authentication.
+    let front_dir = Scratch::new("tls-v1-front");
+    let front = start(
+        e,
+        &front_dir,
+        &format!("{}auth_type = cert\n", front_tls("verify-full")),
+    )
+    .await;
+    let libpq = format!(
+        "host=localhost port={} user={MD5_USER} dbname=appdb sslmode=verify-full sslrootcert={} \
+         sslcert={} sslkey={}",
+        front.addr().port(),
+        f("v1ca.crt"),
+        f(&format!("{MD5_USER}.crt")),
+        f(&format!("{MD5_USER}.key"))
+    );
+    select_one(&e.pg, &libpq).await.unwrap();
+    front
+        .shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
+        .await;
+
+    // As a client of a server with a version 1 certificate: no check, the CA, the CA and
+    // the name (in the CN), the name wrong, the CA wrong.
+    let front_dir = Scratch::new("tls-v1-front");
+    let front = start(e, &front_dir, &front_tls("require")).await;
+    for (mode, ca, host, ok) in [
+        ("require", "", "127.0.0.1", true),
+        ("verify-ca", "v1ca.crt", "127.0.0.1", true),
+        ("verify-full", "v1ca.crt", "localhost", true),
+        ("verify-full", "v1ca.crt", "127.0.0.1", false),
+        ("verify-ca", "other", "localhost", false),
+    ] {
+        let ca_file = match ca {
+            "" => String::new(),
+            "other" => format!(
+                "server_tls_ca_file = {}\n",
+                other.0.join("otherca.crt").display()
+            ),
+            name => format!("server_tls_ca_file = {}\n", f(name)),
+        };
+        let back_dir = Scratch::new("tls-v1-back");
+        std::fs::write(back_dir.0.join("userlist.txt"), common::userlist(&e.pg)).unwrap();
+        let text = format!(
+            "[databases]\nappdb = host={host} port={} dbname=appdb\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 0\nunix_socket_dir =\n\
+             auth_type = md5\nauth_file = {}/userlist.txt\nserver_login_retry = 0\n\
+             query_wait_timeout = 2\nserver_tls_sslmode = {mode}\n{ca_file}",
+            front.addr().port(),
+            back_dir.0.display(),
+        );
+        let back = Daemon::start(common::settings(&text, &back_dir))
+            .await
+            .unwrap();
+        let conninfo = md5_at(&back, "appdb", "");
+        if ok {
+            select_one(&e.pg, &conninfo)
+                .await
+                .unwrap_or_else(|err| panic!("{mode} {ca} {host}: {err}"));
+        } else {
+            let prefix = format!("appdb/{MD5_USER}@127.0.0.1:{}", front.addr().port());
+            waits_and_logs_verify_failure(&e.pg, &conninfo, &prefix).await;
+        }
+        back.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
+            .await;
+    }
+    front
+        .shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
         .await;
 }

@@ -90,7 +90,10 @@ impl Pooler {
         self.ensure_min_pool(now, pool);
     }
 
-    pub(crate) fn client_wants_server(&mut self, now: Instant, client: ClientId) {
+    /// A client asks for a server. `fast_fail`: while the pool has no server and its
+    /// logins are failing, give the cached error at once (PgBouncer's
+    /// `check_fast_fail`); a client still waiting for its welcome waits instead.
+    pub(crate) fn client_wants_server(&mut self, now: Instant, client: ClientId, fast_fail: bool) {
         let Some(c) = self.clients.get_mut(&client) else {
             return unknown_client(client);
         };
@@ -101,7 +104,7 @@ impl Pooler {
         let pool = c.pool;
         c.request_time = now;
         let p = &self.pools[pool];
-        if p.counts.servers() == 0 {
+        if p.counts.servers() == 0 && fast_fail {
             if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {
                 let reason = DisconnectReason::ServerLoginRetry {
                     message: f.message.clone(),

@@ -58,6 +58,25 @@ pub enum Event {
         /// The client.
         client: ClientId,
     },
+    /// As `ClientWantsServer`, for a client that still waits for its welcome (no
+    /// server parameters are cached for its pool yet): while logins are failing it waits
+    /// for the next attempt instead of getting the cached error, as PgBouncer's clients
+    /// waiting for the welcome do.
+    ClientWantsWelcome {
+        /// The client.
+        client: ClientId,
+    },
+    /// A server could not be reached (connection refused, host unreachable, DNS, a
+    /// failed TLS handshake): recorded as a failed login for `server_login_retry`, but
+    /// the clients waiting on the pool keep waiting (for a server that comes up, or their
+    /// own timeouts), as in PgBouncer. A login the server itself refused is
+    /// `ServerConnectFailed`.
+    ServerUnreachable {
+        /// The server.
+        server: ServerId,
+        /// The reason, cached for `server login has been failing` errors.
+        message: String,
+    },
     /// A server the core asked for finished connecting and logging in.
     ServerConnected {
         /// The server.

@@ -102,7 +102,8 @@ impl Pooler {
             Event::ClientLoggedIn { client, cancel_key } => {
                 self.client_logged_in(now, client, cancel_key)
             }
-            Event::ClientWantsServer { client } => self.client_wants_server(now, client),
+            Event::ClientWantsServer { client } => self.client_wants_server(now, client, true),
+            Event::ClientWantsWelcome { client } => self.client_wants_server(now, client, false),
             Event::ClientReleasedServer {
                 client,
                 reusable,
@@ -120,6 +121,9 @@ impl Pooler {
                 code,
                 message,
             } => self.server_connect_failed(now, server, code, message),
+            Event::ServerUnreachable { server, message } => {
+                self.server_unreachable(now, server, message)
+            }
             Event::ServerResetDone { server, ok } => self.server_reset_done(now, server, ok),
             Event::ServerClosed { server } => self.server_closed(now, server),
             Event::CancelRequested { key } => self.cancel_requested(key),
@@ -424,6 +428,18 @@ impl Pooler {
                 self.disconnect_client(now, client, reason);
             }
         }
+        self.check_pause_done();
+    }
+
+    fn server_unreachable(&mut self, now: Instant, server: ServerId, message: String) {
+        let Some(s) = self.servers.get(&server) else {
+            return unknown_server(server);
+        };
+        let pool = s.pool;
+        self.forget_server(server);
+        let until = now + self.config.server_login_retry;
+        self.pools[pool].login_failure = Some(LoginFailure { until, message });
+        self.note(Some(until));
         self.check_pause_done();
     }
 

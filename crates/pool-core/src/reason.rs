@@ -142,7 +142,7 @@ impl ServerCloseReason {
             Self::ResetFailed => "server reset query failed",
             Self::PoolShrink => "too many servers in the pool",
             Self::Evicted => "evicted",
-            Self::CloseNeeded => "close_needed",
+            Self::CloseNeeded => "database configuration changed",
             Self::DatabaseRemoved => "database removed",
             Self::QueryTimeout => "query timeout",
             Self::Shutdown => "pooler shutdown",

@@ -61,6 +61,25 @@ pub struct DatabaseDef {
     pub load_balance_hosts: Option<String>,
 }
 
+/// Whether two definitions of a database reach the same server the same way: what a
+/// server connection was opened with (pool sizes and modes may differ).
+pub fn same_target(a: &DatabaseDef, b: &DatabaseDef) -> bool {
+    a.hosts == b.hosts
+        && a.port == b.port
+        && a.dbname == b.dbname
+        && a.user == b.user
+        && a.password == b.password
+        && a.auth_user == b.auth_user
+        && a.auth_query == b.auth_query
+        && a.auth_dbname == b.auth_dbname
+        && a.connect_query == b.connect_query
+        && a.client_encoding == b.client_encoding
+        && a.datestyle == b.datestyle
+        && a.timezone == b.timezone
+        && a.application_name == b.application_name
+        && a.load_balance_hosts == b.load_balance_hosts
+}
+
 impl DatabaseDef {
     /// The server-side database name.
     pub fn server_dbname(&self, client_db: &str) -> String {

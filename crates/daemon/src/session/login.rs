@@ -166,12 +166,17 @@ impl Session {
             .map(str::to_string);
         if self.rt.log_connections {
             tracing::info!(
-                "C-{}: {} login attempt: db={database} user={user} tls={}",
+                "C-{}: {} login attempt: db={database} user={user} tls={} replication={}",
                 self.id.0,
                 self.label(),
                 match self.client.tls_info() {
                     "" => "no",
                     info => info,
+                },
+                match replication.as_deref() {
+                    None => "no",
+                    Some("database") => "database",
+                    Some(_) => "yes",
                 }
             );
         }
@@ -498,6 +503,7 @@ impl Session {
         // set take the pool's original values, so a server another client changed is
         // put back before this client's queries run (see `sync_vars`).
         self.defaults = welcome.clone();
+        self.welcomed = true;
         let server_params = &welcome.params;
         let mut out = BytesMut::with_capacity(512);
         encode_auth_ok(&mut out);

@@ -80,6 +80,7 @@ pub(crate) fn serve(
         who: None,
         timeouts: QueryTimeouts::default(),
         fast_close: false,
+        welcomed: false,
         login_deadline: None,
         pump: None,
         statements: ClientStatements::default(),
@@ -118,6 +119,8 @@ struct Session {
     statements: ClientStatements,
     /// `server_fast_close` asked this client to leave after its transaction.
     fast_close: bool,
+    /// The welcome was sent: from now on a failing pool fails this client fast.
+    welcomed: bool,
     /// When `client_login_timeout` ends the login (startup packet and authentication).
     login_deadline: Option<tokio::time::Instant>,
     /// The forwarding buffers, kept between links (none until the first link).
@@ -326,15 +329,19 @@ impl Session {
     /// the pool's queue.
     fn try_acquire(&mut self) -> Option<ServerConn> {
         loop {
-            let conn = self.shared.handle(
-                pgbouncer_pool_core::Event::ClientWantsServer { client: self.id },
-                Some(self.id),
-            )?;
+            let client = self.id;
+            let event = if self.welcomed {
+                pgbouncer_pool_core::Event::ClientWantsServer { client }
+            } else {
+                pgbouncer_pool_core::Event::ClientWantsWelcome { client }
+            };
+            let conn = self.shared.handle(event, Some(self.id))?;
             if !conn.stream.has_unexpected_input() {
                 return Some(conn);
             }
             // Closed or chatty while idle: never hand it to a client.
-            self.shared.drop_server(self.id, conn);
+            self.shared
+                .drop_server(self.id, conn, "idle server got dirty");
         }
     }
 
@@ -355,7 +362,8 @@ impl Session {
             if !conn.stream.has_unexpected_input() {
                 return Ok(conn);
             }
-            self.shared.drop_server(self.id, conn);
+            self.shared
+                .drop_server(self.id, conn, "idle server got dirty");
             if let Some(conn) = self.try_acquire() {
                 return Ok(conn);
             }
@@ -477,7 +485,11 @@ impl Session {
         if clean {
             let _ = self.shared.release(self.id, conn, usage);
         } else {
-            self.shared.drop_server(self.id, conn);
+            self.shared.drop_server(
+                self.id,
+                conn,
+                pgbouncer_pool_core::ServerCloseReason::ClientDisconnectedDirty.message(),
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 //! a finished one as PgBouncer does (`TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519`).
 //! The encrypted socket itself is [`stream::TlsStream`].
 
+mod legacy;
 mod names;
 pub mod stream;
 
@@ -230,14 +231,43 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-fn read_roots(key: &str, path: &str) -> Result<RootCertStore, TlsError> {
+/// A CA file: the trust anchors, and the certificates themselves (for version 1 chains,
+/// see `legacy.rs`).
+fn read_roots(
+    key: &str,
+    path: &str,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
     let mut roots = RootCertStore::empty();
-    for c in read_certs(key, path)? {
+    let certs = read_certs(key, path)?;
+    for c in &certs {
         roots
-            .add(c)
+            .add(c.clone())
             .map_err(|e| err(format!("invalid {key}: {path}: {e}")))?;
     }
-    Ok(roots)
+    Ok((roots, certs))
+}
+
+/// A certificate chain with its key, checked to belong together. Not rustls's own
+/// loader: that parses the certificate with webpki, which refuses X.509 version 1.
+fn certified_key(
+    provider: &CryptoProvider,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    pfx: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| err(format!("invalid {pfx}_key_file: {e}")))?;
+    if let (Some(public), Some(in_cert)) = (signing.public_key(), legacy::public_key_of(&certs[0]))
+    {
+        if public.as_ref() != in_cert.as_slice() {
+            return Err(err(format!(
+                "{pfx}_key_file does not belong to {pfx}_cert_file (the keys differ)"
+            )));
+        }
+    }
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(certs, signing)))
 }
 
 fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsError> {
@@ -279,8 +309,8 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
         }
         builder.with_no_client_auth()
     } else {
-        let roots = Arc::new(read_roots("client_tls_ca_file", ca)?);
-        let v = WebPkiClientVerifier::builder_with_provider(roots, provider);
+        let (roots, roots_der) = read_roots("client_tls_ca_file", ca)?;
+        let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
         // verify-ca and verify-full require a client certificate; the other modes ask
         // for one (cert authentication uses it) but let clients without one in.
         let v = if mode >= SslMode::VerifyCa {
@@ -288,11 +318,15 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
         } else {
             v.allow_unauthenticated()
         };
-        builder.with_client_cert_verifier(v.build().map_err(|e| err(e.to_string()))?)
+        builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            inner: v.build().map_err(|e| err(e.to_string()))?,
+            roots: roots_der,
+            provider: provider.clone(),
+        }))
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| err(format!("client_tls_key_file / client_tls_cert_file: {e}")))?;
+    let certified = certified_key(&provider, certs, key, "client_tls")?;
+    let mut config =
+        builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     // libpq does not resume sessions (a new SSL context per connection), so tickets
     // after every handshake would be work for nobody; session-id resumption (the
@@ -365,7 +399,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
         if mode >= SslMode::VerifyCa {
             let found = rustls_native_certs::load_native_certs();
             let mut roots = RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
+            let (added, _) = roots.add_parsable_certificates(found.certs.clone());
             if added == 0 {
                 return Err(err(format!(
                     "server_tls_sslmode = {} needs server_tls_ca_file (no system CA \
@@ -373,7 +407,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
                     s.str("server_tls_sslmode")
                 )));
             }
-            Some(roots)
+            Some((roots, found.certs))
         } else {
             None
         }
@@ -382,7 +416,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
         Some(read_roots("server_tls_ca_file", ca)?)
     };
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots) {
-        (SslMode::VerifyCa | SslMode::VerifyFull, Some(roots)) => {
+        (SslMode::VerifyCa | SslMode::VerifyFull, Some((roots, roots_der))) => {
             let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider.clone(),
@@ -391,17 +425,19 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
             .map_err(|e| err(e.to_string()))?;
             Arc::new(Verifier {
                 inner: Some(inner),
+                roots: roots_der,
                 check_name: mode == SslMode::VerifyFull,
                 provider: provider.clone(),
             })
         }
         _ => Arc::new(Verifier {
             inner: None,
+            roots: Vec::new(),
             check_name: false,
             provider: provider.clone(),
         }),
     };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| err(e.to_string()))?
         .dangerous()
@@ -414,9 +450,10 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
             files.push_str(&file_digest(cert_file));
             let certs = read_certs("server_tls_cert_file", cert_file)?;
             let key = read_key("server_tls_key_file", key_file)?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| err(format!("server_tls_key_file / server_tls_cert_file: {e}")))?
+            let certified = certified_key(&provider, certs, key, "server_tls")?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
         }
         _ => {
             return Err(err(
@@ -453,9 +490,15 @@ fn file_digest(path: &str) -> String {
 /// handshake signature is still checked, so the session key belongs to whoever holds
 /// the certificate's key), against the CA (verify-ca), or also against the host name
 /// from the `[databases]` entry (verify-full).
+///
+/// Version 1 certificates, which webpki refuses, are checked by `legacy.rs` instead, and
+/// a version 3 certificate without subject alternative names may match by its common
+/// name, as libpq allows.
 #[derive(Debug)]
 struct Verifier {
     inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The CA certificates behind `inner` (for version 1 chains).
+    roots: Vec<CertificateDer<'static>>,
     check_name: bool,
     provider: Arc<CryptoProvider>,
 }
@@ -473,10 +516,23 @@ impl ServerCertVerifier for Verifier {
             return Ok(ServerCertVerified::assertion());
         };
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            // (The chain was checked before the name: only the name is wrong.)
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
             | Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            )) => {
+                if self.check_name {
+                    legacy::verify_name(end_entity, server_name)?;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) if legacy::is_unsupported_version(&e) => {
+                legacy::verify_chain(end_entity, intermediates, &self.roots, now)?;
+                if self.check_name {
+                    legacy::verify_name(end_entity, server_name)?;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -487,11 +543,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
+        legacy::verify_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
+            false,
         )
     }
 
@@ -501,11 +558,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        legacy::verify_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
+            true,
         )
     }
 
@@ -513,6 +571,80 @@ impl ServerCertVerifier for Verifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Checks client certificates with webpki, and version 1 ones with `legacy.rs`.
+#[derive(Debug)]
+struct ClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e) if legacy::is_unsupported_version(&e) => {
+                legacy::verify_chain(end_entity, intermediates, &self.roots, now)?;
+                Ok(rustls::server::danger::ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        legacy::verify_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+            false,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        legacy::verify_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+            true,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

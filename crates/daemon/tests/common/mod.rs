@@ -12,6 +12,8 @@ use pgbouncer_rs::config::ini::Ini;
 use pgbouncer_rs::config::Settings;
 use pgbouncer_rs::Daemon;
 
+pub mod logs;
+pub mod pooler;
 pub mod script;
 pub mod wire;
 

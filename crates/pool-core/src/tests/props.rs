@@ -13,6 +13,8 @@ enum Step {
     Close(u8),
     ServerUp,
     ServerFails,
+    ServerUnreachable,
+    WantWelcome(u8),
     ResetDone(bool),
     ServerDies(u8),
     Advance(u16),
@@ -33,6 +35,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<u8>().prop_map(Step::Close),
         4 => Just(Step::ServerUp),
         1 => Just(Step::ServerFails),
+        1 => Just(Step::ServerUnreachable),
+        1 => any::<u8>().prop_map(Step::WantWelcome),
         1 => any::<bool>().prop_map(Step::ResetDone),
         1 => any::<u8>().prop_map(Step::ServerDies),
         3 => (0..20_000u16).prop_map(Step::Advance),
@@ -111,6 +115,13 @@ proptest! {
                 Step::ServerUp => if !sim.pending_connects.is_empty() { sim.server_connects(); },
                 Step::ServerFails => if !sim.pending_connects.is_empty() {
                     sim.server_fails("28P01", "nope");
+                },
+                Step::ServerUnreachable => if !sim.pending_connects.is_empty() {
+                    let server = sim.pending_connects.remove(0);
+                    sim.event(Event::ServerUnreachable { server, message: "connect failed".into() });
+                },
+                Step::WantWelcome(i) => if let Some(c) = pick(&clients, i) {
+                    sim.event(Event::ClientWantsWelcome { client: c })
                 },
                 Step::ResetDone(ok) => {
                     let tested: Vec<_> = sim.resets.drain(..).chain(sim.checks.drain(..)).collect();

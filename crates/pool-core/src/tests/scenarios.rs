@@ -1140,3 +1140,50 @@ fn autodb_idle_timeout_zero_keeps_auto_database_pools() {
     assert!(sim.has_pool("auto1", "app"));
     assert!(sim.freed.is_empty());
 }
+
+#[test]
+fn an_unreachable_server_keeps_waiting_clients_until_a_retry_succeeds() {
+    let config = Config {
+        server_login_retry: secs(3),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    let server = sim.pending_connects.remove(0);
+    sim.event(Event::ServerUnreachable {
+        server,
+        message: "connect failed".into(),
+    });
+    // Not failed: it waits, and no new attempt starts inside server_login_retry.
+    assert_eq!(sim.disconnected(a), None);
+    assert!(sim.pending_connects.is_empty());
+    // A client with its welcome that needs a server now gets the cached error; one that
+    // still waits for its welcome waits too.
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    assert_eq!(
+        sim.disconnected(b).unwrap().message(),
+        "server login has been failing, cached error: connect failed (server_login_retry)"
+    );
+    let c = sim.client_logged_in("db", "app");
+    sim.event(Event::ClientWantsWelcome { client: c });
+    assert_eq!(sim.disconnected(c), None);
+    sim.advance(secs(3));
+    assert!(
+        !sim.pending_connects.is_empty(),
+        "retried after server_login_retry"
+    );
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    assert!(
+        sim.linked(a).is_some(),
+        "the first waiting client gets a server"
+    );
+    assert!(
+        sim.linked(c).is_some(),
+        "and so does the one waiting for its welcome"
+    );
+    sim.check_invariants();
+}

@@ -1,0 +1,171 @@
+//! What an operator or a PgBouncer-aware tool sees, compared with PgBouncer's behaviour:
+//! log lines (server prefix, `new connection to server (from …)`, `closing because: …
+//! (age=…)`, `server login failed: FATAL …`, `login attempt … replication=`), and
+//! RELOAD of a database whose connection changed. The binary runs as a child process so
+//! its log is the real one.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pooler::Pooler;
+use common::*;
+use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER};
+
+fn start(
+    pg: &PgCluster,
+    dir: &Scratch,
+    databases: &str,
+    extra: &str,
+) -> (Pooler, std::path::PathBuf) {
+    let text = ini(
+        pg,
+        dir,
+        &format!("log_connections = 1\nlog_disconnections = 1\nserver_login_retry = 0\n{extra}"),
+    )
+    .replace("log_connections = 0\nlog_disconnections = 0\n", "")
+    .replacen("[databases]\n", &format!("[databases]\n{databases}"), 1);
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, &text).unwrap();
+    (Pooler::start(&path), path)
+}
+
+fn conninfo_at(p: &Pooler, db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname={db}",
+        p.port
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_log_lines_carry_pgbouncers_prefix_and_reasons() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-log");
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!(
+            "nodb = host=127.0.0.1 port={port} dbname=nosuchdb\n\
+             down = host=127.0.0.1 port={closed_port} dbname=appdb\n",
+            port = pg.port()
+        ),
+        "query_wait_timeout = 2",
+    );
+    let o = psql(pg, &conninfo_at(&p, "appdb"), "select 1").await;
+    assert_eq!(stdout(&o), "1", "{}", stderr(&o));
+    let wait = Duration::from_secs(10);
+    let prefix = format!("appdb/{MD5_USER}@127.0.0.1:{}", pg.port());
+    let line = p
+        .wait_for_line(
+            &[&prefix, "new connection to server (from 127.0.0.1:"],
+            wait,
+        )
+        .unwrap_or_else(|| panic!("{:#?}", p.all_log()));
+    assert!(line.contains(" LOG S-"), "{line}");
+    assert!(
+        p.wait_for_line(&["login attempt: db=appdb", "tls=no replication=no"], wait)
+            .is_some(),
+        "{:#?}",
+        p.all_log()
+    );
+
+    // PostgreSQL refuses the login: its severity and message, then the close.
+    let o = psql(pg, &conninfo_at(&p, "nodb"), "select 1").await;
+    assert!(
+        stderr(&o).contains("database \"nosuchdb\" does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let nodb = format!("nodb/{MD5_USER}@127.0.0.1:{}", pg.port());
+    for want in [
+        "server login failed: FATAL database \"nosuchdb\" does not exist".to_string(),
+        "closing because: database \"nosuchdb\" does not exist (age=0s)".to_string(),
+    ] {
+        assert!(
+            p.wait_for_line(&[&nodb, &want], wait).is_some(),
+            "{want}: {:#?}",
+            p.all_log()
+        );
+    }
+
+    // Nothing listens: `connect failed`, and the client is not failed with it but waits
+    // (here until query_wait_timeout), as in PgBouncer.
+    let o = psql(pg, &conninfo_at(&p, "down"), "select 1").await;
+    assert!(stderr(&o).contains("query_wait_timeout"), "{}", stderr(&o));
+    let down = format!("down/{MD5_USER}@127.0.0.1:{closed_port}");
+    assert!(
+        p.wait_for_line(&[&down, "closing because: connect failed (age=0s)"], wait)
+            .is_some(),
+        "{:#?}",
+        p.all_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_a_changed_database_reopens_its_servers_on_the_new_target() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-reload");
+    let (p, path) = start(
+        pg,
+        &dir,
+        &format!("moving = host=127.0.0.1 port={} dbname=appdb\n", pg.port()),
+        "pool_mode = transaction",
+    );
+    let c = connect(&conninfo_at(&p, "moving")).await.unwrap();
+    let db = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        db(c.simple_query("select current_database()").await.unwrap()),
+        "appdb"
+    );
+    // The same entry now names another database on the same server.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dbname=appdb\n", "dbname=postgres\n");
+    std::fs::write(&path, text).unwrap();
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let o = psql(pg, &admin, "RELOAD").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        p.wait_for_line(
+            &["moving/", "closing because: database configuration changed"],
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "{:#?}",
+        p.all_log()
+    );
+    // The open client's next transaction runs on the new target.
+    assert_eq!(
+        db(c.simple_query("select current_database()").await.unwrap()),
+        "postgres"
+    );
+    // A RELOAD that changes nothing keeps the server.
+    let pid = db(c.simple_query("select pg_backend_pid()").await.unwrap());
+    let o = psql(pg, &admin, "RELOAD").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db(c.simple_query("select pg_backend_pid()").await.unwrap()),
+        pid
+    );
+}
