@@ -13,6 +13,8 @@
 # processes started here are stopped, by PID.
 #
 #   CANDIDATE=target/release/pgbouncer-rs xtask/bench-tls.sh
+#   CANDIDATE_EXTRA='client_tls13_ciphers = TLS_AES_256_GCM_SHA384' ...   (the suite
+#   PgBouncer with OpenSSL negotiates with libpq; ours prefers AES-128-GCM)
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -24,6 +26,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}
 CANDIDATE=${CANDIDATE:?set CANDIDATE to the pgbouncer-rs binary}
 SCENARIOS=${SCENARIOS:-"connect c100"}
+CANDIDATE_EXTRA=${CANDIDATE_EXTRA:-}   # extra [pgbouncer] lines for the candidate only
 BENCH_USER=${BENCH_USER:-bench}
 
 die() { echo "bench-tls: $*" >&2; exit 1; }
@@ -132,6 +135,9 @@ client_tls_ciphers = default
 server_tls_sslmode = require
 server_tls_ciphers = default
 EOF
+    if [[ $1 == candidate && -n $CANDIDATE_EXTRA ]]; then
+        printf '%b\n' "$CANDIDATE_EXTRA" >> "$1.ini"
+    fi
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -180,6 +180,18 @@ fn provider(
         let name = names::suite_name(cs.suite());
         tls12.contains(&name) || tls13.contains(&name)
     });
+    // Our preference order (the client side follows it: `ignore_client_order`): the
+    // order the settings list suites in, and by default AES-128-GCM first. Every suite
+    // here is strong; AES-256-GCM's SHA-384 transcript and key schedule cost a good
+    // share of a handshake's CPU with ring, where SHA-256 has hardware support.
+    p.cipher_suites.sort_by_key(|cs| {
+        let name = names::suite_name(cs.suite());
+        tls13
+            .iter()
+            .chain(tls12.iter())
+            .position(|n| *n == name)
+            .unwrap_or(usize::MAX)
+    });
     if pfx == "client_tls" {
         let curves = s.str("client_tls_ecdhcurve");
         let groups = names::groups(curves)
@@ -328,6 +340,7 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
     let mut config =
         builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    config.ignore_client_order = true;
     // libpq does not resume sessions (a new SSL context per connection), so tickets
     // after every handshake would be work for nobody; session-id resumption (the
     // in-memory cache rustls keeps by default) serves clients that do resume.

@@ -3,28 +3,16 @@
 
 use rustls::{CipherSuite, NamedGroup, SupportedProtocolVersion};
 
-/// Every suite this build has, by OpenSSL name, with its rustls id.
+/// Every suite this build has, by OpenSSL name, with its rustls id, in our default
+/// order of preference.
 const SUITES: &[(&str, CipherSuite, bool)] = &[
-    (
-        "TLS_AES_256_GCM_SHA384",
-        CipherSuite::TLS13_AES_256_GCM_SHA384,
-        true,
-    ),
-    (
-        "TLS_AES_128_GCM_SHA256",
-        CipherSuite::TLS13_AES_128_GCM_SHA256,
-        true,
-    ),
+    ("TLS_AES_128_GCM_SHA256", CipherSuite::TLS13_AES_128_GCM_SHA256, true),
     (
         "TLS_CHACHA20_POLY1305_SHA256",
         CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
         true,
     ),
-    (
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        false,
-    ),
+    ("TLS_AES_256_GCM_SHA384", CipherSuite::TLS13_AES_256_GCM_SHA384, true),
     (
         "ECDHE-ECDSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -36,8 +24,8 @@ const SUITES: &[(&str, CipherSuite, bool)] = &[
         false,
     ),
     (
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         false,
     ),
     (
@@ -48,6 +36,11 @@ const SUITES: &[(&str, CipherSuite, bool)] = &[
     (
         "ECDHE-RSA-CHACHA20-POLY1305",
         CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        false,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
         false,
     ),
 ];
