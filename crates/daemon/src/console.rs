@@ -110,6 +110,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         rand::random::<i32>() & 0x7fff_ffff,
         rand::random(),
     );
+    login_notice(&mut out, &rt);
     encode_ready_for_query(&mut out, TransactionStatus::Idle);
     if stream.write_all(&out).await.is_err() {
         return Quiet::ClientEof.into();
@@ -408,4 +409,13 @@ fn own_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// `login_notify_message`: a NOTICE in every welcome (the console's too), after
+/// BackendKeyData, as PgBouncer 1.26 sends it; nothing when it is empty.
+pub(crate) fn login_notice(out: &mut bytes::BytesMut, rt: &Runtime) {
+    let text = rt.settings.str("login_notify_message");
+    if !text.is_empty() {
+        pgbouncer_protocol::encode_notice(out, "00000", text);
+    }
 }

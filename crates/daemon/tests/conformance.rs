@@ -169,3 +169,53 @@ async fn reload_of_a_changed_database_reopens_its_servers_on_the_new_target() {
         pid
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_notify_message_and_query_wait_notify_send_pgbouncers_notices() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-notices");
+    let (p, _) = start(
+        pg,
+        &dir,
+        "",
+        "login_notify_message = welcome to the pool\nquery_wait_notify = 1\n\
+         pool_mode = session\ndefault_pool_size = 1",
+    );
+    // In every welcome, the console's too.
+    let o = psql(pg, &conninfo_at(&p, "appdb"), "select 1").await;
+    assert!(
+        stderr(&o).contains("NOTICE:  welcome to the pool"),
+        "{}",
+        stderr(&o)
+    );
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let o = psql(pg, &admin, "SHOW VERSION").await;
+    assert!(
+        stderr(&o).contains("NOTICE:  welcome to the pool"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The only server is held by a session: the next client waits, and after more than
+    // query_wait_notify seconds it is told once.
+    let holder = connect(&conninfo_at(&p, "appdb")).await.unwrap();
+    holder.simple_query("select 1").await.unwrap();
+    let waiting = {
+        let conninfo = conninfo_at(&p, "appdb");
+        tokio::spawn(async move { psql(pg, &conninfo, "select 'served'").await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(holder);
+    let o = waiting.await.unwrap();
+    assert_eq!(stdout(&o), "served", "{}", stderr(&o));
+    let notices = stderr(&o)
+        .matches("No server connection available in postgres backend, client being queued")
+        .count();
+    assert_eq!(notices, 1, "{}", stderr(&o));
+}

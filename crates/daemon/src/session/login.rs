@@ -520,6 +520,7 @@ impl Session {
             }
         }
         encode_backend_key_data(&mut out, pid, secret);
+        crate::console::login_notice(&mut out, &self.rt);
         encode_ready_for_query(&mut out, TransactionStatus::Idle);
         self.client
             .write_all(&out)

@@ -375,8 +375,23 @@ impl Session {
             return Err(Fatal::BouncerConfigError.into());
         };
         let mut full = false;
+        // query_wait_notify: a client with its welcome that waits more than that many
+        // whole seconds is told once, as PgBouncer's janitor does.
+        let notify_after = u64::try_from(self.rt.settings.int("query_wait_notify")).unwrap_or(0);
+        let mut notify = (self.welcomed && notify_after > 0)
+            .then(|| Box::pin(tokio::time::sleep(Duration::from_secs(notify_after + 1))));
         loop {
             tokio::select! {
+                () = async { notify.as_mut().expect("guarded").await }, if notify.is_some() => {
+                    notify = None;
+                    let mut out = BytesMut::new();
+                    pgbouncer_protocol::encode_notice(
+                        &mut out,
+                        "00000",
+                        "No server connection available in postgres backend, client being queued",
+                    );
+                    let _ = self.client.write_all(&out).await;
+                }
                 msg = rx.recv() => match msg {
                     SessionMsg::Link(conn) => return Ok(*conn),
                     SessionMsg::Disconnect(r) => return Err(r.into()),

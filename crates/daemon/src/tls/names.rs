@@ -6,13 +6,21 @@ use rustls::{CipherSuite, NamedGroup, SupportedProtocolVersion};
 /// Every suite this build has, by OpenSSL name, with its rustls id, in our default
 /// order of preference.
 const SUITES: &[(&str, CipherSuite, bool)] = &[
-    ("TLS_AES_128_GCM_SHA256", CipherSuite::TLS13_AES_128_GCM_SHA256, true),
+    (
+        "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+        true,
+    ),
     (
         "TLS_CHACHA20_POLY1305_SHA256",
         CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
         true,
     ),
-    ("TLS_AES_256_GCM_SHA384", CipherSuite::TLS13_AES_256_GCM_SHA384, true),
+    (
+        "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+        true,
+    ),
     (
         "ECDHE-ECDSA-AES128-GCM-SHA256",
         CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
