@@ -49,8 +49,11 @@ fn parse_args() -> Result<Option<Args>, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-V" | "--version" => {
-                println!("pgbouncer-rs {}", env!("CARGO_PKG_VERSION"));
-                println!("compatible with PgBouncer 1.25");
+                // Line 1 is SHOW VERSION's text, as PgBouncer's -V and SHOW VERSION agree;
+                // then the libraries, as PgBouncer lists libevent, adns and tls.
+                println!("{}", pgbouncer_admin::version_text());
+                println!("tokio runtime");
+                println!("tls: rustls 0.23 (ring)");
                 return Ok(None);
             }
             "-h" | "--help" => {

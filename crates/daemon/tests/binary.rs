@@ -75,7 +75,10 @@ fn wait_exit(mut child: Child) -> std::process::ExitStatus {
 fn version_and_help_print_and_exit_zero() {
     let o = bin().arg("--version").output().unwrap();
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("pgbouncer-rs "));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    // Line 1 is what SHOW VERSION answers (tools compare the two).
+    assert_eq!(out.lines().next(), Some(pgbouncer_admin::version_text().as_str()), "{out}");
+    assert!(out.contains("\ntls: rustls"), "{out}");
     let o = bin().arg("-V").output().unwrap();
     assert!(o.status.success());
     let o = bin().arg("-h").output().unwrap();
