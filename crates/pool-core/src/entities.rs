@@ -83,6 +83,12 @@ pub(crate) struct Server {
     pub(crate) close_needed: bool,
     /// Cancel requests forwarded to it and not finished yet.
     pub(crate) cancels: u32,
+    /// A client used it since it was last checked (or opened): due for
+    /// `server_check_query` once idle `server_check_delay` (PgBouncer's SV_USED).
+    /// A fresh or just-checked server is not checked again.
+    pub(crate) used: bool,
+    /// Its current `Tested` state is a check (not a reset).
+    pub(crate) checking: bool,
 }
 
 /// Counters of one pool by state, PgBouncer's `SHOW POOLS` names.

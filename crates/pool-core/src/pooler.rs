@@ -274,8 +274,12 @@ impl Pooler {
                 continue;
             }
             if self.config.server_check_enabled
+                && s.used
                 && now - s.state_since >= self.config.server_check_delay
             {
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.checking = true;
+                }
                 self.set_server_state(now, server, ServerState::Tested);
                 self.actions.push_back(Action::CheckServer { server });
                 continue;
@@ -381,6 +385,8 @@ impl Pooler {
                 connect_time: now,
                 state_since: now,
                 close_needed: false,
+                used: false,
+                checking: false,
                 cancels: 0,
             },
         );
@@ -451,6 +457,12 @@ impl Pooler {
             return;
         }
         if ok {
+            if let Some(s) = self.servers.get_mut(&server) {
+                if s.checking {
+                    s.used = false; // checked: good until a client uses it again
+                }
+                s.checking = false;
+            }
             self.make_idle(now, server);
         } else {
             let pool = s.pool;
@@ -480,6 +492,7 @@ impl Pooler {
             return unknown_server(server);
         };
         s.link = None;
+        s.used = true;
         let pool = s.pool;
         if !reusable {
             self.close_server(now, server, ServerCloseReason::Dirty);

@@ -98,6 +98,7 @@ impl Pooler {
                 .filter_map(|s| self.servers.get(s))
                 .filter(|s| {
                     self.config.server_check_enabled
+                        && s.used
                         && now - s.state_since >= self.config.server_check_delay
                 })
                 .count() as u32;
@@ -160,6 +161,7 @@ impl Pooler {
                     ServerState::Login => "login",
                     ServerState::Idle
                         if self.config.server_check_enabled
+                            && s.used
                             && now - s.state_since >= self.config.server_check_delay =>
                     {
                         "used"

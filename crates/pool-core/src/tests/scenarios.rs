@@ -1187,3 +1187,27 @@ fn an_unreachable_server_keeps_waiting_clients_until_a_retry_succeeds() {
     );
     sim.check_invariants();
 }
+
+#[test]
+fn server_check_delay_zero_checks_each_released_server_once_and_fresh_ones_never() {
+    let config = Config {
+        server_check_delay: secs(0),
+        server_check_enabled: true,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.server_connects();
+    assert!(sim.linked(a).is_some(), "a fresh server is used without a check");
+    assert!(sim.checks.is_empty());
+    sim.release(a);
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(b);
+    assert_eq!(sim.checks.len(), 1, "a released server is checked before reuse");
+    let server = sim.checks.remove(0);
+    sim.event(Event::ServerResetDone { server, ok: true });
+    assert_eq!(sim.linked(b), Some(server), "the passing check hands it to the client");
+    assert!(sim.checks.is_empty(), "checked once, not again and again");
+    sim.check_invariants();
+}
