@@ -111,14 +111,18 @@ impl Daemon {
                 let _ = done.await;
             }
             ShutdownMode::WaitForClients => loop {
-                if self.shared.lock().pooler.client_count() == 0
-                    && self.shared.logins_in_progress() == 0
-                {
+                // Console clients count too (PgBouncer waits for every client).
+                let clients = {
+                    let core = self.shared.lock();
+                    core.pooler.client_count() as usize + core.admin_clients.len()
+                };
+                if clients == 0 && self.shared.logins_in_progress() == 0 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             },
         }
+        let _ = self.shared.close_unix.send(true);
         for t in &self.tasks {
             t.abort();
         }
@@ -258,7 +262,9 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
 }
 
 async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
-    let mut stop = shared.shutdown.subscribe();
+    // Not `shutdown`: during a shutdown that waits, the Unix socket still takes console
+    // logins (others get `pooler is shutting down`), as PgBouncer keeps it open.
+    let mut stop = shared.close_unix.subscribe();
     loop {
         tokio::select! {
             r = l.accept() => match r {

@@ -319,7 +319,8 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
                 tracing::error!("cannot reopen logfile: {e}");
             }
         })));
-    let mode = match wait_for_signals(&daemon, signals).await {
+    let mut signals = signals;
+    let mode = match wait_for_signals(&daemon, &mut signals).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("FATAL cannot install signal handlers: {e}");
@@ -327,16 +328,28 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
         }
     };
     tracing::info!("shutting down ({mode:?})");
+    let shared = daemon.shared.clone();
     let shutdown = daemon.shutdown(mode);
-    let mut again = signal(SignalKind::interrupt()).ok();
-    let mut again_term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        () = shutdown => {}
-        _ = async { if let Some(s) = again.as_mut() { s.recv().await } else { std::future::pending().await } } => {
-            tracing::info!("second signal: exiting now");
-        }
-        _ = async { if let Some(s) = again_term.as_mut() { s.recv().await } else { std::future::pending().await } } => {
-            tracing::info!("second signal: exiting now");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = signals.int.recv() => {
+                tracing::info!("second signal: exiting now");
+                break;
+            }
+            _ = signals.term.recv() => {
+                tracing::info!("second signal: exiting now");
+                break;
+            }
+            _ = signals.quit.recv() => break,
+            _ = signals.usr2.recv() => {
+                // RESUME would undo the pause a WAIT_FOR_SERVERS shutdown rests on.
+                tracing::info!("got SIGUSR2 while shutting down, ignoring");
+            }
+            _ = signals.hup.recv() => {
+                let _ = pgbouncer_rs::daemon::reload_from_disk(&shared);
+            }
         }
     }
     ExitCode::SUCCESS
@@ -366,14 +379,14 @@ impl Signals {
     }
 }
 
-async fn wait_for_signals(daemon: &Daemon, signals: Signals) -> std::io::Result<ShutdownMode> {
+async fn wait_for_signals(daemon: &Daemon, signals: &mut Signals) -> std::io::Result<ShutdownMode> {
     let Signals {
-        mut hup,
-        mut int,
-        mut term,
-        mut quit,
-        mut usr1,
-        mut usr2,
+        hup,
+        int,
+        term,
+        quit,
+        usr1,
+        usr2,
     } = signals;
     let mut stop = daemon.shared.shutdown.subscribe();
     let mut request = daemon.shared.shutdown_request.subscribe();

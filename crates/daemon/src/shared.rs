@@ -122,6 +122,9 @@ pub struct Shared {
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Closes the Unix-socket listener: at the end of a shutdown, later than the TCP
+    /// ones, so the console stays reachable while a shutdown waits (as PgBouncer).
+    pub close_unix: tokio::sync::watch::Sender<bool>,
     /// Named prepared statements: one server-side name per distinct statement.
     pub(crate) prepared: pgbouncer_protocol::link::StatementRegistry,
     /// Connections that run auth_query.
@@ -154,6 +157,7 @@ impl Shared {
     pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
         let pooler = Pooler::new(runtime.settings.pool_config());
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let (close_unix, _) = tokio::sync::watch::channel(false);
         let (shutdown_request, _) = tokio::sync::watch::channel(None);
         Arc::new(Shared {
             core: Mutex::new(Core {
@@ -178,6 +182,7 @@ impl Shared {
             logins: Arc::default(),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
+            close_unix,
             log_reopen: Mutex::new(None),
             host_cursor: Mutex::new(HashMap::new()),
             suspended: std::sync::atomic::AtomicBool::new(false),
@@ -336,6 +341,11 @@ impl Shared {
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
         Some(LoginSlot(self.logins.clone()))
+    }
+
+    /// Whether a shutdown has begun (new logins are refused, except to the console).
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Clients authenticating now.

@@ -77,7 +77,11 @@ fn version_and_help_print_and_exit_zero() {
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     // Line 1 is what SHOW VERSION answers (tools compare the two).
-    assert_eq!(out.lines().next(), Some(pgbouncer_admin::version_text().as_str()), "{out}");
+    assert_eq!(
+        out.lines().next(),
+        Some(pgbouncer_admin::version_text().as_str()),
+        "{out}"
+    );
     assert!(out.contains("\ntls: rustls"), "{out}");
     let o = bin().arg("-V").output().unwrap();
     assert!(o.status.success());

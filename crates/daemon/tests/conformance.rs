@@ -219,3 +219,79 @@ async fn login_notify_message_and_query_wait_notify_send_pgbouncers_notices() {
         .count();
     assert_eq!(notices, 1, "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_shutdown_keeps_the_unix_socket_for_the_console() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-shutdown");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = ini(pg, &dir, "")
+        .replace("listen_port = 0", &format!("listen_port = {port}"))
+        .replace(
+            "unix_socket_dir =\n",
+            &format!("unix_socket_dir = {}\n", dir.0.display()),
+        );
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, &text).unwrap();
+    let mut p = Pooler::start(&path);
+    let held = connect(&conninfo_at(&p, "appdb")).await.unwrap();
+    held.simple_query("select 1").await.unwrap();
+
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    let pid = p.child.id();
+    signal("-TERM", pid);
+    assert!(p
+        .wait_for_line(&["shutting down"], Duration::from_secs(10))
+        .is_some());
+    // TCP is closed; the Unix socket serves the console and refuses the rest.
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
+    let unix = |user: &str, password: &str, db: &str| {
+        format!(
+            "host={} port={port} user={user} password={password} dbname={db}",
+            dir.0.display()
+        )
+    };
+    let o = psql(pg, &unix("admin", "adminpass", "pgbouncer"), "SHOW VERSION").await;
+    assert!(stdout(&o).contains("pgbouncer-rs"), "{}", stderr(&o));
+    let o = psql(pg, &unix(MD5_USER, MD5_PASSWORD, "appdb"), "select 1").await;
+    assert!(
+        stderr(&o).contains("pooler is shutting down"),
+        "{}",
+        stderr(&o)
+    );
+    // SIGUSR2 must not resume anything now.
+    signal("-USR2", pid);
+    assert!(p
+        .wait_for_line(
+            &["got SIGUSR2 while shutting down, ignoring"],
+            Duration::from_secs(10)
+        )
+        .is_some());
+    assert!(p.alive(), "the held client keeps the pooler up");
+    // The last client leaves: the pooler exits.
+    drop(held);
+    let mut exited = false;
+    for _ in 0..100 {
+        if !p.alive() {
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited, "{:#?}", p.all_log());
+}

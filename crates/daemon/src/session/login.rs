@@ -184,6 +184,10 @@ impl Session {
             let id = self.id;
             return Err(crate::console::serve(self.console_io(), id, &user).await);
         }
+        if self.shared.is_shutting_down() {
+            // Only the Unix socket still listens; it serves the console only.
+            return Err(Fatal::Pool(pgbouncer_pool_core::DisconnectReason::ShuttingDown).into());
+        }
         // Counted against max_client_conn from here on, but known to pool-core (which
         // creates pools) only once authenticated.
         let Some(slot) = self.shared.login_slot() else {

@@ -1199,15 +1199,26 @@ fn server_check_delay_zero_checks_each_released_server_once_and_fresh_ones_never
     let a = sim.client_logged_in("db", "app");
     sim.client_wants_server(a);
     sim.server_connects();
-    assert!(sim.linked(a).is_some(), "a fresh server is used without a check");
+    assert!(
+        sim.linked(a).is_some(),
+        "a fresh server is used without a check"
+    );
     assert!(sim.checks.is_empty());
     sim.release(a);
     let b = sim.client_logged_in("db", "app");
     sim.client_wants_server(b);
-    assert_eq!(sim.checks.len(), 1, "a released server is checked before reuse");
+    assert_eq!(
+        sim.checks.len(),
+        1,
+        "a released server is checked before reuse"
+    );
     let server = sim.checks.remove(0);
     sim.event(Event::ServerResetDone { server, ok: true });
-    assert_eq!(sim.linked(b), Some(server), "the passing check hands it to the client");
+    assert_eq!(
+        sim.linked(b),
+        Some(server),
+        "the passing check hands it to the client"
+    );
     assert!(sim.checks.is_empty(), "checked once, not again and again");
     sim.check_invariants();
 }
