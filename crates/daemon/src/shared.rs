@@ -540,15 +540,24 @@ impl Shared {
                     }
                 }
             }
-            Action::PoolFreed { pool } => {
+            Action::PoolFreed { pool, idle, auto } => {
                 // What is kept per pool goes with it (PgBouncer logs at this point too).
                 core.welcome.remove(&pool);
                 self.auth_conns.forget_database(&pool.database);
-                tracing::info!(
-                    "freeing idle auto-database pool: db={} user={}",
-                    pool.database,
-                    pool.user
-                );
+                if auto {
+                    tracing::info!(
+                        "freeing idle auto-database pool: db={} user={}",
+                        pool.database,
+                        pool.user
+                    );
+                } else {
+                    tracing::info!(
+                        "cleaning up idle pool for user {} on db {} because: pool idle timeout (age= {}s)",
+                        pool.user,
+                        pool.database,
+                        idle.as_secs()
+                    );
+                }
             }
             _ => tracing::warn!(?action, "unhandled pool action"),
         }

@@ -295,3 +295,38 @@ async fn a_waiting_shutdown_keeps_the_unix_socket_for_the_console() {
     }
     assert!(exited, "{:#?}", p.all_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_idle_timeout_frees_an_empty_pool_with_pgbouncers_log_line() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-poolidle");
+    let (p, _) = start(
+        pg,
+        &dir,
+        "",
+        "pool_idle_timeout = 1\nserver_idle_timeout = 1\npool_mode = transaction",
+    );
+    let o = psql(pg, &conninfo_at(&p, "appdb"), "select 1").await;
+    assert_eq!(stdout(&o), "1", "{}", stderr(&o));
+    let line = format!(
+        "cleaning up idle pool for user {MD5_USER} on db appdb because: pool idle timeout (age= "
+    );
+    assert!(
+        p.wait_for_line(&[&line], Duration::from_secs(15)).is_some(),
+        "{:#?}",
+        p.all_log()
+    );
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let o = psql(pg, &admin, "SHOW POOLS").await;
+    assert!(
+        !stdout(&o).contains(&format!("appdb|{MD5_USER}")),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -144,6 +144,10 @@ pub struct Config {
     /// A pool of a database not in [`Config::databases`] (an auto-database, `*`) that has
     /// had no client and no server this long is freed; zero disables.
     pub autodb_idle_timeout: Duration,
+    /// Any other pool with no client and no server this long is freed too (PgBouncer
+    /// 1.26 `pool_idle_timeout`), except a forced-user pool that `min_pool_size` keeps
+    /// filled; zero disables.
+    pub pool_idle_timeout: Duration,
     /// The `[databases]` entries.
     pub databases: Vec<DatabaseConfig>,
     /// The `[users]` entries.
@@ -181,6 +185,7 @@ impl Default for Config {
             idle_transaction_timeout: Duration::ZERO,
             stats_period: Duration::from_secs(60),
             autodb_idle_timeout: Duration::from_secs(3600),
+            pool_idle_timeout: Duration::ZERO,
             databases: Vec::new(),
             users: Vec::new(),
         }

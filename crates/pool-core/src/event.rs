@@ -226,10 +226,15 @@ pub enum Action {
         /// The database, or all.
         database: Option<String>,
     },
-    /// The pool of an auto-database was freed after `autodb_idle_timeout` without
-    /// clients or servers: whatever the driver keeps per pool may go too.
+    /// A pool was freed after `autodb_idle_timeout` (an auto-database) or
+    /// `pool_idle_timeout` without clients or servers: whatever the driver keeps per
+    /// pool may go too.
     PoolFreed {
         /// The freed pool.
         pool: PoolKey,
+        /// How long it had been empty.
+        idle: std::time::Duration,
+        /// It belonged to an auto-database (`*`).
+        auto: bool,
     },
 }

@@ -56,12 +56,17 @@ impl Pooler {
         self.free_idle_autodb_pools(now);
     }
 
-    /// Frees the pools of auto-databases that have had no client and no server for
-    /// `autodb_idle_timeout` (PgBouncer's `cleanup_inactive_autodatabases`). Paused or
-    /// disabled databases keep their pools.
+    /// Frees the pools that have had no client and no server for `autodb_idle_timeout`
+    /// (auto-databases, PgBouncer's `cleanup_inactive_autodatabases`) or
+    /// `pool_idle_timeout` (any other pool, PgBouncer 1.26). Paused or disabled
+    /// databases keep their pools, and so do forced-user pools that `min_pool_size`
+    /// keeps filled.
     fn free_idle_autodb_pools(&mut self, now: Instant) {
-        let timeout = self.config.autodb_idle_timeout;
-        if timeout.is_zero() {
+        let (auto_timeout, pool_timeout) = (
+            self.config.autodb_idle_timeout,
+            self.config.pool_idle_timeout,
+        );
+        if auto_timeout.is_zero() && pool_timeout.is_zero() {
             return;
         }
         let mut i = self.pools.len();
@@ -69,18 +74,27 @@ impl Pooler {
             i -= 1;
             let p = &self.pools[i];
             let empty = p.counts.clients() == 0 && p.counts.servers() == 0;
-            let auto = self.config.database(&p.key.database).is_none();
+            let db = self.config.database(&p.key.database);
+            let auto = db.is_none();
+            let kept_filled =
+                db.is_some_and(|d| d.forced_user.is_some()) && p.settings.min_pool_size > 0;
             let held = self
                 .databases
                 .get(&*p.key.database)
                 .is_some_and(|d| d.paused || d.disabled);
-            if !empty || !auto || held {
+            let timeout = match (auto, auto_timeout.is_zero(), pool_timeout.is_zero()) {
+                (true, false, false) => auto_timeout.min(pool_timeout),
+                (true, false, true) => auto_timeout,
+                (_, _, false) => pool_timeout,
+                _ => Duration::ZERO,
+            };
+            if !empty || held || timeout.is_zero() || (!auto && kept_filled) {
                 self.pools[i].empty_since = None;
                 continue;
             }
             let since = *self.pools[i].empty_since.get_or_insert(now);
             match deadline(since, timeout) {
-                Some(at) if at <= now => self.free_pool(i),
+                Some(at) if at <= now => self.free_pool(i, now - since, auto),
                 at => self.note(at),
             }
         }
@@ -88,7 +102,7 @@ impl Pooler {
 
     /// Removes pool `i` (no client or server refers to it): the last pool takes its
     /// index, and what referred to the last pool is renumbered.
-    fn free_pool(&mut self, i: usize) {
+    fn free_pool(&mut self, i: usize, idle: Duration, auto: bool) {
         let freed = self.pools.swap_remove(i);
         self.pool_index.remove(&freed.key);
         self.freed_totals.add(&freed.stats.totals);
@@ -111,8 +125,11 @@ impl Pooler {
             }
         }
         tracing::debug!(pool = %freed.key, "auto-database pool freed after autodb_idle_timeout");
-        self.actions
-            .push_back(Action::PoolFreed { pool: freed.key });
+        self.actions.push_back(Action::PoolFreed {
+            pool: freed.key,
+            idle,
+            auto,
+        });
     }
 
     fn roll_stats(&mut self, now: Instant) {

@@ -329,6 +329,7 @@ impl Settings {
             idle_transaction_timeout: self.time("idle_transaction_timeout"),
             stats_period: Duration::from_secs(self.int("stats_period").max(1) as u64),
             autodb_idle_timeout: self.time("autodb_idle_timeout"),
+            pool_idle_timeout: self.time("pool_idle_timeout"),
             databases: self
                 .databases
                 .iter()

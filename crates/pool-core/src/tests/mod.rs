@@ -105,7 +105,7 @@ impl Sim {
                 Action::CancelWait { client } => self.cancelled_waits.push(client),
                 Action::PauseDone { database } => self.pause_done.push(database),
                 Action::CloseAfterTransaction { client, .. } => self.fast_closed.push(client),
-                Action::PoolFreed { pool } => self.freed.push(pool),
+                Action::PoolFreed { pool, .. } => self.freed.push(pool),
             }
         }
         self.check_invariants();

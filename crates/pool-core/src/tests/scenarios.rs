@@ -1222,3 +1222,50 @@ fn server_check_delay_zero_checks_each_released_server_once_and_fresh_ones_never
     assert!(sim.checks.is_empty(), "checked once, not again and again");
     sim.check_invariants();
 }
+
+#[test]
+fn pool_idle_timeout_frees_empty_pools_of_configured_databases_but_not_kept_ones() {
+    let mut config = Config {
+        pool_idle_timeout: secs(30),
+        server_idle_timeout: secs(10),
+        ..test_config()
+    };
+    config.databases.push(crate::DatabaseConfig {
+        name: "kept".into(),
+        forced_user: Some("app".into()),
+        min_pool_size: Some(1),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "other"),
+    );
+    for client in [a, b] {
+        sim.client_wants_server(client);
+        sim.server_connects();
+        sim.release(client);
+    }
+    sim.client_closes(a);
+    // db/app: no client; its server goes at server_idle_timeout, then 30 s empty.
+    sim.advance(secs(20));
+    assert!(sim.has_pool("db", "app"));
+    sim.advance(secs(31));
+    assert!(!sim.has_pool("db", "app"), "the empty pool was kept");
+    assert!(
+        sim.has_pool("db", "other"),
+        "a pool with a client was freed"
+    );
+    assert_eq!(sim.freed, vec![PoolKey::new("db", "app")]);
+    // A forced-user pool with min_pool_size is never freed, even when its servers fail.
+    let k = sim.client_logged_in("kept", "app");
+    sim.client_wants_server(k);
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    sim.release(k);
+    sim.client_closes(k);
+    sim.advance(secs(100));
+    assert!(sim.has_pool("kept", "app"));
+    sim.check_invariants();
+}
