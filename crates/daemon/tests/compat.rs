@@ -363,6 +363,14 @@ async fn replication_connections_are_passed_through_on_a_dedicated_server() {
             .unwrap();
         assert!(out.starts_with(&system_id), "replication={mode}: {out}");
     }
+    // `options` of a replication connection go to its server verbatim, whatever they
+    // set (a normal client could only set tracked parameters there).
+    let ci = format!(
+        "{} replication=database options='-c enable_seqscan=off'",
+        md5_conninfo(&d)
+    );
+    let o = psql(&pg, &ci, "SHOW enable_seqscan").await;
+    assert_eq!(stdout(&o), "off", "{}", stderr(&o));
     // A normal client of the same pool still pools as usual.
     let o = psql(&pg, &md5_conninfo(&d), "select 3").await;
     assert_eq!(stdout(&o), "3", "{}", stderr(&o));

@@ -330,3 +330,41 @@ async fn pool_idle_timeout_frees_an_empty_pool_with_pgbouncers_log_line() {
         stdout(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_are_parsed_as_pgbouncer_parses_them() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-options");
+    let (p, _) = start(pg, &dir, "", "pool_mode = transaction");
+    let with = |options: &str| format!("{} options='{options}'", conninfo_at(&p, "appdb"));
+    // A backslash escapes a space (libpq's own quoting doubles it in the conninfo).
+    let o = psql(pg, &with(r"-c datestyle=German,\\ YMD"), "show datestyle").await;
+    assert_eq!(stdout(&o), "German, YMD", "{}", stderr(&o));
+    let o = psql(
+        pg,
+        &with("--timezone=UTC -cclient_encoding=LATIN1"),
+        "show client_encoding",
+    )
+    .await;
+    assert_eq!(stdout(&o), "LATIN1", "{}", stderr(&o));
+    for (options, error) in [
+        (
+            "-c timezone",
+            "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
+        ),
+        (
+            "-x a=1",
+            "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
+        ),
+        (
+            "-c enable_seqscan=off",
+            "unsupported startup parameter in options: enable_seqscan",
+        ),
+    ] {
+        let o = psql(pg, &with(options), "select 1").await;
+        assert!(stderr(&o).contains(error), "{options}: {}", stderr(&o));
+    }
+}

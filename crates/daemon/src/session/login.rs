@@ -131,9 +131,21 @@ impl Session {
         // Shares the names of an existing pool's key when the user logs in as itself.
         self.who = Some(self.shared.lock().pooler.pool_key(&database, &user));
         self.timeouts = QueryTimeouts::new(&self.rt, &user);
+        let replication = m
+            .param("replication")
+            .filter(|r| {
+                !matches!(
+                    r.to_ascii_lowercase().as_str(),
+                    "false" | "0" | "off" | "no"
+                )
+            })
+            .map(str::to_string);
         for (k, v) in &m.params {
             match k.as_str() {
                 "user" | "database" | "replication" => {}
+                // A replication connection has a server of its own: its options go to
+                // the server verbatim, whatever they set (PgBouncer does the same).
+                "options" if replication.is_some() => {}
                 "options" => self.parse_options(v)?,
                 _ if k.starts_with("_pq_.") => {}
                 _ => match self.rt.tracked_name(k) {
@@ -155,15 +167,6 @@ impl Session {
             };
             set_var(&mut self.vars, "application_name", &with_host);
         }
-        let replication = m
-            .param("replication")
-            .filter(|r| {
-                !matches!(
-                    r.to_ascii_lowercase().as_str(),
-                    "false" | "0" | "off" | "no"
-                )
-            })
-            .map(str::to_string);
         if self.rt.log_connections {
             tracing::info!(
                 "C-{}: {} login attempt: db={database} user={user} tls={} replication={}",
@@ -260,7 +263,8 @@ impl Session {
             None,
         );
         if let Some(value) = replication {
-            return Err(Box::pin(self.replicate(&pool, &value, pid, secret)).await);
+            let options = m.param("options").map(str::to_string);
+            return Err(Box::pin(self.replicate(&pool, &value, options, pid, secret)).await);
         }
         let cached = self.shared.lock().welcome.get(&pool).cloned();
         let mut kept = None;
@@ -296,6 +300,7 @@ impl Session {
         &mut self,
         pool: &PoolKey,
         value: &str,
+        options: Option<String>,
         pid: i32,
         secret: i32,
     ) -> Exit {
@@ -309,6 +314,9 @@ impl Session {
         target
             .startup_params
             .push(("replication".into(), value.to_string()));
+        if let Some(options) = options {
+            target.startup_params.push(("options".into(), options));
+        }
         for (k, v) in &self.vars {
             target.startup_params.push((k.clone(), v.clone()));
         }
@@ -461,26 +469,18 @@ impl Session {
 
     pub(super) fn parse_options(&mut self, options: &str) -> Result<(), Exit> {
         let ignore_all = self.rt.ignored.contains("options");
-        let mut words = options.split_whitespace();
-        while let Some(w) = words.next() {
-            let kv = if w == "-c" {
-                words.next().unwrap_or("")
-            } else if let Some(rest) = w.strip_prefix("-c") {
-                rest
-            } else if let Some(rest) = w.strip_prefix("--") {
-                rest
-            } else if ignore_all {
-                continue;
-            } else {
-                return Err(Fatal::UnsupportedOptions.into());
-            };
-            let Some((k, v)) = kv.split_once('=') else {
-                return Err(Fatal::UnsupportedOptionsParameter(kv.to_string()).into());
-            };
-            match self.rt.tracked_name(k) {
-                Some(name) => set_var(&mut self.vars, name, v),
+        for (k, v) in options_settings(options).ok_or(Fatal::UnsupportedOptions)? {
+            match self.rt.tracked_name(&k) {
+                Some(name) => set_var(&mut self.vars, name, &v),
                 None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
-                None => return Err(Fatal::UnsupportedOptionsParameter(k.to_string()).into()),
+                None => {
+                    tracing::warn!(
+                        "C-{}: {} unsupported startup parameter in options: {k}={v}",
+                        self.id.0,
+                        self.label()
+                    );
+                    return Err(Fatal::UnsupportedOptionsParameter(k).into());
+                }
             }
         }
         Ok(())
@@ -530,5 +530,80 @@ impl Session {
             .write_all(&out)
             .await
             .map_err(|_| Exit::Quiet(Quiet::ClientEof))
+    }
+}
+
+/// The settings of a startup `options` value, as PgBouncer reads it: arguments separated
+/// by whitespace, each `-c key=value`, `-ckey=value` or `--key=value`, a backslash
+/// escaping the next character (`\ ` a space, `\\` a backslash), the key ending at the
+/// first `=` after unescaping. `None` for any other argument or one without `=`.
+fn options_settings(options: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = options.trim_start();
+    while !rest.is_empty() {
+        rest = if let Some(r) = rest.strip_prefix("-c") {
+            r.trim_start()
+        } else if let Some(r) = rest.strip_prefix("--") {
+            r
+        } else {
+            return None;
+        };
+        let mut token = String::new();
+        let mut chars = rest.char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, escaped)) => token.push(escaped),
+                    None => break,
+                },
+                c if c.is_whitespace() => {
+                    end = i;
+                    break;
+                }
+                c => token.push(c),
+            }
+        }
+        rest = rest[end..].trim_start();
+        let (k, v) = token.split_once('=')?;
+        out.push((k.to_string(), v.to_string()));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::options_settings;
+
+    fn kv(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn options_take_pgbouncers_forms_and_escapes() {
+        assert_eq!(options_settings("-c a=1"), kv(&[("a", "1")]));
+        assert_eq!(
+            options_settings("-ca=1 --b=2"),
+            kv(&[("a", "1"), ("b", "2")])
+        );
+        assert_eq!(options_settings("-c   a=1"), kv(&[("a", "1")]));
+        assert_eq!(
+            options_settings(r"-c datestyle=German,\ YMD"),
+            kv(&[("datestyle", "German, YMD")])
+        );
+        assert_eq!(
+            options_settings(r"-c t\imezone=UTC"),
+            kv(&[("timezone", "UTC")])
+        );
+        assert_eq!(options_settings(r"-c a=b\\c"), kv(&[("a", r"b\c")]));
+        assert_eq!(options_settings(""), kv(&[]));
+        assert_eq!(options_settings("-c timezone"), None);
+        assert_eq!(options_settings("-x a=1"), None);
+        assert_eq!(options_settings("a=1"), None);
     }
 }
