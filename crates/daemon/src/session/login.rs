@@ -541,12 +541,9 @@ fn options_settings(options: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut rest = options.trim_start();
     while !rest.is_empty() {
-        rest = if let Some(r) = rest.strip_prefix("-c") {
-            r.trim_start()
-        } else if let Some(r) = rest.strip_prefix("--") {
-            r
-        } else {
-            return None;
+        rest = match rest.strip_prefix("-c") {
+            Some(r) => r.trim_start(),
+            None => rest.strip_prefix("--")?,
         };
         let mut token = String::new();
         let mut chars = rest.char_indices();
