@@ -40,6 +40,10 @@ pub struct Snapshot<'a> {
     /// Clients past their startup packet and still authenticating: not known to the
     /// pooler yet (no pool), counted in SHOW LISTS `used_clients` and `login_clients`.
     pub logins_in_progress: usize,
+    /// The console's own traffic (pool `pgbouncer/pgbouncer` in PgBouncer): successful
+    /// console logins in `client_login_count`, each command one transaction and one
+    /// query. Counted by whoever serves the console.
+    pub console_totals: pgbouncer_pool_core::StatCounters,
 }
 
 impl<'a> Snapshot<'a> {
@@ -58,6 +62,7 @@ impl<'a> Snapshot<'a> {
             config: Vec::new(),
             suspended: false,
             logins_in_progress: 0,
+            console_totals: Default::default(),
         }
     }
 }

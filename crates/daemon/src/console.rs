@@ -136,6 +136,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             },
         },
     );
+    shared.lock().console_stats.client_login_count += 1;
     let mut suspended_here = false;
     let exit = console_loop(
         &shared,
@@ -180,6 +181,11 @@ async fn console_loop(
         match msg {
             FrontendMessage::Terminate => return Quiet::ClientCloseRequest.into(),
             FrontendMessage::Query { query } => {
+                {
+                    let stats = &mut shared.lock().console_stats;
+                    stats.xact_count += 1;
+                    stats.query_count += 1;
+                }
                 let sql = String::from_utf8_lossy(&query).to_string();
                 let reply = run_command(shared, &sql, is_admin, is_stats, suspended_here).await;
                 match reply {
@@ -362,6 +368,7 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
     let mut snap = Snapshot::new(&core.pooler, shared.now(), std::time::SystemTime::now());
     snap.listen_port = rt.settings.listen_port();
     snap.logins_in_progress = shared.logins_in_progress() as usize;
+    snap.console_totals = core.console_stats;
     snap.databases = rt
         .settings
         .databases

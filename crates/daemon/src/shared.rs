@@ -102,6 +102,9 @@ pub struct Core {
     pub server_info: IdMap<ServerId, pgbouncer_admin::ConnInfo>,
     /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
     pub admin_clients: HashMap<ClientId, pgbouncer_admin::AdminClientInfo>,
+    /// The console's own traffic: logins, and one transaction and query per command
+    /// (PgBouncer's `pgbouncer` pool in SHOW STATS and SHOW TOTALS).
+    pub console_stats: pgbouncer_pool_core::StatCounters,
     /// Cancel forwards started by the event being handled, for its cancel connection to
     /// wait on (taken by [`Shared::forward_cancel`]).
     cancel_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -172,6 +175,7 @@ impl Shared {
                 client_info: IdMap::default(),
                 server_info: IdMap::default(),
                 admin_clients: HashMap::new(),
+                console_stats: Default::default(),
                 cancel_tasks: Vec::new(),
             }),
             runtime: RwLock::new(runtime),

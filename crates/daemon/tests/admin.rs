@@ -1685,3 +1685,34 @@ async fn suspend_drops_a_connection_whose_data_is_not_flushed_within_suspend_tim
     let left = clients.rows_where("user", MD5_USER);
     assert_eq!(left.len(), 1, "only the reader is left: {clients:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_own_logins_and_commands_are_counted_as_pool_pgbouncer() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-console-stats");
+    let d = start(pg, &dir, "pool_mode = transaction").await;
+    for _ in 0..2 {
+        let o = psql(pg, &md5_conninfo(&d), "select 1").await;
+        assert_eq!(stdout(&o), "1", "{}", stderr(&o));
+    }
+    // A failed console login counts for nothing.
+    let o = psql(pg, &conninfo(&d, "admin", "wrong", "pgbouncer"), "SHOW VERSION").await;
+    assert!(!o.status.success());
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    admin.simple_query("SHOW VERSION").await.unwrap();
+    admin.simple_query("SHOW VERSION").await.unwrap();
+    // 2 app logins + 1 console login; 2 app transactions + 3 console commands (this
+    // one included).
+    let totals = table(&admin, "SHOW TOTALS").await;
+    let value = |name: &str| int(totals.rows_where("name", name)[0], "value");
+    assert_eq!(value("total_client_login_count"), 3);
+    assert_eq!(value("total_xact_count"), 5);
+    assert_eq!(value("total_query_count"), 5);
+    let stats = table(&admin, "SHOW STATS").await;
+    let row = stats.rows_where("database", "pgbouncer")[0];
+    assert_eq!(int(row, "total_client_login_count"), 1);
+    assert_eq!(int(row, "total_xact_count"), 4, "{row:?}");
+}

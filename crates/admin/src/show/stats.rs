@@ -78,7 +78,9 @@ impl Sums {
 
 fn per_database(snap: &Snapshot<'_>) -> BTreeMap<String, Sums> {
     let mut dbs: BTreeMap<String, Sums> = BTreeMap::new();
-    dbs.entry(ADMIN_DB.into()).or_default();
+    dbs.entry(ADMIN_DB.into())
+        .or_default()
+        .add(&snap.console_totals, &Default::default());
     for p in snap.pooler.pools(snap.now) {
         dbs.entry(p.key.database.to_string())
             .or_default()
@@ -193,6 +195,7 @@ pub(super) fn totals(snap: &Snapshot<'_>) -> ResultSet {
         "client_login_count",
     ];
     let mut all = Sums::default();
+    all.add(&snap.console_totals, &Default::default());
     for p in snap.pooler.pools(snap.now) {
         all.add(&p.stats.totals, &p.stats.averages);
     }
