@@ -1699,7 +1699,12 @@ async fn the_consoles_own_logins_and_commands_are_counted_as_pool_pgbouncer() {
         assert_eq!(stdout(&o), "1", "{}", stderr(&o));
     }
     // A failed console login counts for nothing.
-    let o = psql(pg, &conninfo(&d, "admin", "wrong", "pgbouncer"), "SHOW VERSION").await;
+    let o = psql(
+        pg,
+        &conninfo(&d, "admin", "wrong", "pgbouncer"),
+        "SHOW VERSION",
+    )
+    .await;
     assert!(!o.status.success());
     let admin = connect(&admin_conninfo(&d)).await.unwrap();
     admin.simple_query("SHOW VERSION").await.unwrap();

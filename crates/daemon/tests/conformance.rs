@@ -368,3 +368,92 @@ async fn options_are_parsed_as_pgbouncer_parses_them() {
         assert!(stderr(&o).contains(error), "{options}: {}", stderr(&o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_dbname_that_cannot_be_used_is_refused_with_pgbouncers_words() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-authdb");
+    let port = pg.port();
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!(
+            "authdb = host=127.0.0.1 port={port} dbname=postgres\n\
+             viaauthdb = host=127.0.0.1 port={port} dbname=appdb auth_dbname=authdb\n\
+             viaconsole = host=127.0.0.1 port={port} dbname=appdb auth_dbname=pgbouncer\n\
+             viaglobal = host=127.0.0.1 port={port} dbname=appdb\n"
+        ),
+        "auth_user = postgres\nauth_dbname = nosuchauthdb",
+    );
+    // A user missing from auth_file needs auth_query, on an auth database that:
+    let login = |db: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={} password=x dbname={db}",
+            p.port,
+            pg_harness::TRUST_USER
+        )
+    };
+    // ... is not configured (the global auth_dbname);
+    let o = psql(pg, &login("viaglobal"), "select 1").await;
+    assert!(
+        stderr(&o).contains("bouncer config error"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(p
+        .wait_for_line(
+            &["authentication database \"nosuchauthdb\" is not configured."],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    // ... is the console;
+    let o = psql(pg, &login("viaconsole"), "select 1").await;
+    assert!(
+        stderr(&o).contains("bouncer config error"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(p
+        .wait_for_line(
+            &["cannot use the reserved \"pgbouncer\" database as an auth_dbname"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    // ... is disabled.
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let o = psql(pg, &admin, "DISABLE authdb").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = psql(pg, &login("viaauthdb"), "select 1").await;
+    assert!(
+        stderr(&o).contains("authentication database \"authdb\" is disabled"),
+        "{}",
+        stderr(&o)
+    );
+    // A global auth_dbname = pgbouncer does not load at all.
+    let bad = dir.0.join("bad.ini");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(dir.0.join("pgbouncer.ini"))
+            .unwrap()
+            .replace("auth_dbname = nosuchauthdb", "auth_dbname = pgbouncer"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgbouncer-rs"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot use the reserved \"pgbouncer\" database as an auth_dbname"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -221,6 +221,12 @@ impl Settings {
                 )));
             }
         }
+        if self.str("auth_dbname") == "pgbouncer" {
+            // Per-database auth_dbname=pgbouncer loads and fails at login instead.
+            return Err(ConfigError::Invalid(
+                "cannot use the reserved \"pgbouncer\" database as an auth_dbname".into(),
+            ));
+        }
         if self.listen_port() == 0 && self.str("listen_addr").is_empty() {
             return Err(ConfigError::Invalid("listen_port must be set".into()));
         }

@@ -444,7 +444,23 @@ impl Session {
             .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
             .unwrap_or_else(|| database.to_string());
         if auth_db == "pgbouncer" {
+            tracing::error!(
+                "C-{}: {} cannot use the reserved \"pgbouncer\" database as an auth_dbname",
+                self.id.0,
+                self.label()
+            );
             return Err(Fatal::BouncerConfigError.into());
+        }
+        if self.rt.database(&auth_db).is_none() {
+            tracing::error!(
+                "C-{}: {} authentication database \"{auth_db}\" is not configured.",
+                self.id.0,
+                self.label()
+            );
+            return Err(Fatal::BouncerConfigError.into());
+        }
+        if self.shared.lock().pooler.is_disabled(&auth_db) {
+            return Err(Fatal::AuthDatabaseDisabled(auth_db).into());
         }
         let shared = self.shared.clone();
         match shared

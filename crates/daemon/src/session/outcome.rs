@@ -75,6 +75,8 @@ pub(crate) enum Fatal {
     TransactionTimeout,
     /// `server_fast_close`: the server had to go after this transaction.
     DatabaseConfigurationChanged,
+    /// The auth_query's database is DISABLEd.
+    AuthDatabaseDisabled(String),
     /// `client_tls_sslmode` requires TLS and the client started in clear text.
     SslRequired,
     /// Bytes came after the SSLRequest before the handshake (possibly injected).
@@ -137,6 +139,9 @@ impl Fatal {
             Fatal::TransactionTimeout => "transaction timeout".into(),
             Fatal::DatabaseConfigurationChanged => "database configuration changed".into(),
             Fatal::SslRequired => "SSL required".into(),
+            Fatal::AuthDatabaseDisabled(db) => {
+                format!("authentication database \"{db}\" is disabled")
+            }
             Fatal::UnencryptedAfterSslRequest => {
                 "received unencrypted data after SSL request".into()
             }
