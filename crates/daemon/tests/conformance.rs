@@ -457,3 +457,41 @@ async fn auth_dbname_that_cannot_be_used_is_refused_with_pgbouncers_words() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_pool_size_fills_a_forced_user_database_with_no_client() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-minpool");
+    let (_p, _) = start(
+        pg,
+        &dir,
+        &format!(
+            "filled = host=127.0.0.1 port={} dbname=appdb user={MD5_USER} min_pool_size=3 \
+             application_name=minpoolfill\n",
+            pg.port()
+        ),
+        "",
+    );
+    let count = || {
+        pg.psql(
+            "postgres",
+            "select count(*) from pg_stat_activity where application_name = 'minpoolfill'",
+        )
+        .unwrap()
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = count();
+        if seen == "3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen, "3",
+        "servers opened for the forced user without a client"
+    );
+}

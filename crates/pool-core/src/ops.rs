@@ -134,6 +134,7 @@ impl Pooler {
     /// servers closed (never a busy one), waiting clients served if the pool grew.
     pub(crate) fn reload(&mut self, now: Instant, config: Config) {
         self.config = config;
+        self.fill_forced_min_pools(now);
         for pool in 0..self.pools.len() {
             let key = self.pools[pool].key.clone();
             self.pools[pool].settings = self.config.pool_settings(&key.database, &key.user);

@@ -53,6 +53,9 @@ pub struct Pooler {
 impl Pooler {
     /// A pooler with no clients, servers or pools yet.
     pub fn new(config: Config) -> Self {
+        // Forced-user databases with min_pool_size are filled without a client: wake at
+        // once to create their pools.
+        let wake = has_forced_min_pools(&config).then_some(Instant::ZERO);
         Pooler {
             cross_pool_limits: cross_pool_limits(&config),
             config,
@@ -67,7 +70,7 @@ impl Pooler {
             freed_totals: crate::stats::StatCounters::default(),
             next_server: 1,
             actions: VecDeque::new(),
-            next_wakeup: None,
+            next_wakeup: wake,
             next_stats_roll: None,
             global_pause: false,
             global_pause_pending: false,
@@ -484,6 +487,7 @@ impl Pooler {
         self.forget_server(server);
         self.check_pause_done();
         self.activate(now, pool);
+        self.ensure_min_pool(now, pool);
     }
 
     /// Takes a server back from a client. PgBouncer: `release_server`.
@@ -620,6 +624,26 @@ impl Pooler {
         s.state_since = now;
     }
 
+    /// Creates the pool of every forced-user database whose `min_pool_size` is above
+    /// zero, and fills it, with no client needed (PgBouncer's janitor does this for
+    /// such databases; others fill only once a client came).
+    pub(crate) fn fill_forced_min_pools(&mut self, now: Instant) {
+        let wanted: Vec<PoolKey> = self
+            .config
+            .databases
+            .iter()
+            .filter_map(|d| {
+                let user = d.forced_user.as_deref()?;
+                let min = d.min_pool_size.unwrap_or(self.config.min_pool_size);
+                (min > 0).then(|| PoolKey::new(&d.name, user))
+            })
+            .collect();
+        for key in wanted {
+            let pool = self.pool_for(&key, now);
+            self.ensure_min_pool(now, pool);
+        }
+    }
+
     /// Opens servers up to `min_pool_size` where PgBouncer would: for pools with clients
     /// or a forced user.
     pub(crate) fn ensure_min_pool(&mut self, now: Instant, pool: usize) {
@@ -749,4 +773,12 @@ pub(crate) fn unknown_client(client: ClientId) {
 
 fn unknown_server(server: ServerId) {
     tracing::debug!(%server, "event for an unknown (already gone) server ignored");
+}
+
+/// Whether some forced-user database wants servers without clients (`min_pool_size`).
+fn has_forced_min_pools(config: &Config) -> bool {
+    config
+        .databases
+        .iter()
+        .any(|d| d.forced_user.is_some() && d.min_pool_size.unwrap_or(config.min_pool_size) > 0)
 }

@@ -53,6 +53,7 @@ impl Pooler {
             }
         }
         self.activate_blocked(now);
+        self.fill_forced_min_pools(now);
         self.free_idle_autodb_pools(now);
     }
 

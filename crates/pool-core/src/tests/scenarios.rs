@@ -1269,3 +1269,46 @@ fn pool_idle_timeout_frees_empty_pools_of_configured_databases_but_not_kept_ones
     assert!(sim.has_pool("kept", "app"));
     sim.check_invariants();
 }
+
+#[test]
+fn a_forced_user_database_with_min_pool_size_is_filled_without_clients() {
+    let mut config = test_config();
+    config.databases.push(crate::DatabaseConfig {
+        name: "kept".into(),
+        forced_user: Some("bouncer".into()),
+        min_pool_size: Some(2),
+        pool_size: Some(3),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(config);
+    sim.advance(secs(1));
+    assert_eq!(
+        sim.pending_connects.len(),
+        2,
+        "two servers opened with no client"
+    );
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    assert_eq!(sim.pool("kept", "bouncer").sv_idle, 2);
+    // A lost server is replaced.
+    let victim = sim.pool("kept", "bouncer").sv_idle;
+    assert_eq!(victim, 2);
+    let server = *sim.pooler.pools[0].idle.front().unwrap();
+    sim.event(Event::ServerClosed { server });
+    sim.advance(secs(1));
+    assert_eq!(sim.pending_connects.len(), 1);
+    // A reload that raises min_pool_size fills up to the new value.
+    sim.server_connects();
+    let mut bigger = test_config();
+    bigger.databases.push(crate::DatabaseConfig {
+        name: "kept".into(),
+        forced_user: Some("bouncer".into()),
+        min_pool_size: Some(3),
+        pool_size: Some(3),
+        ..Default::default()
+    });
+    sim.event(Event::Reload(Box::new(bigger)));
+    assert_eq!(sim.pending_connects.len(), 1);
+    sim.check_invariants();
+}
