@@ -104,7 +104,7 @@ async fn connect(shared: &Shared, key: &PoolKey, database: &str) -> Result<Serve
     }
     .ok_or_else(|| format!("no such database: {database}"))?;
     let timeout = shared.runtime().settings.time("server_connect_timeout");
-    server::connect(ServerId(0), &target, timeout, rand::random())
+    server::connect(ServerId(shared.next_client_id().0), &target, timeout, rand::random())
         .await
         .map_err(|e| e.message)
 }

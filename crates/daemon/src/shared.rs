@@ -118,7 +118,9 @@ pub struct Shared {
     timer: Notify,
     armed: AtomicU64,
     epoch: tokio::time::Instant,
-    next_client: AtomicU32,
+    /// One id sequence for every socket: clients (console and cancel connections
+    /// included) and, through pool-core, servers, as PgBouncer numbers them.
+    next_client: Arc<AtomicU32>,
     /// Clients past their startup packet and still authenticating (pool-core counts a
     /// client only once it is authenticated; these count against `max_client_conn` too).
     logins: Arc<AtomicU32>,
@@ -158,7 +160,8 @@ impl Drop for LoginSlot {
 impl Shared {
     /// New shared state for `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
-        let pooler = Pooler::new(runtime.settings.pool_config());
+        let ids = Arc::new(AtomicU32::new(1));
+        let pooler = Pooler::with_ids(runtime.settings.pool_config(), ids.clone());
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let (close_unix, _) = tokio::sync::watch::channel(false);
         let (shutdown_request, _) = tokio::sync::watch::channel(None);
@@ -182,7 +185,7 @@ impl Shared {
             timer: Notify::new(),
             armed: AtomicU64::new(u64::MAX),
             epoch: tokio::time::Instant::now(),
-            next_client: AtomicU32::new(1),
+            next_client: ids,
             logins: Arc::default(),
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,

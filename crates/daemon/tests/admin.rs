@@ -1721,3 +1721,37 @@ async fn the_consoles_own_logins_and_commands_are_counted_as_pool_pgbouncer() {
     assert_eq!(int(row, "total_client_login_count"), 1);
     assert_eq!(int(row, "total_xact_count"), 4, "{row:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_and_servers_share_one_id_sequence_in_creation_order() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-ids");
+    let d = start(pg, &dir, "pool_mode = session\nserver_lifetime = 0").await;
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    let ids = |t: &Table| -> HashSet<i64> { t.rows.iter().map(|r| int(r, "id")).collect() };
+    let first = ids(&table(&admin, "SHOW SOCKETS").await);
+    let console = *first.iter().max().unwrap();
+    for i in 1..=2 {
+        let app = connect(&md5_conninfo(&d)).await.unwrap();
+        app.simple_query("select 1").await.unwrap();
+        // The app client, then the server opened for it.
+        let expected: HashSet<i64> = [console, console + 2 * i - 1, console + 2 * i].into();
+        assert_eq!(ids(&table(&admin, "SHOW SOCKETS").await), expected, "round {i}");
+        let servers = table(&admin, "SHOW SERVERS").await;
+        assert_eq!(
+            servers.rows.iter().map(|r| int(r, "id")).collect::<Vec<_>>(),
+            [console + 2 * i]
+        );
+        drop(app);
+        // server_lifetime = 0: the server goes with its client.
+        for _ in 0..100 {
+            if table(&admin, "SHOW SERVERS").await.rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

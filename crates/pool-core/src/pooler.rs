@@ -36,7 +36,9 @@ pub struct Pooler {
     pub(crate) client_count: u32,
     /// The running totals of freed pools, so sums over all pools never go backwards.
     pub(crate) freed_totals: crate::stats::StatCounters,
-    pub(crate) next_server: u32,
+    /// Where server ids come from: shared with the driver's client ids when it wants one
+    /// id sequence for every socket, as PgBouncer numbers them ([`Pooler::with_ids`]).
+    pub(crate) ids: std::sync::Arc<std::sync::atomic::AtomicU32>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) next_wakeup: Option<Instant>,
     pub(crate) next_stats_roll: Option<Instant>,
@@ -68,7 +70,7 @@ impl Pooler {
             users: HashMap::new(),
             client_count: 0,
             freed_totals: crate::stats::StatCounters::default(),
-            next_server: 1,
+            ids: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1)),
             actions: VecDeque::new(),
             next_wakeup: wake,
             next_stats_roll: None,
@@ -76,6 +78,16 @@ impl Pooler {
             global_pause_pending: false,
             some_db_paused: false,
             now: Instant::ZERO,
+        }
+    }
+
+    /// A pooler whose server ids come from `ids`, a counter the driver also takes its
+    /// client ids from: then every socket, client or server, has its own number in
+    /// creation order (PgBouncer's SHOW SOCKETS ids).
+    pub fn with_ids(config: Config, ids: std::sync::Arc<std::sync::atomic::AtomicU32>) -> Self {
+        Pooler {
+            ids,
+            ..Pooler::new(config)
         }
     }
 
@@ -376,8 +388,11 @@ impl Pooler {
     }
 
     pub(crate) fn open_server(&mut self, now: Instant, pool: usize) {
-        let server = ServerId(self.next_server);
-        self.next_server = self.next_server.wrapping_add(1).max(1);
+        let server = ServerId(
+            self.ids
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .max(1),
+        );
         let key = self.pools[pool].key.clone();
         self.servers.insert(
             server,

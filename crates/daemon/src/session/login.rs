@@ -321,7 +321,7 @@ impl Session {
             target.startup_params.push((k.clone(), v.clone()));
         }
         let timeout = self.rt.settings.time("server_connect_timeout");
-        let id = pgbouncer_pool_core::ServerId(0);
+        let id = pgbouncer_pool_core::ServerId(self.shared.next_client_id().0);
         let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
             Ok(c) => c,
             Err(e) => {
