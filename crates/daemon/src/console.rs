@@ -90,6 +90,19 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             return Fatal::Auth(f.0).into();
         }
     }
+    // Counted like any client of database `pgbouncer` and of its user, and limited by
+    // max_db_/max_user_client_connections unless an admin (PgBouncer).
+    if let Err(reason) = shared
+        .lock()
+        .pooler
+        .console_client_connected(id, admin::ADMIN_DB, user, is_admin)
+    {
+        return Fatal::Pool(reason).into();
+    }
+    let counted = ConsoleCounted {
+        shared: shared.clone(),
+        id,
+    };
     let stream = login.stream;
     let buf = login.buf;
     let mut out = BytesMut::with_capacity(256);
@@ -149,6 +162,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     )
     .await;
     shared.lock().admin_clients.remove(&id);
+    drop(counted);
     if suspended_here {
         // PgBouncer compat: the console that suspended left, so resume.
         shared.set_suspended(false);
@@ -424,5 +438,18 @@ pub(crate) fn login_notice(out: &mut bytes::BytesMut, rt: &Runtime) {
     let text = rt.settings.str("login_notify_message");
     if !text.is_empty() {
         pgbouncer_protocol::encode_notice(out, "00000", text);
+    }
+}
+
+/// A console client counted by pool-core: uncounted when it goes, however it goes.
+struct ConsoleCounted {
+    shared: Arc<Shared>,
+    id: ClientId,
+}
+
+impl Drop for ConsoleCounted {
+    fn drop(&mut self) {
+        self.shared
+            .handle(Event::ClientClosed { client: self.id }, None);
     }
 }

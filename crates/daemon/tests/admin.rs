@@ -1755,3 +1755,50 @@ async fn clients_and_servers_share_one_id_sequence_in_creation_order() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_clients_count_against_client_limits_and_only_admins_are_exempt() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-console-limits");
+    let d = start(
+        pg,
+        &dir,
+        &format!("stats_users = {MD5_USER}\nmax_user_client_connections = 1"),
+    )
+    .await;
+    let stats_console = conninfo(&d, MD5_USER, MD5_PASSWORD, "pgbouncer");
+    let first = connect(&stats_console).await.unwrap();
+    let Err(err) = connect(&stats_console).await else {
+        panic!("over the user limit, but let in");
+    };
+    assert_eq!(
+        db_error(&err).2,
+        "client connections exceeded (max_user_client_connections)"
+    );
+    // Admins are exempt, and still counted.
+    let a1 = connect(&admin_conninfo(&d)).await.unwrap();
+    let _a2 = connect(&admin_conninfo(&d)).await.unwrap();
+    let users = table(&a1, "SHOW USERS").await;
+    let count = |name: &str| int(users.rows_where("name", name)[0], "current_client_connections");
+    assert_eq!(count(MD5_USER), 1);
+    assert_eq!(count("admin"), 2);
+    let dbs = table(&a1, "SHOW DATABASES").await;
+    assert_eq!(
+        int(dbs.rows_where("name", "pgbouncer")[0], "current_client_connections"),
+        3
+    );
+    // Leaving gives the place back.
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = connect(&stats_console).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the user's place was not given back");
+}

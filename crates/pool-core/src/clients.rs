@@ -145,6 +145,13 @@ impl Pooler {
     }
 
     pub(crate) fn client_closed(&mut self, now: Instant, client: ClientId) {
+        if let Some((database, user)) = self.console_clients.remove(&client) {
+            let d = self.database_mut(&database);
+            d.clients = d.clients.saturating_sub(1);
+            let u = self.user_mut(&user);
+            u.clients = u.clients.saturating_sub(1);
+            return;
+        }
         let pool = self.clients.get(&client).map(|c| c.pool);
         if let Some(server) = self.forget_client(client) {
             self.close_server(now, server, ServerCloseReason::ClientDisconnectedDirty);

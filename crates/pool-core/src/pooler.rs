@@ -29,6 +29,9 @@ pub struct Pooler {
     pub(crate) pools: Vec<Pool>,
     pub(crate) pool_index: HashMap<PoolKey, usize>,
     pub(crate) clients: IdMap<ClientId, Client>,
+    /// Console clients (no pool, never a server): counted in their database's and login
+    /// user's client counts, as PgBouncer counts admin connections.
+    pub(crate) console_clients: IdMap<ClientId, (Arc<str>, Arc<str>)>,
     pub(crate) servers: IdMap<ServerId, Server>,
     pub(crate) cancel_keys: IdMap<u64, ClientId>,
     pub(crate) databases: HashMap<Arc<str>, Database>,
@@ -64,6 +67,7 @@ impl Pooler {
             pools: Vec::new(),
             pool_index: HashMap::new(),
             clients: IdMap::default(),
+            console_clients: IdMap::default(),
             servers: IdMap::default(),
             cancel_keys: IdMap::default(),
             databases: HashMap::new(),
@@ -89,6 +93,34 @@ impl Pooler {
             ids,
             ..Pooler::new(config)
         }
+    }
+
+    /// A console client logged in to `database` as `login_user`: counted against that
+    /// database's `max_db_client_connections` and the user's
+    /// `max_user_client_connections` unless `exempt` (PgBouncer exempts admin users on
+    /// the console, who still count). Leaves with `Event::ClientClosed`.
+    pub fn console_client_connected(
+        &mut self,
+        client: ClientId,
+        database: &str,
+        login_user: &str,
+        exempt: bool,
+    ) -> Result<(), DisconnectReason> {
+        if !exempt {
+            let db_max = self.config.max_db_client_connections(database);
+            if db_max > 0 && self.database_mut(database).clients >= db_max {
+                return Err(DisconnectReason::MaxDbClientConnections);
+            }
+            let user_max = self.config.max_user_client_connections(login_user);
+            if user_max > 0 && self.user_mut(login_user).clients >= user_max {
+                return Err(DisconnectReason::MaxUserClientConnections);
+            }
+        }
+        self.database_mut(database).clients += 1;
+        self.user_mut(login_user).clients += 1;
+        self.console_clients
+            .insert(client, (Arc::from(database), Arc::from(login_user)));
+        Ok(())
     }
 
     /// The configuration in force.

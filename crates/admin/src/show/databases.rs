@@ -130,6 +130,7 @@ pub(super) fn user_names(snap: &Snapshot<'_>) -> BTreeSet<String> {
             .map(|c| c.login_user.to_string()),
     );
     names.extend(snap.pooler.config().users.iter().map(|u| u.name.clone()));
+    names.extend(snap.admin_clients.iter().map(|a| a.user.clone()));
     names.insert(ADMIN_DB.into());
     names
 }
