@@ -47,7 +47,7 @@ impl AuthConns {
         auth_user: &str,
         query: &str,
         user: &str,
-    ) -> Result<Lookup, String> {
+    ) -> Result<Lookup, LookupError> {
         let key = PoolKey::new(database, auth_user);
         let slot = self
             .conns
@@ -68,7 +68,10 @@ impl AuthConns {
                     if result.is_ok() {
                         *guard = Some(conn); // a broken or confused one is not reused
                     }
-                    result
+                    result.map_err(|message| LookupError {
+                        refused: None,
+                        message,
+                    })
                 }
                 Err(e) => Err(e),
             }
@@ -97,16 +100,47 @@ impl AuthConns {
     }
 }
 
-async fn connect(shared: &Shared, key: &PoolKey, database: &str) -> Result<ServerConn, String> {
+/// Why a lookup failed.
+#[derive(Debug)]
+pub struct LookupError {
+    /// The SQLSTATE when PostgreSQL itself refused the auth_user's login: the client is
+    /// told the server's words (PgBouncer sends them on).
+    pub refused: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+async fn connect(
+    shared: &Shared,
+    key: &PoolKey,
+    database: &str,
+) -> Result<ServerConn, LookupError> {
     let target = {
         let core = shared.lock();
         shared.server_target(&core, key)
     }
-    .ok_or_else(|| format!("no such database: {database}"))?;
+    .ok_or_else(|| LookupError {
+        refused: None,
+        message: format!("no such database: {database}"),
+    })?;
     let timeout = shared.runtime().settings.time("server_connect_timeout");
-    server::connect(ServerId(shared.next_client_id().0), &target, timeout, rand::random())
-        .await
-        .map_err(|e| e.message)
+    server::connect(
+        ServerId(shared.next_client_id().0),
+        &target,
+        timeout,
+        rand::random(),
+    )
+    .await
+    .map_err(|e| LookupError {
+        refused: e.severity.is_some().then_some(e.code),
+        message: e.message,
+    })
 }
 
 async fn run(conn: &mut ServerConn, query: &str, user: &str) -> Result<Lookup, String> {

@@ -92,10 +92,11 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     }
     // Counted like any client of database `pgbouncer` and of its user, and limited by
     // max_db_/max_user_client_connections unless an admin (PgBouncer).
-    if let Err(reason) = shared
-        .lock()
-        .pooler
-        .console_client_connected(id, admin::ADMIN_DB, user, is_admin)
+    if let Err(reason) =
+        shared
+            .lock()
+            .pooler
+            .console_client_connected(id, admin::ADMIN_DB, user, is_admin)
     {
         return Fatal::Pool(reason).into();
     }

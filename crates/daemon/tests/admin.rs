@@ -1739,10 +1739,18 @@ async fn clients_and_servers_share_one_id_sequence_in_creation_order() {
         app.simple_query("select 1").await.unwrap();
         // The app client, then the server opened for it.
         let expected: HashSet<i64> = [console, console + 2 * i - 1, console + 2 * i].into();
-        assert_eq!(ids(&table(&admin, "SHOW SOCKETS").await), expected, "round {i}");
+        assert_eq!(
+            ids(&table(&admin, "SHOW SOCKETS").await),
+            expected,
+            "round {i}"
+        );
         let servers = table(&admin, "SHOW SERVERS").await;
         assert_eq!(
-            servers.rows.iter().map(|r| int(r, "id")).collect::<Vec<_>>(),
+            servers
+                .rows
+                .iter()
+                .map(|r| int(r, "id"))
+                .collect::<Vec<_>>(),
             [console + 2 * i]
         );
         drop(app);
@@ -1782,12 +1790,20 @@ async fn console_clients_count_against_client_limits_and_only_admins_are_exempt(
     let a1 = connect(&admin_conninfo(&d)).await.unwrap();
     let _a2 = connect(&admin_conninfo(&d)).await.unwrap();
     let users = table(&a1, "SHOW USERS").await;
-    let count = |name: &str| int(users.rows_where("name", name)[0], "current_client_connections");
+    let count = |name: &str| {
+        int(
+            users.rows_where("name", name)[0],
+            "current_client_connections",
+        )
+    };
     assert_eq!(count(MD5_USER), 1);
     assert_eq!(count("admin"), 2);
     let dbs = table(&a1, "SHOW DATABASES").await;
     assert_eq!(
-        int(dbs.rows_where("name", "pgbouncer")[0], "current_client_connections"),
+        int(
+            dbs.rows_where("name", "pgbouncer")[0],
+            "current_client_connections"
+        ),
         3
     );
     // Leaving gives the place back.

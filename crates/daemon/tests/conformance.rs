@@ -495,3 +495,33 @@ async fn min_pool_size_fills_a_forced_user_database_with_no_client() {
         "servers opened for the forced user without a client"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_query_login_that_postgres_refuses_reaches_the_client_with_its_sqlstate() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-authfail");
+    let port = pg.port();
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!(
+            "gone = host=127.0.0.1 port={port} dbname=nosuchdb\n\
+             viagone = host=127.0.0.1 port={port} dbname=appdb auth_dbname=gone\n"
+        ),
+        "auth_user = postgres",
+    );
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={} password=x dbname=viagone",
+        p.port,
+        pg_harness::TRUST_USER
+    );
+    let Err(e) = connect(&conninfo).await else {
+        panic!("logged in through a missing auth database");
+    };
+    let (_, code, message) = db_error(&e);
+    assert_eq!(code, "3D000", "{message}");
+    assert_eq!(message, "database \"nosuchdb\" does not exist");
+}

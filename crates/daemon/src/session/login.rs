@@ -478,7 +478,15 @@ impl Session {
             Ok(crate::auth_query::Lookup::NoSuchUser) => Err(Fatal::NoSuchUser.into()),
             Err(e) => {
                 tracing::warn!("C-{}: auth_query failed: {e}", self.id.0);
-                Err(Fatal::BouncerConfigError.into())
+                match e.refused {
+                    // PostgreSQL refused the auth_user: its words reach the client.
+                    Some(code) => Err(Fatal::Server {
+                        code,
+                        message: e.message,
+                    }
+                    .into()),
+                    None => Err(Fatal::BouncerConfigError.into()),
+                }
             }
         }
     }
