@@ -171,7 +171,14 @@ impl<'a> MakeWriter<'a> for Tee {
 /// Lets the log destinations follow the configuration (RELOAD / SIGHUP reopen
 /// `logfile`, so log rotation works as with PgBouncer).
 #[derive(Clone)]
-pub struct LogHandle(Arc<Mutex<Sinks>>);
+pub struct LogHandle(Arc<Mutex<Sinks>>, Option<Arc<LevelControl>>);
+
+/// Changes the log level at run time (`verbose` in the ini file, `SET verbose = N`).
+struct LevelControl {
+    /// `-v` on the command line: the level never goes below it.
+    cli_verbose: u8,
+    reload: Box<dyn Fn(Level) + Send + Sync>,
+}
 
 impl LogHandle {
     /// (Re)opens `logfile` and syslog per the settings.
@@ -196,34 +203,61 @@ impl LogHandle {
         let mut sinks = self.0.lock().unwrap_or_else(|e| e.into_inner());
         sinks.file = file;
         sinks.syslog = syslog;
+        drop(sinks);
+        if let Some(control) = &self.1 {
+            let verbose = control
+                .cli_verbose
+                .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
+            (control.reload)(level_of(verbose));
+        }
         Ok(())
     }
 }
 
-/// Installs the global subscriber. `verbose`: 0 = LOG, 1 = DEBUG, 2+ = NOISE.
+/// `verbose`: 0 = LOG, 1 = DEBUG, 2+ = NOISE (PgBouncer's levels).
+fn level_of(verbose: u8) -> Level {
+    match verbose {
+        0 => Level::INFO,
+        1 => Level::DEBUG,
+        _ => Level::TRACE,
+    }
+}
+
+/// Installs the global subscriber. `verbose` (from `-v`): 0 = LOG, 1 = DEBUG, 2+ =
+/// NOISE; the ini's `verbose` can raise it at run time, never lower it below this.
 pub fn init(
     stderr: bool,
     settings: &crate::config::Settings,
     verbose: u8,
 ) -> std::io::Result<LogHandle> {
-    let handle = LogHandle(Arc::new(Mutex::new(Sinks::default())));
-    handle.apply(settings)?;
-    let level = match verbose {
-        0 => Level::INFO,
-        1 => Level::DEBUG,
-        _ => Level::TRACE,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let sinks = Arc::new(Mutex::new(Sinks::default()));
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(
+        tracing_subscriber::filter::LevelFilter::from_level(level_of(verbose)),
+    );
+    let format = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .event_format(PgbFormat {
             pid: std::process::id(),
         })
         .with_writer(Tee {
             stderr,
-            sinks: handle.0.clone(),
-        })
+            sinks: sinks.clone(),
+        });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
         .try_init();
+    let control = LevelControl {
+        cli_verbose: verbose,
+        reload: Box::new(move |level| {
+            let _ =
+                reload.modify(|f| *f = tracing_subscriber::filter::LevelFilter::from_level(level));
+        }),
+    };
+    let handle = LogHandle(sinks, Some(Arc::new(control)));
+    handle.apply(settings)?;
     Ok(handle)
 }
 

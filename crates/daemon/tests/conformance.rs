@@ -525,3 +525,31 @@ async fn an_auth_query_login_that_postgres_refuses_reaches_the_client_with_its_s
     assert_eq!(code, "3D000", "{message}");
     assert_eq!(message, "database \"nosuchdb\" does not exist");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_applies_at_run_time() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-verbose");
+    let (p, _) = start(pg, &dir, "", "pool_mode = transaction");
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let app = conninfo_at(&p, "appdb");
+    psql(pg, &app, "select 1").await;
+    assert!(
+        !p.all_log().iter().any(|l| l.contains(" DEBUG ")),
+        "DEBUG lines at verbose = 0"
+    );
+    let o = psql(pg, &admin, "SET verbose = 1").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    psql(pg, &app, "select 1").await;
+    assert!(
+        p.wait_for_line(&[" DEBUG "], Duration::from_secs(5))
+            .is_some(),
+        "no DEBUG line after SET verbose = 1"
+    );
+}
