@@ -396,7 +396,16 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
             load_balance_hosts: d.load_balance_hosts.clone(),
         })
         .collect();
-    snap.users = rt.settings.users.iter().map(|u| u.name.clone()).collect();
+    // PgBouncer lists every user it knows: [users], auth_file, and those auth_query
+    // found, with or without a pool.
+    snap.users = rt
+        .settings
+        .users
+        .iter()
+        .map(|u| u.name.clone())
+        .chain(rt.userlist.keys().cloned())
+        .chain(core.dynamic_secrets.keys().cloned())
+        .collect();
     snap.clients = core
         .client_info
         .iter()

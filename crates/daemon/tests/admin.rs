@@ -1818,3 +1818,18 @@ async fn console_clients_count_against_client_limits_and_only_admins_are_exempt(
     }
     assert!(again.is_some(), "the user's place was not given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_users_lists_every_auth_file_user_without_a_pool() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("admin-users");
+    let d = start(pg, &dir, "").await;
+    let admin = connect(&admin_conninfo(&d)).await.unwrap();
+    let users = table(&admin, "SHOW USERS").await;
+    for name in [MD5_USER, pg_harness::SCRAM_USER, pg_harness::PLAIN_USER, "admin"] {
+        assert_eq!(users.rows_where("name", name).len(), 1, "{name}: {users:?}");
+    }
+}
