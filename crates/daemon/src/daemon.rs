@@ -105,7 +105,7 @@ impl Daemon {
                     let mut core = self.shared.lock();
                     let rx = self.shared.wait_pause(&mut core, None);
                     self.shared
-                        .handle_locked(&mut core, Event::Pause { database: None }, None);
+                        .handle_locked(&mut core, Event::ShutdownWaitForServers, None);
                     rx
                 };
                 let _ = done.await;

@@ -1829,7 +1829,12 @@ async fn show_users_lists_every_auth_file_user_without_a_pool() {
     let d = start(pg, &dir, "").await;
     let admin = connect(&admin_conninfo(&d)).await.unwrap();
     let users = table(&admin, "SHOW USERS").await;
-    for name in [MD5_USER, pg_harness::SCRAM_USER, pg_harness::PLAIN_USER, "admin"] {
+    for name in [
+        MD5_USER,
+        pg_harness::SCRAM_USER,
+        pg_harness::PLAIN_USER,
+        "admin",
+    ] {
         assert_eq!(users.rows_where("name", name).len(), 1, "{name}: {users:?}");
     }
 }

@@ -553,3 +553,47 @@ async fn verbose_applies_at_run_time() {
         "no DEBUG line after SET verbose = 1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_wait_for_servers_tells_waiting_clients_and_lets_transactions_finish() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-waitservers");
+    let (mut p, _) = start(
+        pg,
+        &dir,
+        "",
+        "pool_mode = transaction\ndefault_pool_size = 1",
+    );
+    let a = connect(&conninfo_at(&p, "appdb")).await.unwrap();
+    a.simple_query("begin").await.unwrap();
+    let b = connect(&conninfo_at(&p, "appdb")).await.unwrap();
+    let waiting = tokio::spawn(async move { b.simple_query("select 'b'").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let err = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client hung")
+        .unwrap()
+        .expect_err("the waiting client got a server during the shutdown");
+    assert_eq!(db_error(&err).2, "server shutting down");
+    // The transaction that holds the server finishes.
+    a.simple_query("select 1").await.unwrap();
+    a.simple_query("commit").await.unwrap();
+    let mut exited = false;
+    for _ in 0..100 {
+        if !p.alive() {
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited, "{:#?}", p.all_log());
+}

@@ -103,6 +103,9 @@ impl Pooler {
         }
         let pool = c.pool;
         c.request_time = now;
+        if self.shutting_down {
+            return self.disconnect_client(now, client, DisconnectReason::ServerShuttingDown);
+        }
         let p = &self.pools[pool];
         if p.counts.servers() == 0 && fast_fail {
             if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {

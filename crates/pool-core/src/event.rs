@@ -66,6 +66,11 @@ pub enum Event {
         /// The client.
         client: ClientId,
     },
+    /// SHUTDOWN WAIT_FOR_SERVERS (SIGINT): like a global PAUSE, and every client that
+    /// waits for a server or asks for one from now on is told `server shutting down`;
+    /// transactions running finish, released servers close, and `PauseDone` comes when
+    /// none is left.
+    ShutdownWaitForServers,
     /// A server could not be reached (connection refused, host unreachable, DNS, a
     /// failed TLS handshake): recorded as a failed login for `server_login_retry`, but
     /// the clients waiting on the pool keep waiting (for a server that comes up, or their

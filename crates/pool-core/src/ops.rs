@@ -2,9 +2,9 @@
 //! (mirrors admin.c's effects on pools, without the console I/O).
 
 use crate::config::Config;
-use crate::entities::ServerState;
+use crate::entities::{ClientState, ServerState};
 use crate::event::Action;
-use crate::ids::ServerId;
+use crate::ids::{ClientId, ServerId};
 use crate::pooler::Pooler;
 use crate::reason::{DisconnectReason, ServerCloseReason};
 use crate::time::Instant;
@@ -45,6 +45,25 @@ impl Pooler {
             }
         }
         self.check_pause_done();
+    }
+
+    pub(crate) fn shutdown_wait_for_servers(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let waiting: Vec<ClientId> = self
+            .pools
+            .iter()
+            .flat_map(|p| p.waiting.iter().copied())
+            .collect();
+        for client in waiting {
+            if self
+                .clients
+                .get(&client)
+                .is_some_and(|c| c.state == ClientState::Waiting)
+            {
+                self.disconnect_client(now, client, DisconnectReason::ServerShuttingDown);
+            }
+        }
+        self.pause(now, None);
     }
 
     /// Queues `PauseDone` for every pending PAUSE whose servers are all gone.

@@ -47,6 +47,8 @@ pub struct Pooler {
     pub(crate) next_stats_roll: Option<Instant>,
     pub(crate) global_pause: bool,
     pub(crate) global_pause_pending: bool,
+    /// SHUTDOWN WAIT_FOR_SERVERS: no client gets a server any more.
+    pub(crate) shutting_down: bool,
     /// Some database is paused (so `pool_paused` need not look it up when none is).
     pub(crate) some_db_paused: bool,
     /// Some `max_db_connections` / `max_user_connections` limit is set (so pools may be
@@ -80,6 +82,7 @@ impl Pooler {
             next_stats_roll: None,
             global_pause: false,
             global_pause_pending: false,
+            shutting_down: false,
             some_db_paused: false,
             now: Instant::ZERO,
         }
@@ -138,7 +141,11 @@ impl Pooler {
         }
         let pausing = matches!(
             event,
-            Event::Pause { .. } | Event::Resume { .. } | Event::Kill { .. } | Event::Reload(_)
+            Event::Pause { .. }
+                | Event::Resume { .. }
+                | Event::Kill { .. }
+                | Event::Reload(_)
+                | Event::ShutdownWaitForServers
         );
         match event {
             Event::ClientConnected {
@@ -176,6 +183,7 @@ impl Pooler {
             Event::CancelRequested { key } => self.cancel_requested(key),
             Event::CancelFinished { server } => self.cancel_finished(now, server),
             Event::Pause { database } => self.pause(now, database),
+            Event::ShutdownWaitForServers => self.shutdown_wait_for_servers(now),
             Event::Resume { database } => self.resume(now, database),
             Event::Disable { database } => self.database_mut(&database).disabled = true,
             Event::Enable { database } => self.database_mut(&database).disabled = false,

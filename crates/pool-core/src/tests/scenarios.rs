@@ -1312,3 +1312,34 @@ fn a_forced_user_database_with_min_pool_size_is_filled_without_clients() {
     assert_eq!(sim.pending_connects.len(), 1);
     sim.check_invariants();
 }
+
+#[test]
+fn shutdown_wait_for_servers_lets_running_transactions_finish_and_fails_the_rest() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b); // queued behind a
+    sim.event(Event::ShutdownWaitForServers);
+    assert_eq!(
+        sim.disconnected(b).map(|r| r.message()),
+        Some("server shutting down".into())
+    );
+    assert!(sim.linked(a).is_some(), "the running transaction goes on");
+    sim.release(a);
+    assert_eq!(sim.server_count(), 0, "the released server closes");
+    assert_eq!(sim.pause_done, vec![None]);
+    sim.client_wants_server(a);
+    assert_eq!(
+        sim.disconnected(a).map(|r| r.message()),
+        Some("server shutting down".into())
+    );
+    sim.check_invariants();
+}
