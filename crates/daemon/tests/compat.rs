@@ -371,6 +371,17 @@ async fn replication_connections_are_passed_through_on_a_dedicated_server() {
     );
     let o = psql(&pg, &ci, "SHOW enable_seqscan").await;
     assert_eq!(stdout(&o), "off", "{}", stderr(&o));
+    // A replication login PostgreSQL refuses (no pg_hba line for it): `login failed`.
+    let ci = format!(
+        "{} replication=database",
+        conninfo(&d, SCRAM_USER, SCRAM_PASSWORD, "appdb")
+    );
+    let o = psql(&pg, &ci, "IDENTIFY_SYSTEM").await;
+    assert!(
+        stderr(&o).contains("FATAL:  login failed"),
+        "{}",
+        stderr(&o)
+    );
     // A normal client of the same pool still pools as usual.
     let o = psql(&pg, &md5_conninfo(&d), "select 3").await;
     assert_eq!(stdout(&o), "3", "{}", stderr(&o));

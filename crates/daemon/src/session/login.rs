@@ -325,11 +325,23 @@ impl Session {
         let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
             Ok(c) => c,
             Err(e) => {
+                // As PgBouncer: a replication login can fail for reasons of its own (no
+                // REPLICATION role, no pg_hba line for replication), so it is logged
+                // and the client told `login failed`; nobody else is failed.
+                if let Some(severity) = &e.severity {
+                    tracing::error!(
+                        "C-{}: {} S: login failed: {severity}: {}",
+                        self.id.0,
+                        self.label(),
+                        e.message
+                    );
+                    return Fatal::ReplicationLoginFailed.into();
+                }
                 return Fatal::Server {
                     code: e.code,
                     message: e.message,
                 }
-                .into()
+                .into();
             }
         };
         let params = Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt));

@@ -75,6 +75,8 @@ pub(crate) enum Fatal {
     TransactionTimeout,
     /// `server_fast_close`: the server had to go after this transaction.
     DatabaseConfigurationChanged,
+    /// A replication connection's own server login was refused.
+    ReplicationLoginFailed,
     /// The auth_query's database is DISABLEd.
     AuthDatabaseDisabled(String),
     /// `client_tls_sslmode` requires TLS and the client started in clear text.
@@ -139,6 +141,7 @@ impl Fatal {
             Fatal::TransactionTimeout => "transaction timeout".into(),
             Fatal::DatabaseConfigurationChanged => "database configuration changed".into(),
             Fatal::SslRequired => "SSL required".into(),
+            Fatal::ReplicationLoginFailed => "login failed".into(),
             Fatal::AuthDatabaseDisabled(db) => {
                 format!("authentication database \"{db}\" is disabled")
             }
