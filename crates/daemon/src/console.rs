@@ -396,6 +396,18 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
             load_balance_hosts: d.load_balance_hosts.clone(),
         })
         .collect();
+    // Registered auto-databases, as the `*` entry makes them.
+    if let Some(auto) = &rt.settings.autodb {
+        for name in &core.autodbs {
+            snap.databases.push(admin::DatabaseInfo {
+                name: name.clone(),
+                host: (!auto.hosts.is_empty()).then(|| auto.hosts.join(",")),
+                port: auto.port,
+                dbname: auto.server_dbname(name),
+                load_balance_hosts: auto.load_balance_hosts.clone(),
+            });
+        }
+    }
     // PgBouncer lists every user it knows: [users], auth_file, and those auth_query
     // found, with or without a pool.
     snap.users = rt

@@ -102,6 +102,9 @@ pub struct Core {
     pub server_info: IdMap<ServerId, pgbouncer_admin::ConnInfo>,
     /// Console sessions, for SHOW CLIENTS / SHOW POOLS.
     pub admin_clients: HashMap<ClientId, pgbouncer_admin::AdminClientInfo>,
+    /// Auto-databases (`*`) registered by an authenticated client, until their pools are
+    /// freed (`autodb_idle_timeout`): SHOW DATABASES lists them.
+    pub autodbs: std::collections::BTreeSet<String>,
     /// The console's own traffic: logins, and one transaction and query per command
     /// (PgBouncer's `pgbouncer` pool in SHOW STATS and SHOW TOTALS).
     pub console_stats: pgbouncer_pool_core::StatCounters,
@@ -179,6 +182,7 @@ impl Shared {
                 server_info: IdMap::default(),
                 admin_clients: HashMap::new(),
                 console_stats: Default::default(),
+                autodbs: Default::default(),
                 cancel_tasks: Vec::new(),
             }),
             runtime: RwLock::new(runtime),
@@ -557,6 +561,14 @@ impl Shared {
                         pool.database,
                         pool.user
                     );
+                    let database = pool.database.to_string();
+                    if !core
+                        .pooler
+                        .pools(self.now())
+                        .any(|p| *p.key.database == *database)
+                    {
+                        core.autodbs.remove(&database);
+                    }
                 } else {
                     tracing::info!(
                         "cleaning up idle pool for user {} on db {} because: pool idle timeout (age= {}s)",

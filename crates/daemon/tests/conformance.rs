@@ -597,3 +597,54 @@ async fn shutdown_wait_for_servers_tells_waiting_clients_and_lets_transactions_f
     }
     assert!(exited, "{:#?}", p.all_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_database_is_registered_on_first_use_and_listed() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-autodb");
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!("* = host=127.0.0.1 port={}\n", pg.port()),
+        "",
+    );
+    let o = psql(
+        pg,
+        &conninfo_at(&p, "template1"),
+        "select current_database()",
+    )
+    .await;
+    assert_eq!(stdout(&o), "template1", "{}", stderr(&o));
+    assert!(p
+        .wait_for_line(
+            &["registered new auto-database: template1"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    let admin = conninfo_at(&p, "pgbouncer").replace(
+        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
+        "user=admin password=adminpass",
+    );
+    let o = psql(pg, &admin, "SHOW DATABASES").await;
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("template1|"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        row.starts_with(&format!("template1|127.0.0.1|{}|template1|", pg.port())),
+        "{}",
+        stdout(&o)
+    );
+    // A second login does not register it again.
+    psql(pg, &conninfo_at(&p, "template1"), "select 1").await;
+    let registered = p
+        .all_log()
+        .iter()
+        .filter(|l| l.contains("registered new auto-database"))
+        .count();
+    assert_eq!(registered, 1);
+}

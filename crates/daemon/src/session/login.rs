@@ -219,6 +219,21 @@ impl Session {
         if db.is_none() {
             return Err(Fatal::NoSuchDatabase(database).into());
         }
+        if !self
+            .rt
+            .settings
+            .databases
+            .iter()
+            .any(|d| d.name == database)
+            && self.shared.lock().autodbs.insert(database.clone())
+        {
+            // Only once authenticated: made-up names cost nothing.
+            tracing::info!(
+                "C-{}: {} registered new auto-database: {database}",
+                self.id.0,
+                self.label()
+            );
+        }
         self.rx = Some(self.shared.register(self.id));
         let (local_addr, local_port) = (self.local.0.clone(), self.local.1);
         self.shared.lock().client_info.insert(
