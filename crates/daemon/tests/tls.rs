@@ -1103,3 +1103,50 @@ async fn x509_version_1_certificates_work_as_with_openssl() {
         .shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_ciphers_curves_and_server_tls13_ciphers_are_what_gets_negotiated() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let e = env();
+    let p = &e.pki;
+    let dir = Scratch::new("tls-ciphers");
+    let d = start(
+        e,
+        &dir,
+        &format!(
+            "{}client_tls_protocols = tlsv1.2\nclient_tls_ciphers = ECDHE-ECDSA-CHACHA20-POLY1305\n\
+             client_tls_ecdhcurve = secp384r1\nserver_tls_sslmode = require\n\
+             server_tls13_ciphers = TLS_AES_256_GCM_SHA384\n",
+            client_tls(p, "require")
+        ),
+    )
+    .await;
+    select_one(&e.pg, &md5_at(&d, "appdb", "sslmode=require"))
+        .await
+        .unwrap();
+    let o = psql(
+        &e.pg,
+        &format!(
+            "host=127.0.0.1 port={} user=admin password=adminpass dbname=pgbouncer sslmode=require",
+            d.addr().port()
+        ),
+        "SHOW CLIENTS",
+    )
+    .await;
+    assert!(
+        stdout(&o).contains("TLSv1.2/ECDHE-ECDSA-CHACHA20-POLY1305/ECDH=secp384r1"),
+        "{}",
+        stdout(&o)
+    );
+    let servers = tls_column(&d, "SERVERS", Some(&p.ca1)).await;
+    assert!(
+        servers
+            .iter()
+            .any(|t| t.starts_with("TLSv1.3/TLS_AES_256_GCM_SHA384")),
+        "{servers:?}"
+    );
+    d.shutdown(pgbouncer_rs::daemon::ShutdownMode::Immediate)
+        .await;
+}
