@@ -130,6 +130,8 @@ pub struct Shared {
     scram_cache: Mutex<HashMap<String, (String, pgbouncer_protocol::auth::scram::ScramSecret)>>,
     /// Wakes the listeners and sessions on shutdown.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// `max_prepared_statements` in force (read per link without the runtime lock).
+    max_prepared: std::sync::atomic::AtomicUsize,
     /// Closes the Unix-socket listener: at the end of a shutdown, later than the TCP
     /// ones, so the console stays reachable while a shutdown waits (as PgBouncer).
     pub close_unix: tokio::sync::watch::Sender<bool>,
@@ -164,6 +166,7 @@ impl Shared {
     /// New shared state for `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
         let ids = Arc::new(AtomicU32::new(1));
+        let max_prepared = runtime.per_login.max_prepared_statements;
         let pooler = Pooler::with_ids(runtime.settings.pool_config(), ids.clone());
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let (close_unix, _) = tokio::sync::watch::channel(false);
@@ -194,6 +197,7 @@ impl Shared {
             scram_cache: Mutex::new(HashMap::new()),
             shutdown,
             close_unix,
+            max_prepared: std::sync::atomic::AtomicUsize::new(max_prepared),
             log_reopen: Mutex::new(None),
             host_cursor: Mutex::new(HashMap::new()),
             suspended: std::sync::atomic::AtomicBool::new(false),
@@ -224,6 +228,8 @@ impl Shared {
             (f.0)(&rt.settings);
         }
         let config = rt.settings.pool_config();
+        self.max_prepared
+            .store(rt.per_login.max_prepared_statements, Ordering::Relaxed);
         let old = std::mem::replace(
             &mut *self.runtime.write().unwrap_or_else(|e| e.into_inner()),
             rt.clone(),
@@ -352,6 +358,11 @@ impl Shared {
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
         Some(LoginSlot(self.logins.clone()))
+    }
+
+    /// `max_prepared_statements` in force now.
+    pub fn max_prepared_statements(&self) -> usize {
+        self.max_prepared.load(Ordering::Relaxed)
     }
 
     /// Whether a shutdown has begun (new logins are refused, except to the console).

@@ -139,3 +139,48 @@ async fn statement_errors_and_deallocate_all_keep_the_statement_tracking_right()
         101
     );
 }
+
+/// psycopg 3 preparing statements while the console changes max_prepared_statements:
+/// the server keeps at most the limit in force when it prepares (PgBouncer's LRU), a
+/// raised limit applies to the client already connected, a lowered one at the next
+/// prepare.
+const EVICT_WITH_SET: &str = r#"
+import os, psycopg
+admin = psycopg.connect(os.environ["ADMIN"], autocommit=True)
+def limit(n):
+    admin.execute(f"SET max_prepared_statements = {n}")
+def on_server(cur):
+    return cur.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+limit(1)
+with psycopg.connect(os.environ["DSN"], autocommit=True) as c:
+    cur = c.cursor()
+    for i in range(5):
+        assert cur.execute(f"SELECT '{i}'", prepare=True).fetchone()[0] == str(i)
+    assert on_server(cur) == 1, on_server(cur)
+    limit(5)
+    for i in range(5, 10):
+        assert cur.execute(f"SELECT '{i}'", prepare=True).fetchone()[0] == str(i)
+    assert on_server(cur) == 5, on_server(cur)
+    limit(2)
+    assert on_server(cur) == 5
+    assert cur.execute("SELECT '10'", prepare=True).fetchone()[0] == "10"
+    assert on_server(cur) == 2, on_server(cur)
+print("ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_prepared_statements_set_at_run_time_applies_to_connected_clients() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("prepared-set");
+    let d = start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 1").await;
+    let env = [
+        ("DSN", md5_conninfo(&d)),
+        ("ADMIN", conninfo(&d, "admin", "adminpass", "pgbouncer")),
+    ];
+    if let Some(out) = python_with("psycopg", EVICT_WITH_SET, &env).await {
+        assert_eq!(out.trim(), "ok");
+    }
+}

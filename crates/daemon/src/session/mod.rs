@@ -207,10 +207,12 @@ impl Session {
     fn link_config(&self) -> LinkConfig {
         LinkConfig {
             max_packet_size: self.max,
+            // The value in force now, not at this client's login: a SET applies to
+            // the next statement a server prepares (PgBouncer).
             max_prepared_statements: if self.mode == PoolMode::Session {
                 0
             } else {
-                self.rt.per_login.max_prepared_statements
+                self.shared.max_prepared_statements()
             },
             statement_mode: self.mode == PoolMode::Statement,
         }
