@@ -648,3 +648,35 @@ async fn an_auto_database_is_registered_on_first_use_and_listed() {
         .count();
     assert_eq!(registered, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_parameter_is_set_once_and_its_canonical_spelling_adopted() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-varcache");
+    let (p, _) = start(pg, &dir, "", "pool_mode = transaction\nverbose = 1");
+    let conninfo = format!("{} options='-c DateStyle=ISO'", conninfo_at(&p, "appdb"));
+    let c = connect(&conninfo).await.unwrap();
+    c.simple_query("select 1").await.unwrap();
+    c.simple_query("select 1").await.unwrap();
+    assert!(p
+        .wait_for_line(
+            &["varcache_apply: SET DateStyle='ISO';"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    assert!(p
+        .wait_for_line(
+            &["varcache_set_canonical: setting DateStyle to its canonical version ISO -> ISO, MDY"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    let applied = p
+        .all_log()
+        .iter()
+        .filter(|l| l.contains("varcache_apply:"))
+        .count();
+    assert_eq!(applied, 1, "the second query sent a SET again");
+}

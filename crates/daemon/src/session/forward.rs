@@ -81,14 +81,21 @@ impl Session {
         if sql.is_empty() {
             return Ok(());
         }
+        tracing::debug!("S-{}: {} varcache_apply: {sql}", l.conn.id.0, l.conn.label);
         l.conn.run_internal(&sql).await.map_err(|e| {
             tracing::warn!("C-{}: invalid server parameter: {e}", self.id.0);
             Exit::Fatal(Fatal::InvalidServerParameter(e))
         })?;
         // The server's canonical spelling becomes the client's value.
+        let id = self.id.0;
         for (name, value) in self.vars.iter_mut() {
             if let Some(v) = l.conn.param(name) {
-                *value = v.to_string();
+                if v != value.as_str() {
+                    tracing::debug!(
+                        "C-{id}: varcache_set_canonical: setting {name} to its canonical version {value} -> {v}"
+                    );
+                    *value = v.to_string();
+                }
             }
         }
         Ok(())
