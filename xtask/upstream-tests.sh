@@ -2,8 +2,11 @@
 # Runs PgBouncer's own Python test suite (its test/ directory, unchanged) against the
 # pgbouncer-rs binary: a local check, not part of CI (it needs PgBouncer's source).
 #
-#   PGBOUNCER_SRC=/path/to/pgbouncer-checkout xtask/upstream-tests.sh [pytest args...]
-#   PGBOUNCER_GIT=/path/to/bare.git          xtask/upstream-tests.sh test/test_ssl.py
+#   UPSTREAM_SRC=/path/to/pgbouncer-checkout xtask/upstream-tests.sh [pytest args...]
+#   UPSTREAM_GIT=/path/to/bare.git          xtask/upstream-tests.sh test/test_ssl.py
+#
+# (Not PGBOUNCER_*: pgbouncer-rs reads every PGBOUNCER_* variable as a setting and
+# refuses unknown ones; the tests run with a clean environment anyway.)
 #
 # BOUNCER_EXE defaults to target/release/pgbouncer-rs. The suite refuses to run
 # PostgreSQL as root, so under root it runs as the unprivileged user $TEST_USER (created
@@ -18,12 +21,12 @@ WORK=${WORK:-$(mktemp -d /tmp/upstream-tests.XXXXXX)}
 [[ -x $BOUNCER_EXE ]] || { echo "no binary at $BOUNCER_EXE (cargo build --release)" >&2; exit 1; }
 
 mkdir -p "$WORK/src"
-if [[ -n ${PGBOUNCER_SRC:-} ]]; then
-    cp -r "$PGBOUNCER_SRC"/. "$WORK/src/"
-elif [[ -n ${PGBOUNCER_GIT:-} ]]; then
-    git --git-dir="$PGBOUNCER_GIT" archive HEAD | tar -x -C "$WORK/src"
+if [[ -n ${UPSTREAM_SRC:-} ]]; then
+    cp -r "$UPSTREAM_SRC"/. "$WORK/src/"
+elif [[ -n ${UPSTREAM_GIT:-} ]]; then
+    git --git-dir="$UPSTREAM_GIT" archive HEAD | tar -x -C "$WORK/src"
 else
-    echo "set PGBOUNCER_SRC (a checkout) or PGBOUNCER_GIT (a git dir) of PgBouncer" >&2
+    echo "set UPSTREAM_SRC (a checkout) or UPSTREAM_GIT (a git dir) of PgBouncer" >&2
     exit 1
 fi
 # test/utils.py reads the build's feature flags from config.mak.
@@ -55,10 +58,10 @@ status=0
 if [[ $EUID -eq 0 ]]; then
     id "$TEST_USER" >/dev/null 2>&1 || useradd -M "$TEST_USER"
     chown -R "$TEST_USER" "$WORK"
-    timeout "${TIMEOUT:-3600}" setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
-        "$WORK/run.sh" "${@:-test}" -rA || status=$?
+    timeout "${TIMEOUT:-3600}" env -i setpriv --reuid="$TEST_USER" --regid="$TEST_USER" \
+        --init-groups "$WORK/run.sh" "${@:-test}" -rA || status=$?
 else
-    timeout "${TIMEOUT:-3600}" "$WORK/run.sh" "${@:-test}" -rA || status=$?
+    timeout "${TIMEOUT:-3600}" env -i "$WORK/run.sh" "${@:-test}" -rA || status=$?
 fi
 if [[ ${KEEP:-0} == 1 ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 exit "$status"
