@@ -65,6 +65,8 @@ pub struct ServerTarget {
     pub tls: std::sync::Arc<crate::tls::TlsSetup>,
     /// `db/user` of the pool, for log lines (PgBouncer's `S-<id>: db/user@ip:port`).
     pub pool_label: String,
+    /// Which of the database's hosts this is, of how many (`None`: a Unix socket).
+    pub host_index: Option<(usize, usize)>,
     /// log_connections / log_disconnections.
     pub log_connections: bool,
     /// log_disconnections.

@@ -646,16 +646,16 @@ impl Shared {
         };
         // Host lists: `load_balance_hosts = round-robin` (default) moves to the next host
         // for every new connection; `disable` stays on one until a connect fails.
-        let host = if db.hosts.is_empty() {
-            rt.unix_socket_dir.clone()
+        let (host, host_index) = if db.hosts.is_empty() {
+            (rt.unix_socket_dir.clone(), None)
         } else {
             let mut cursors = self.host_cursor.lock().unwrap_or_else(|e| e.into_inner());
             let cursor = cursors.entry(db.name.clone()).or_insert(0);
-            let host = db.hosts[*cursor % db.hosts.len()].clone();
+            let index = *cursor % db.hosts.len();
             if db.load_balance_hosts.as_deref() != Some("disable") {
                 *cursor = cursor.wrapping_add(1);
             }
-            host
+            (db.hosts[index].clone(), Some((index, db.hosts.len())))
         };
         let mut startup_params = Vec::new();
         for (k, v) in [
@@ -679,6 +679,7 @@ impl Shared {
             max_packet_size: rt.max_packet_size,
             tls: rt.tls.clone(),
             pool_label: format!("{}/{}", pool.database, pool.user),
+            host_index,
             log_connections: rt.log_connections,
             log_disconnections: rt.log_disconnections,
         })
@@ -744,14 +745,21 @@ impl Shared {
                     Event::ServerConnected { server }
                 }
                 Err(e) => {
-                    // `load_balance_hosts = disable`: the next attempt tries the next host.
-                    if let Some(c) = shared
-                        .host_cursor
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(&*pool.database)
-                    {
-                        *c = c.wrapping_add(1);
+                    // `load_balance_hosts = disable`: the next attempt tries the host after
+                    // the one that failed. Moved past it once, however many attempts
+                    // failed on it (parallel logins would otherwise step over the next
+                    // host, or come back to the bad one).
+                    if let Some((index, count)) = target.host_index {
+                        if let Some(c) = shared
+                            .host_cursor
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_mut(&*pool.database)
+                        {
+                            if *c % count == index {
+                                *c = index + 1;
+                            }
+                        }
                     }
                     if e.unreachable {
                         Event::ServerUnreachable {

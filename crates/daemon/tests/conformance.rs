@@ -680,3 +680,49 @@ async fn a_startup_parameter_is_set_once_and_its_canonical_spelling_adopted() {
         .count();
     assert_eq!(applied, 1, "the second query sent a SET again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balance_hosts_disable_moves_past_a_bad_first_host_once() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-lbdisable");
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!(
+            "lb = host=unresolvable-hostname.invalid,127.0.0.1 port={} dbname=appdb \
+             load_balance_hosts=disable\n",
+            pg.port()
+        ),
+        "server_login_retry = 1\npool_mode = transaction",
+    );
+    // Two clients at once: both attempts on the bad host fail, then both are served by
+    // the second host (it must not be skipped, nor the bad one come back).
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let conninfo = conninfo_at(&p, "lb");
+            tokio::spawn(async move { psql(pg, &conninfo, "select 'ok'").await })
+        })
+        .collect();
+    for c in clients {
+        let o = c.await.unwrap();
+        assert_eq!(stdout(&o), "ok", "{}", stderr(&o));
+    }
+    assert!(p
+        .wait_for_line(
+            &["closing because: server DNS lookup failed"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+    assert!(p
+        .wait_for_line(
+            &[&format!(
+                "@127.0.0.1:{} new connection to server",
+                pg.port()
+            )],
+            Duration::from_secs(5)
+        )
+        .is_some());
+}
