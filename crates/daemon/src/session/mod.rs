@@ -528,13 +528,24 @@ impl Session {
     async fn finish(&mut self, exit: Exit) {
         let age = self.started.elapsed().as_secs();
         let reason = exit.reason();
+        // Logged before the client hears it, as PgBouncer does (a test that reads the
+        // log right after the error must find the line).
         if let Exit::Fatal(f) = &exit {
-            let mut out = BytesMut::new();
-            let msg = f.message();
-            encode_error(&mut out, "FATAL", f.sqlstate(), &msg);
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.client.write_all(&out)).await;
+            if let Fatal::Link(e) = f {
+                let detail = e.to_string();
+                if detail != f.message() {
+                    // PgBouncer's log names the offending statement where the client is
+                    // only told the short text.
+                    tracing::error!("C-{}: {} {detail}", self.id.0, self.label());
+                }
+            }
             if self.rt.log_pooler_errors {
-                tracing::warn!("C-{}: {} pooler error: {msg}", self.id.0, self.label());
+                tracing::warn!(
+                    "C-{}: {} pooler error: {}",
+                    self.id.0,
+                    self.label(),
+                    f.message()
+                );
             }
         }
         if self.rt.log_disconnections && self.who.is_some() {
@@ -543,6 +554,11 @@ impl Session {
                 self.id.0,
                 self.label()
             );
+        }
+        if let Exit::Fatal(f) = &exit {
+            let mut out = BytesMut::new();
+            encode_error(&mut out, "FATAL", f.sqlstate(), &f.message());
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.client.write_all(&out)).await;
         }
         if self.rx.is_some() {
             self.shared.client_gone(self.id);
