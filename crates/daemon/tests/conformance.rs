@@ -726,3 +726,22 @@ async fn load_balance_hosts_disable_moves_past_a_bad_first_host_once() {
         )
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_runs_only_while_a_query_is_in_flight() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-querytimeout");
+    let (p, _) = start(pg, &dir, "", "pool_mode = transaction\nquery_timeout = 1");
+    let c = connect(&conninfo_at(&p, "appdb")).await.unwrap();
+    c.simple_query("begin").await.unwrap();
+    // Idle in the transaction for longer than query_timeout: nothing is running.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    c.simple_query("select 1").await.unwrap();
+    c.simple_query("commit").await.unwrap();
+    // A query that runs longer is stopped.
+    let e = c.simple_query("select pg_sleep(3)").await.unwrap_err();
+    assert!(db_error(&e).2.contains("query timeout"), "{e}");
+}
