@@ -431,7 +431,14 @@ async fn connect_inner(
                 ),
                 None => tracing::warn!("S-{}: {label} server login failed: {}", id.0, e.message),
             }
-            closing(&e.message);
+            // A replication login's refusal is `login failed` (PgBouncer's reason); the
+            // server's words are in the line above.
+            let replication = t.startup_params.iter().any(|(k, _)| k == "replication");
+            if replication && e.severity.is_some() {
+                closing("login failed");
+            } else {
+                closing(&e.message);
+            }
             Err(e)
         }
     }
