@@ -1,6 +1,7 @@
 //! Throwaway certificate authorities and certificates for TLS tests (rcgen, ECDSA P-256),
-//! written as PEM files the way operators keep them. [`ClusterOptions::with_tls`]
-//! (crate::ClusterOptions::with_tls) gives a cluster `ssl = on` with them.
+//! written as PEM files the way operators keep them.
+//! [`ClusterOptions::with_tls`](crate::ClusterOptions::with_tls) gives a cluster
+//! `ssl = on` with them.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 //! TLS on both sides, with rustls (no OpenSSL): the `client_tls_*` settings make the
 //! pooler a TLS server for its clients, the `server_tls_*` settings a TLS client of
 //! PostgreSQL. This module turns those settings into rustls configurations once per
-//! (re)load ([`TlsSetup::new`]), runs handshakes ([`accept`], [`connect`]) and describes
+//! (re)load ([`TlsSetup::new`]), runs handshakes ([`TlsStream::accept`],
+//! [`TlsStream::connect`]) and describes
 //! a finished one as PgBouncer does (`TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519`).
 //! The encrypted socket itself is [`stream::TlsStream`].
 
