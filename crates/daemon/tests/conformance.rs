@@ -30,6 +30,14 @@ fn start(
     (Pooler::start(&path), path)
 }
 
+/// The console as `admin`.
+fn admin_at(p: &Pooler) -> String {
+    format!(
+        "host=127.0.0.1 port={} user=admin password=adminpass dbname=pgbouncer",
+        p.port
+    )
+}
+
 fn conninfo_at(p: &Pooler, db: &str) -> String {
     format!(
         "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname={db}",
@@ -139,10 +147,7 @@ async fn reload_of_a_changed_database_reopens_its_servers_on_the_new_target() {
         .unwrap()
         .replace("dbname=appdb\n", "dbname=postgres\n");
     std::fs::write(&path, text).unwrap();
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let o = psql(pg, &admin, "RELOAD").await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -162,8 +167,8 @@ async fn reload_of_a_changed_database_reopens_its_servers_on_the_new_target() {
     // A RELOAD that changes nothing keeps the server.
     let pid = db(c.simple_query("select pg_backend_pid()").await.unwrap());
     let o = psql(pg, &admin, "RELOAD").await;
+    // (RELOAD answers after the reconnect decision: no wait needed.)
     assert!(o.status.success(), "{}", stderr(&o));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         db(c.simple_query("select pg_backend_pid()").await.unwrap()),
         pid
@@ -191,10 +196,7 @@ async fn login_notify_message_and_query_wait_notify_send_pgbouncers_notices() {
         "{}",
         stderr(&o)
     );
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let o = psql(pg, &admin, "SHOW VERSION").await;
     assert!(
         stderr(&o).contains("NOTICE:  welcome to the pool"),
@@ -210,6 +212,8 @@ async fn login_notify_message_and_query_wait_notify_send_pgbouncers_notices() {
         let conninfo = conninfo_at(&p, "appdb");
         tokio::spawn(async move { psql(pg, &conninfo, "select 'served'").await })
     };
+    // The wait itself is what is tested: longer than query_wait_notify (1 s) plus the
+    // whole second PgBouncer rounds to.
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(holder);
     let o = waiting.await.unwrap();
@@ -319,10 +323,7 @@ async fn pool_idle_timeout_frees_an_empty_pool_with_pgbouncers_log_line() {
         "{:#?}",
         p.all_log()
     );
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let o = psql(pg, &admin, "SHOW POOLS").await;
     assert!(
         !stdout(&o).contains(&format!("appdb|{MD5_USER}")),
@@ -423,10 +424,7 @@ async fn auth_dbname_that_cannot_be_used_is_refused_with_pgbouncers_words() {
         )
         .is_some());
     // ... is disabled.
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let o = psql(pg, &admin, "DISABLE authdb").await;
     assert!(o.status.success(), "{}", stderr(&o));
     let o = psql(pg, &login("viaauthdb"), "select 1").await;
@@ -534,10 +532,7 @@ async fn verbose_applies_at_run_time() {
     let pg = PgCluster::shared().unwrap();
     let dir = Scratch::new("conf-verbose");
     let (p, _) = start(pg, &dir, "", "pool_mode = transaction");
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let app = conninfo_at(&p, "appdb");
     psql(pg, &app, "select 1").await;
     assert!(
@@ -624,10 +619,7 @@ async fn an_auto_database_is_registered_on_first_use_and_listed() {
             Duration::from_secs(5)
         )
         .is_some());
-    let admin = conninfo_at(&p, "pgbouncer").replace(
-        &format!("user={MD5_USER} password={MD5_PASSWORD}"),
-        "user=admin password=adminpass",
-    );
+    let admin = admin_at(&p);
     let o = psql(pg, &admin, "SHOW DATABASES").await;
     let row = stdout(&o)
         .lines()

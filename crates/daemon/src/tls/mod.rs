@@ -557,13 +557,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        legacy::verify_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-            false,
-        )
+        handshake_signature(&self.provider, message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -572,13 +566,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        legacy::verify_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-            true,
-        )
+        handshake_signature(&self.provider, message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -586,6 +574,23 @@ impl ServerCertVerifier for Verifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// A handshake signature, checked with the certificate's key (any X.509 version).
+fn handshake_signature(
+    provider: &CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    legacy::verify_signature(
+        message,
+        cert,
+        dss,
+        &provider.signature_verification_algorithms,
+        tls13,
+    )
 }
 
 /// Checks client certificates with webpki, and version 1 ones with `legacy.rs`.
@@ -633,13 +638,7 @@ impl rustls::server::danger::ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        legacy::verify_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-            false,
-        )
+        handshake_signature(&self.provider, message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -648,13 +647,7 @@ impl rustls::server::danger::ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        legacy::verify_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-            true,
-        )
+        handshake_signature(&self.provider, message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
