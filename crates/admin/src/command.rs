@@ -131,11 +131,13 @@ pub enum Show {
     PeerPools,
     /// `SHOW LATENCY`: pgbouncer-rs only, wait/query/transaction percentiles per pool.
     Latency,
+    /// `SHOW ADVICE`: pgbouncer-rs only, the pool-size advisor.
+    Advice,
 }
 
 impl Show {
     /// Every SHOW, in `SHOW HELP` order.
-    pub const ALL: [Show; 23] = [
+    pub const ALL: [Show; 24] = [
         Show::Help,
         Show::Config,
         Show::Databases,
@@ -159,6 +161,7 @@ impl Show {
         Show::StatsAverages,
         Show::Totals,
         Show::Latency,
+        Show::Advice,
     ];
 
     /// The lowercase word after `SHOW`.
@@ -187,6 +190,7 @@ impl Show {
             Show::Peers => "peers",
             Show::PeerPools => "peer_pools",
             Show::Latency => "latency",
+            Show::Advice => "advice",
         }
     }
 

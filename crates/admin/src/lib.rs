@@ -32,10 +32,12 @@
 #![warn(clippy::unwrap_used)]
 
 mod access;
+pub mod advice;
 mod command;
 mod control;
 mod error;
 mod guc;
+pub mod metrics;
 mod parse;
 mod reply;
 mod show;

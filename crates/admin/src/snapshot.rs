@@ -44,6 +44,9 @@ pub struct Snapshot<'a> {
     /// console logins in `client_login_count`, each command one transaction and one
     /// query. Counted by whoever serves the console.
     pub console_totals: pgbouncer_pool_core::StatCounters,
+    /// The process's open-file limit, if known (the advisor checks `max_client_conn`
+    /// against it).
+    pub fd_limit: Option<u64>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -63,6 +66,7 @@ impl<'a> Snapshot<'a> {
             suspended: false,
             logins_in_progress: 0,
             console_totals: Default::default(),
+            fd_limit: None,
         }
     }
 }

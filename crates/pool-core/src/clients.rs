@@ -26,6 +26,7 @@ impl Pooler {
         }
         let refuse = |reason| Action::DisconnectClient { client, reason };
         if self.config.max_client_conn > 0 && self.client_count >= self.config.max_client_conn {
+            self.max_client_conn_refusals += 1;
             self.actions
                 .push_back(refuse(DisconnectReason::MaxClientConn));
             return;
@@ -54,7 +55,10 @@ impl Pooler {
         self.database_mut(&key.database).clients += 1;
         self.user_mut(&login_user).clients += 1;
         self.client_count += 1;
-        self.pools[pool].counts.cl_login += 1;
+        self.client_peak.current = self.client_peak.current.max(self.client_count);
+        let p = &mut self.pools[pool];
+        p.counts.cl_login += 1;
+        p.stats.current.peaks.observe(&p.counts);
         self.pools[pool].last_used = now;
         self.clients.insert(
             client,
@@ -248,9 +252,10 @@ impl Pooler {
             .clients
             .get_mut(&client)
             .expect("caller checked the client exists");
-        let counts = &mut self.pools[c.pool].counts;
-        *counts.client_slot(c.state) -= 1;
-        *counts.client_slot(state) += 1;
+        let p = &mut self.pools[c.pool];
+        *p.counts.client_slot(c.state) -= 1;
+        *p.counts.client_slot(state) += 1;
+        p.stats.current.peaks.observe(&p.counts);
         c.state = state;
     }
 }

@@ -45,6 +45,6 @@ pub use event::{Action, Event};
 pub use ids::{ClientId, PoolKey, ServerId};
 pub use pooler::{IdHasher, IdMap, Pooler};
 pub use reason::{DisconnectReason, ServerCloseReason};
-pub use stats::{Histogram, PoolStats, StatCounters, Usage};
+pub use stats::{Histogram, Peaks, Period, PoolStats, StatCounters, Usage};
 pub use time::Instant;
 pub use view::{ClientView, PoolView, ServerView};

@@ -15,6 +15,13 @@ use crate::reason::{DisconnectReason, ServerCloseReason};
 use crate::stats::elapsed_us;
 use crate::time::{deadline, earliest, Instant};
 
+/// Most clients at once, per stats period.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ClientPeak {
+    pub(crate) current: u32,
+    pub(crate) last: u32,
+}
+
 /// PgBouncer's pooling semantics as a sans-IO state machine.
 ///
 /// Contract: after every call to [`handle`](Self::handle) or
@@ -37,6 +44,11 @@ pub struct Pooler {
     pub(crate) databases: HashMap<Arc<str>, Database>,
     pub(crate) users: HashMap<Arc<str>, User>,
     pub(crate) client_count: u32,
+    /// Most clients at once (pool clients; console clients are not counted), in the
+    /// current and the last complete stats period.
+    pub(crate) client_peak: ClientPeak,
+    /// Logins refused because `max_client_conn` was reached, since start.
+    pub(crate) max_client_conn_refusals: u64,
     /// The running totals of freed pools, so sums over all pools never go backwards.
     pub(crate) freed_totals: crate::stats::StatCounters,
     /// Where server ids come from: shared with the driver's client ids when it wants one
@@ -75,6 +87,8 @@ impl Pooler {
             databases: HashMap::new(),
             users: HashMap::new(),
             client_count: 0,
+            client_peak: ClientPeak::default(),
+            max_client_conn_refusals: 0,
             freed_totals: crate::stats::StatCounters::default(),
             ids: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1)),
             actions: VecDeque::new(),
@@ -283,6 +297,17 @@ impl Pooler {
         self.client_count
     }
 
+    /// Logins refused because `max_client_conn` was reached, since start.
+    pub fn max_client_conn_refusals(&self) -> u64 {
+        self.max_client_conn_refusals
+    }
+
+    /// Most pool clients connected at once over the last complete stats period (or
+    /// over the current one, if it is larger or none has completed yet).
+    pub fn peak_clients(&self) -> u32 {
+        self.client_peak.current.max(self.client_peak.last)
+    }
+
     // ---- servers ----
 
     /// Gives idle servers to waiting clients and opens servers where limits allow.
@@ -359,7 +384,7 @@ impl Pooler {
         let stats = &mut self.pools[pool].stats;
         stats.totals.server_assignment_count += 1;
         stats.totals.wait_time += waited;
-        stats.wait_hist.record(waited);
+        stats.record_wait(waited);
         self.actions.push_back(Action::Link { client, server });
     }
 
@@ -448,7 +473,9 @@ impl Pooler {
                 cancels: 0,
             },
         );
-        self.pools[pool].counts.sv_login += 1;
+        let p = &mut self.pools[pool];
+        p.counts.sv_login += 1;
+        p.stats.current.peaks.observe(&p.counts);
         self.database_mut(&key.database).servers += 1;
         self.user_mut(&key.user).servers += 1;
         self.note(deadline(now, self.config.server_connect_timeout));
@@ -672,9 +699,10 @@ impl Pooler {
             .servers
             .get_mut(&server)
             .expect("caller checked the server exists");
-        let counts = &mut self.pools[s.pool].counts;
-        *counts.server_slot(s.state) -= 1;
-        *counts.server_slot(state) += 1;
+        let p = &mut self.pools[s.pool];
+        *p.counts.server_slot(s.state) -= 1;
+        *p.counts.server_slot(state) += 1;
+        p.stats.current.peaks.observe(&p.counts);
         s.state = state;
         s.state_since = now;
     }

@@ -120,6 +120,7 @@ impl StatCounters {
 pub struct Histogram {
     buckets: [u32; Histogram::BUCKETS],
     count: u64,
+    sum: u64,
 }
 
 impl Default for Histogram {
@@ -127,6 +128,7 @@ impl Default for Histogram {
         Histogram {
             buckets: [0; Histogram::BUCKETS],
             count: 0,
+            sum: 0,
         }
     }
 }
@@ -160,11 +162,46 @@ impl Histogram {
         let i = Self::index(micros).min(Self::BUCKETS - 1);
         self.buckets[i] = self.buckets[i].saturating_add(1);
         self.count += 1;
+        self.sum = self.sum.saturating_add(micros);
     }
 
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Adds `other`'s samples to these.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.count += other.count;
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+
+    /// Sum of all samples, in microseconds.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Samples known to be at most `bound` microseconds: those of every bucket that
+    /// lies wholly at or below it (a Prometheus `le` bucket; exact to within one of our
+    /// buckets, 12.5 %).
+    pub fn count_at_most(&self, bound: u64) -> u64 {
+        let mut n = 0u64;
+        for (i, c) in self.buckets.iter().enumerate() {
+            // Bucket i holds [lower_bound(i), lower_bound(i + 1)).
+            let upper = if i + 1 < Self::BUCKETS {
+                Self::lower_bound(i + 1)
+            } else {
+                u64::MAX
+            };
+            if upper.saturating_sub(1) > bound {
+                break;
+            }
+            n += u64::from(*c);
+        }
+        n
     }
 
     /// The value at quantile `q` (0.0..=1.0), as the lower bound of its bucket; 0 if empty.
@@ -184,6 +221,38 @@ impl Histogram {
     }
 }
 
+/// The most a pool held at once during a stats period: what the pool-size advisor
+/// compares with the configured sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peaks {
+    /// Servers linked to clients.
+    pub sv_active: u32,
+    /// Servers of every state (login, idle, active, tested, being canceled).
+    pub servers: u32,
+    /// Clients queued for a server.
+    pub cl_waiting: u32,
+    /// Clients of the pool (active, waiting, logging in).
+    pub clients: u32,
+}
+
+impl Peaks {
+    pub(crate) fn observe(&mut self, c: &crate::entities::Counts) {
+        self.sv_active = self.sv_active.max(c.sv_active);
+        self.servers = self.servers.max(c.servers());
+        self.cl_waiting = self.cl_waiting.max(c.cl_waiting);
+        self.clients = self.clients.max(c.clients());
+    }
+}
+
+/// What happened in one stats period (the current one, or the last complete one).
+#[derive(Debug, Clone, Default)]
+pub struct Period {
+    /// The largest counts seen.
+    pub peaks: Peaks,
+    /// Wait-for-server times of the clients served in the period.
+    pub wait_hist: Histogram,
+}
+
 /// Statistics of one pool.
 #[derive(Debug, Clone, Default)]
 pub struct PoolStats {
@@ -199,12 +268,27 @@ pub struct PoolStats {
     pub xact_hist: Histogram,
     /// Query times.
     pub query_hist: Histogram,
+    /// The period under way.
+    pub current: Period,
+    /// The last complete period (empty until one has passed).
+    pub last: Period,
+    /// Stats periods completed since the pool was created.
+    pub periods: u64,
 }
 
 impl PoolStats {
-    pub(crate) fn roll(&mut self, period_us: u64) {
+    /// Ends a period; the next one starts from the counts the pool has now.
+    pub(crate) fn roll(&mut self, period_us: u64, counts: &crate::entities::Counts) {
         self.averages = self.totals.averages(&self.period_start, period_us);
         self.period_start = self.totals;
+        self.last = std::mem::take(&mut self.current);
+        self.periods += 1;
+        self.current.peaks.observe(counts);
+    }
+
+    pub(crate) fn record_wait(&mut self, micros: u64) {
+        self.wait_hist.record(micros);
+        self.current.wait_hist.record(micros);
     }
 
     pub(crate) fn add_usage(&mut self, u: &Usage) {
@@ -238,6 +322,14 @@ mod tests {
         assert!((440..=500).contains(&p50), "p50 {p50}");
         assert!((870..=990).contains(&p99), "p99 {p99}");
         assert_eq!(Histogram::default().quantile(0.5), 0);
+        assert_eq!(h.sum(), 500_500);
+        assert_eq!(h.count_at_most(0), 0);
+        assert_eq!(h.count_at_most(7), 7);
+        // 1000 lies in the bucket [960, 1024): counted from 1023 on.
+        assert_eq!(h.count_at_most(1000), 959);
+        assert_eq!(h.count_at_most(1023), 1000);
+        let half = h.count_at_most(500);
+        assert!((440..=500).contains(&half), "<=500: {half}");
     }
 
     #[test]

@@ -141,8 +141,10 @@ impl Pooler {
         if at <= now {
             let period_us = u64::try_from(period.as_micros()).unwrap_or(u64::MAX);
             for p in &mut self.pools {
-                p.stats.roll(period_us);
+                p.stats.roll(period_us, &p.counts);
             }
+            self.client_peak.last = self.client_peak.current;
+            self.client_peak.current = self.client_count;
             while at <= now {
                 at = at + period;
             }

@@ -56,7 +56,7 @@ pub const HELP_DETAIL: &str =
 \tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n\
 \tSHOW DNS_HOSTS|DNS_ZONES\n\
 \tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n\
-\tSHOW LATENCY\n\
+\tSHOW LATENCY|ADVICE\n\
 \tSET key = arg\n\
 \tRELOAD\n\
 \tPAUSE [<db>]\n\
@@ -85,6 +85,7 @@ pub fn show(what: &Show, snap: &Snapshot<'_>) -> Reply {
         }
         Show::Pools => pools::pools(snap),
         Show::Latency => pools::latency(snap),
+        Show::Advice => crate::advice::show_advice(snap),
         Show::Stats => stats::stats(snap),
         Show::StatsTotals => stats::stats_totals(snap),
         Show::StatsAverages => stats::stats_averages(snap),
