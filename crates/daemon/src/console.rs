@@ -55,7 +55,7 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
     let is_stats =
         is_admin || rt.stats_users.iter().any(|u| u == user) || rt.auth_type == AuthType::Any;
     if !is_stats {
-        return Fatal::NotAllowed.into();
+        return login_failed(io.shared, Fatal::NotAllowed);
     }
     let shared = io.shared.clone();
     let plain_scram = {
@@ -82,12 +82,12 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         let result = match io.deadline {
             Some(at) => match tokio::time::timeout_at(at, auth).await {
                 Ok(r) => r,
-                Err(_) => return Fatal::ClientLoginTimeout.into(),
+                Err(_) => return login_failed(&shared, Fatal::ClientLoginTimeout),
             },
             None => auth.await,
         };
         if let Err(f) = result {
-            return Fatal::Auth(f.0).into();
+            return login_failed(&shared, Fatal::Auth(f.0));
         }
     }
     // Counted like any client of database `pgbouncer` and of its user, and limited by
@@ -98,8 +98,9 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
             .pooler
             .console_client_connected(id, admin::ADMIN_DB, user, is_admin)
     {
-        return Fatal::Pool(reason).into();
+        return login_failed(&shared, Fatal::Pool(reason));
     }
+    shared.counters.login();
     let counted = ConsoleCounted {
         shared: shared.clone(),
         id,
@@ -379,7 +380,12 @@ fn set(shared: &Arc<Shared>, rt: &Runtime, key: &str, value: &str) -> Result<Set
     }
 }
 
-fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) -> Snapshot<'a> {
+/// The snapshot every SHOW (and `/metrics`) renders from.
+pub(crate) fn snapshot<'a>(
+    shared: &Shared,
+    core: &'a crate::shared::Core,
+    rt: &Runtime,
+) -> Snapshot<'a> {
     let mut snap = Snapshot::new(&core.pooler, shared.now(), std::time::SystemTime::now());
     snap.listen_port = rt.settings.listen_port();
     snap.logins_in_progress = shared.logins_in_progress() as usize;
@@ -445,6 +451,15 @@ fn snapshot<'a>(shared: &Shared, core: &'a crate::shared::Core, rt: &Runtime) ->
         })
         .collect();
     snap
+}
+
+/// A console login that failed: counted for `/metrics`, then the session's ending.
+fn login_failed(shared: &Shared, f: Fatal) -> Exit {
+    let e: Exit = f.into();
+    if let Some(why) = e.login_failure() {
+        shared.counters.login_failed(why);
+    }
+    e
 }
 
 /// Our effective uid, from /proc (std has no getuid).

@@ -25,6 +25,9 @@ pub enum StartError {
     /// Listeners.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The metrics listener.
+    #[error("cannot listen on metrics_listen_addr {0}: {1}")]
+    Metrics(String, std::io::Error),
 }
 
 /// How to stop.
@@ -47,6 +50,8 @@ pub struct Daemon {
     pub addrs: Vec<SocketAddr>,
     /// The Unix socket path, if any.
     pub unix_path: Option<std::path::PathBuf>,
+    /// The metrics/health listener, if `metrics_listen_port` is set.
+    pub http: Option<crate::http::HttpServer>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -59,6 +64,7 @@ impl Daemon {
         let mut tasks = vec![
             tokio::spawn(shared.clone().run_timers()),
             tokio::spawn(log_stats(shared.clone())),
+            tokio::spawn(heartbeat(shared.clone())),
         ];
         let mut addrs = Vec::new();
         for l in listeners.tcp {
@@ -75,10 +81,25 @@ impl Daemon {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move { accept_unix(shared, l).await }));
         }
+        shared.health.set_listening(true);
+        let http = match u16::try_from(rt_port(&shared)) {
+            Ok(0) | Err(_) => None,
+            Ok(port) => {
+                let addr = shared
+                    .runtime()
+                    .settings
+                    .str("metrics_listen_addr")
+                    .to_string();
+                let server = crate::http::start(shared.clone(), &addr, port)
+                    .map_err(|e| StartError::Metrics(format!("{addr}:{port}"), e))?;
+                Some(server)
+            }
+        };
         Ok(Daemon {
             shared,
             addrs,
             unix_path,
+            http,
             tasks,
         })
     }
@@ -96,8 +117,9 @@ impl Daemon {
     }
 
     /// Stops as `mode` says and waits for it to finish.
-    pub async fn shutdown(self, mode: ShutdownMode) {
+    pub async fn shutdown(mut self, mode: ShutdownMode) {
         let _ = self.shared.shutdown.send(true); // listeners stop accepting
+        self.shared.health.set_listening(false);
         match mode {
             ShutdownMode::Immediate => {}
             ShutdownMode::WaitForServers => {
@@ -128,6 +150,26 @@ impl Daemon {
         }
         if let Some(p) = &self.unix_path {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some(http) = self.http.take() {
+            http.stop();
+        }
+    }
+}
+
+fn rt_port(shared: &Shared) -> i64 {
+    shared.runtime().settings.int("metrics_listen_port")
+}
+
+/// Beats once a second on the main runtime, for `/healthz`: a stalled runtime stops
+/// beating while the HTTP thread still answers.
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        shared.health.beat(shared.now().as_micros() / 1000);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
         }
     }
 }

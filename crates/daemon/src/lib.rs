@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod flush;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod logging;
 mod mailbox;
 pub mod net;

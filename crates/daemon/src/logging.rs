@@ -10,9 +10,11 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-/// PgBouncer-style line format.
+/// PgBouncer-style line format, or (`log_format = json`) the same fields as one JSON
+/// object per line.
 struct PgbFormat {
     pid: u32,
+    json: bool,
 }
 
 impl<S, N> FormatEvent<S, N> for PgbFormat
@@ -33,15 +35,51 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "NOISE",
         };
-        write!(
-            w,
-            "{} [{}] {level} ",
-            timestamp(std::time::SystemTime::now()),
-            self.pid
-        )?;
-        ctx.field_format().format_fields(w.by_ref(), event)?;
-        writeln!(w)
+        let time = timestamp(std::time::SystemTime::now());
+        if !self.json {
+            write!(w, "{time} [{}] {level} ", self.pid)?;
+            ctx.field_format().format_fields(w.by_ref(), event)?;
+            return writeln!(w);
+        }
+        let mut message = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut message), event)?;
+        writeln!(w, "{}", json_line(&time, self.pid, level, &message))
     }
+}
+
+/// One JSON log object: the text line's timestamp, pid, level and message, and the
+/// message's connection prefix (`C-5: db/user@addr:port`, `S-7: ...`) split out as
+/// `connection` when it has one.
+fn json_line(time: &str, pid: u32, level: &str, message: &str) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("time".into(), time.into());
+    obj.insert("pid".into(), pid.into());
+    obj.insert("level".into(), level.into());
+    let conn = message
+        .split_once(' ')
+        .filter(|(head, _)| {
+            let b = head.as_bytes();
+            b.len() > 2 && (b[0] == b'C' || b[0] == b'S') && b[1] == b'-'
+        })
+        .and_then(|(_, rest)| {
+            // `C-5: db/user@addr:port message`: the socket is the next word.
+            let (socket, msg) = rest.split_once(' ')?;
+            socket.contains('@').then(|| {
+                let id = &message[..message.len() - rest.len() - 1];
+                (format!("{id} {socket}"), msg)
+            })
+        });
+    match conn {
+        Some((c, msg)) => {
+            obj.insert("connection".into(), c.into());
+            obj.insert("message".into(), msg.into());
+        }
+        None => {
+            obj.insert("message".into(), message.into());
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm UTC`.
@@ -240,6 +278,7 @@ pub fn init(
         .with_ansi(false)
         .event_format(PgbFormat {
             pid: std::process::id(),
+            json: settings.str("log_format").eq_ignore_ascii_case("json"),
         })
         .with_writer(Tee {
             stderr,
@@ -264,6 +303,25 @@ pub fn init(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_carry_the_text_line_fields() {
+        let v: serde_json::Value = serde_json::from_str(&json_line(
+            "2026-12-02 10:00:00.000 UTC",
+            42,
+            "LOG",
+            "C-5: app/web@127.0.0.1:5000 login attempt: db=app user=web tls=no",
+        ))
+        .unwrap();
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["level"], "LOG");
+        assert_eq!(v["connection"], "C-5: app/web@127.0.0.1:5000");
+        assert_eq!(v["message"], "login attempt: db=app user=web tls=no");
+        let plain: serde_json::Value =
+            serde_json::from_str(&json_line("t", 1, "WARNING", "stats: 1 xacts/s \"q\"")).unwrap();
+        assert_eq!(plain["message"], "stats: 1 xacts/s \"q\"");
+        assert!(plain.get("connection").is_none());
+    }
 
     #[test]
     fn civil_dates_are_right_around_leap_years() {

@@ -150,6 +150,10 @@ pub struct Shared {
     pub flush: crate::flush::Flusher,
     /// A shutdown asked for by the console (`SHUTDOWN ...`), for `main` to carry out.
     pub shutdown_request: tokio::sync::watch::Sender<Option<crate::daemon::ShutdownMode>>,
+    /// Logins, TLS handshakes and prepared statements, for `/metrics`.
+    pub counters: crate::http::Counters,
+    /// Liveness and readiness, for `/healthz` and `/readyz`.
+    pub health: crate::http::Health,
 }
 
 /// One client's place among those authenticating ([`Shared::login_slot`]).
@@ -206,6 +210,8 @@ impl Shared {
             auth_conns: Default::default(),
             prepared: Default::default(),
             shutdown_request,
+            counters: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -703,6 +709,15 @@ impl Shared {
         let nonce: [u8; 18] = rand::random();
         tokio::spawn(async move {
             let result = server::connect(server, &target, timeout, nonce).await;
+            match &result {
+                Ok(conn) if !conn.stream.tls_info().is_empty() => {
+                    shared.counters.tls_handshake(true, true)
+                }
+                Err(e) if e.message.starts_with("TLS handshake error") => {
+                    shared.counters.tls_handshake(true, false)
+                }
+                _ => {}
+            }
             let mut core = shared.lock();
             let event = match result {
                 Ok(conn) => {

@@ -179,6 +179,17 @@ impl Histogram {
         self.sum = self.sum.saturating_add(other.sum);
     }
 
+    /// The samples recorded since `earlier` was copied from this histogram.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut out = self.clone();
+        for (a, b) in out.buckets.iter_mut().zip(earlier.buckets.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        out.count = self.count.saturating_sub(earlier.count);
+        out.sum = self.sum.saturating_sub(earlier.sum);
+        out
+    }
+
     /// Sum of all samples, in microseconds.
     pub fn sum(&self) -> u64 {
         self.sum

@@ -39,6 +39,9 @@ pub struct PoolView<'a> {
     pub maxwait_us: u64,
     /// Statistics.
     pub stats: &'a PoolStats,
+    /// The error of the pool's last server login, if that login failed (cleared by the
+    /// next one that succeeds).
+    pub last_login_error: Option<&'a str>,
 }
 
 impl PoolView<'_> {
@@ -121,6 +124,7 @@ impl Pooler {
                 sv_login: p.counts.sv_login,
                 maxwait_us,
                 stats: &p.stats,
+                last_login_error: p.login_failure.as_ref().map(|f| f.message.as_str()),
             }
         })
     }

@@ -107,6 +107,8 @@ pub const KEYS: &[Key] = &[
     k("listen_port", Some("6432"), Int, false),
     k("log_connections", Some("1"), Bool, true),
     k("log_disconnections", Some("1"), Bool, true),
+    // Ours: one JSON object per log line.
+    k("log_format", Some("text"), Lookup(&["text", "json"]), false),
     k("log_pooler_errors", Some("1"), Bool, true),
     k("log_stats", Some("1"), Bool, true),
     k("logfile", Some(""), Str, true),
@@ -118,6 +120,9 @@ pub const KEYS: &[Key] = &[
     k("max_prepared_statements", Some("200"), Int, true),
     k("max_user_client_connections", Some("0"), Int, true),
     k("max_user_connections", Some("0"), Int, true),
+    // Ours: the HTTP listener for /metrics, /healthz, /readyz and the dashboard.
+    k("metrics_listen_addr", Some("127.0.0.1"), Str, false),
+    k("metrics_listen_port", Some("0"), Int, false),
     k("min_pool_size", Some("0"), Int, true),
     k("peer_id", Some("0"), Int, true),
     k("pidfile", Some(""), Str, false),

@@ -107,9 +107,11 @@ impl Session {
                     );
                 }
                 self.client = Stream::Tls(Box::new(tls));
+                self.shared.counters.tls_handshake(false, true);
                 Ok(())
             }
             Err(e) => {
+                self.shared.counters.tls_handshake(false, false);
                 tracing::warn!("C-{}: {} TLS handshake error: {e}", self.id.0, self.label());
                 Err(Quiet::TlsHandshakeFailed.into())
             }
@@ -184,6 +186,8 @@ impl Session {
             );
         }
         if database == "pgbouncer" {
+            // The console authenticates on its own and counts its login (or failure).
+            self.logged_in = true;
             let id = self.id;
             return Err(crate::console::serve(self.console_io(), id, &user).await);
         }
@@ -277,6 +281,8 @@ impl Session {
             },
             None,
         );
+        self.logged_in = true;
+        self.shared.counters.login();
         if let Some(value) = replication {
             let options = m.param("options").map(str::to_string);
             return Err(Box::pin(self.replicate(&pool, &value, options, pid, secret)).await);

@@ -82,6 +82,7 @@ pub(crate) fn serve(
         fast_close: false,
         welcomed: false,
         login_deadline: None,
+        logged_in: false,
         pump: None,
         statements: ClientStatements::default(),
         local,
@@ -123,6 +124,8 @@ struct Session {
     welcomed: bool,
     /// When `client_login_timeout` ends the login (startup packet and authentication).
     login_deadline: Option<tokio::time::Instant>,
+    /// Authenticated (counted once in `/metrics`; later endings are not login failures).
+    logged_in: bool,
     /// The forwarding buffers, kept between links (none until the first link).
     pump: Option<Box<forward::Pump>>,
     /// The listener's address (no getsockname per client), shared by its clients.
@@ -258,6 +261,9 @@ impl Session {
             );
         }
         let counts = track.take_counts();
+        self.shared
+            .counters
+            .prepared(counts.client_parses, counts.server_parses, counts.evictions);
         usage.client_parse_count += counts.client_parses;
         usage.server_parse_count += counts.server_parses;
         usage.bind_count += counts.binds;
@@ -284,13 +290,19 @@ impl Session {
         let startup = match startup {
             Ok(Some(m)) => m,
             Ok(None) => return Quiet::CancelRequest.into(),
-            Err(e) => return e,
+            Err(e) => {
+                self.count_failed_login(&e);
+                return e;
+            }
         };
         // Boxed: the login state (auth exchanges) would otherwise sit in every idle
         // session task for its whole life.
         let mut link = match Box::pin(self.login(startup)).await {
             Ok(link) => link,
-            Err(e) => return e,
+            Err(e) => {
+                self.count_failed_login(&e);
+                return e;
+            }
         };
         loop {
             let mut l = match link.take() {
@@ -314,6 +326,18 @@ impl Session {
                     return e;
                 }
             }
+        }
+    }
+
+    /// Counts a login that ended in `e` as failed, if it did not get as far as being
+    /// logged in (the console and replication sessions end their login call only when
+    /// they are over).
+    fn count_failed_login(&self, e: &Exit) {
+        if self.logged_in {
+            return;
+        }
+        if let Some(why) = e.login_failure() {
+            self.shared.counters.login_failed(why);
         }
     }
 

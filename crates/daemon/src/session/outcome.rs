@@ -87,6 +87,38 @@ pub(crate) enum Fatal {
     UnencryptedAfterGssRequest,
 }
 
+impl Exit {
+    /// The `/metrics` reason when this ended a login, `None` for endings that are not
+    /// a failed login.
+    pub(crate) fn login_failure(&self) -> Option<crate::http::LoginFailure> {
+        use crate::http::LoginFailure as L;
+        Some(match self {
+            Exit::Quiet(Quiet::TlsHandshakeFailed) => L::Tls,
+            Exit::Quiet(_) => return None,
+            Exit::Fatal(f) => match f {
+                Fatal::Auth(_) => L::Auth,
+                Fatal::NoSuchUser => L::NoSuchUser,
+                Fatal::NoSuchDatabase(_) => L::NoSuchDatabase,
+                Fatal::NotAllowed => L::NotAllowed,
+                Fatal::Pool(DisconnectReason::ShuttingDown) => L::Unavailable,
+                Fatal::Pool(_) => L::Limit,
+                Fatal::ClientLoginTimeout => L::Timeout,
+                Fatal::SslRequired
+                | Fatal::UnencryptedAfterSslRequest
+                | Fatal::UnencryptedAfterGssRequest => L::Tls,
+                Fatal::Server { .. } | Fatal::ReplicationLoginFailed => L::Server,
+                Fatal::Decode(_)
+                | Fatal::NoUsername
+                | Fatal::UnsupportedStartupParameter(_)
+                | Fatal::UnsupportedOptions
+                | Fatal::UnsupportedOptionsParameter(_) => L::BadStartup,
+                Fatal::BouncerConfigError | Fatal::AuthDatabaseDisabled(_) => L::Unavailable,
+                _ => return None,
+            },
+        })
+    }
+}
+
 impl Quiet {
     /// The `closing because:` text.
     pub(crate) fn reason(self) -> &'static str {

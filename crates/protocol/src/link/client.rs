@@ -377,6 +377,7 @@ impl Link {
             .server_statements
             .evict_over(self.cfg.max_prepared_statements)
         {
+            self.counts.evictions += 1;
             let name = old.server_name();
             out.to_server.own_with(|b| {
                 put_message(b, t::CLOSE, |b| {

@@ -73,6 +73,8 @@ pub struct Counts {
     pub server_parses: u64,
     /// Binds of named statements (`ps_bind_count`).
     pub binds: u64,
+    /// Statements closed on the server to stay within `max_prepared_statements`.
+    pub evictions: u64,
 }
 
 /// What one chunk from the client produced.
