@@ -75,7 +75,12 @@ impl Daemon {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move { accept_tcp(shared, l).await }));
         }
-        let unix_path = listeners.unix.as_ref().map(|(_, p)| p.clone());
+        // A socket systemd handed over stays systemd's: not removed at exit.
+        let unix_path = listeners
+            .unix
+            .as_ref()
+            .filter(|_| !listeners.activated)
+            .map(|(_, p)| p.clone());
         if let Some((l, path)) = listeners.unix {
             tracing::info!("listening on unix:{}", path.display());
             let shared = shared.clone();

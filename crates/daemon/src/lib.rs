@@ -23,6 +23,7 @@ pub mod server;
 mod session;
 pub mod shared;
 pub mod stream;
+pub mod systemd;
 pub mod tls;
 
 pub use daemon::{Daemon, ShutdownMode, StartError};

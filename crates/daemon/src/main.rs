@@ -312,6 +312,7 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
         std::process::id()
     );
     log_fd_limit(&daemon);
+    pgbouncer_rs::systemd::notify("READY=1");
     daemon
         .shared
         .set_log_reopen(pgbouncer_rs::shared::LogReopen(Box::new(move |s| {
@@ -328,6 +329,7 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
         }
     };
     tracing::info!("shutting down ({mode:?})");
+    pgbouncer_rs::systemd::notify("STOPPING=1");
     let shared = daemon.shared.clone();
     let shutdown = daemon.shutdown(mode);
     tokio::pin!(shutdown);
@@ -394,8 +396,10 @@ async fn wait_for_signals(daemon: &Daemon, signals: &mut Signals) -> std::io::Re
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("got SIGHUP, re-reading config");
+                pgbouncer_rs::systemd::reloading();
                 // (A failure is logged by the reload itself.)
                 let _ = pgbouncer_rs::daemon::reload_from_disk(&daemon.shared);
+                pgbouncer_rs::systemd::notify("READY=1");
             }
             _ = int.recv() => return Ok(ShutdownMode::WaitForServers),
             _ = term.recv() => return Ok(ShutdownMode::WaitForClients),

@@ -16,6 +16,9 @@ pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     /// The Unix listener and its path.
     pub unix: Option<(UnixListener, PathBuf)>,
+    /// Handed over by the service manager (systemd socket activation): not ours to
+    /// remove at exit.
+    pub activated: bool,
 }
 
 /// Why binding failed.
@@ -72,8 +75,14 @@ fn bind_tcp(addr: SocketAddr, s: &Settings) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Binds every configured listener. Fails only when none can be bound.
+/// Binds every configured listener. Fails only when none can be bound. Sockets passed
+/// by systemd socket activation (`LISTEN_FDS`) are used instead when there are any, as
+/// PgBouncer does: `listen_addr`, `listen_port` and `unix_socket_dir` are then not
+/// bound.
 pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
+    if let Some(l) = activated_listeners()? {
+        return Ok(l);
+    }
     let port = s.listen_port();
     let mut tcp = Vec::new();
     let mut errors = Vec::new();
@@ -95,7 +104,62 @@ pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
     if tcp.is_empty() && unix.is_none() {
         return Err(BindError::NoListener(errors.join("; ")));
     }
-    Ok(Listeners { tcp, unix })
+    Ok(Listeners {
+        tcp,
+        unix,
+        activated: false,
+    })
+}
+
+/// The listening sockets systemd passed (`LISTEN_PID` / `LISTEN_FDS`), if any: TCP and
+/// Unix stream sockets, in order.
+fn activated_listeners() -> Result<Option<Listeners>, BindError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| BindError::Io { what, source }
+    };
+    let mut out = Listeners {
+        tcp: Vec::new(),
+        unix: None,
+        activated: true,
+    };
+    for i in 0..fds.len() {
+        if let Some(l) = fds.take_tcp_listener(i).map_err(io("activated socket"))? {
+            l.set_nonblocking(true).map_err(io("activated socket"))?;
+            out.tcp
+                .push(TcpListener::from_std(l).map_err(io("activated socket"))?);
+        } else if let Some(l) = fds.take_unix_listener(i).map_err(io("activated socket"))? {
+            l.set_nonblocking(true).map_err(io("activated socket"))?;
+            let path = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(PathBuf::from))
+                .unwrap_or_default();
+            let l = UnixListener::from_std(l).map_err(io("activated socket"))?;
+            if out.unix.is_some() {
+                tracing::warn!(
+                    "more than one activated Unix socket: {} ignored",
+                    path.display()
+                );
+                continue;
+            }
+            out.unix = Some((l, path));
+        }
+    }
+    if out.tcp.is_empty() && out.unix.is_none() {
+        return Err(BindError::NoListener(
+            "LISTEN_FDS passed no TCP or Unix stream socket".into(),
+        ));
+    }
+    tracing::info!(
+        "using {} socket(s) from systemd socket activation",
+        fds.len()
+    );
+    Ok(Some(out))
 }
 
 async fn bind_unix(
