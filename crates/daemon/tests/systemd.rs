@@ -95,15 +95,17 @@ fn sockets_passed_by_socket_activation_are_served() {
         .port();
     // listen_port 1 cannot be bound unprivileged: only the passed socket can work.
     let ini = ini(&dir, "listen_addr = 127.0.0.1\nlisten_port = 1");
-    let mut activator = Command::new("systemd-socket-activate")
+    let activator = Command::new("systemd-socket-activate")
         .arg("-l")
         .arg(format!("127.0.0.1:{port}"))
         .arg(env!("CARGO_BIN_EXE_pgbouncer-rs"))
         .arg(&ini)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // systemd-socket-activate becomes the pooler (it execs it): stopped on any exit.
+    let activator = Stopped(activator);
     // The first connection starts the pooler, which then answers on the same socket.
     let Ok(bin) = pg_harness::find_bin_dir() else {
         assert!(std::env::var_os("CI").is_none(), "psql missing in CI");
@@ -131,9 +133,18 @@ fn sockets_passed_by_socket_activation_are_served() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = Command::new("kill")
-        .args(["-INT", &activator.id().to_string()])
-        .status();
-    let _ = activator.wait();
+    drop(activator);
     assert!(answer.starts_with("pgbouncer-rs "), "{answer}");
+}
+
+/// A child stopped with SIGINT (the pooler's safe shutdown) and waited for on drop.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }
