@@ -93,9 +93,14 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     let example = std::fs::read_to_string(root.join("examples/pgbouncer.ini"))
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let ini = example
         .replace("port=5432", &format!("port={}", pg.port()))
         .replace("listen_port = 6432", &format!("listen_port = {port}"))
+        .replace(
+            "metrics_listen_port = 9127",
+            &format!("metrics_listen_port = {metrics_port}"),
+        )
         .replace(
             "auth_file = userlist.txt",
             &format!("auth_file = {}", dir.join("userlist.txt").display()),
@@ -113,6 +118,9 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     let pooler = Pooler(child);
     wait_listening(stderr)?;
 
+    let dashboard = format!("http://127.0.0.1:{metrics_port}/");
+    check_http(metrics_port)?;
+    println!("   dashboard: {dashboard}   (metrics: {dashboard}metrics)");
     let through =
         format!("host=127.0.0.1 port={port} user={MD5_USER} password={MD5_PASSWORD} dbname=appdb");
     println!("\n== 4. {CLIENTS} clients through pgbouncer-rs, a new connection for every request (pgbench -C)");
@@ -183,16 +191,73 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     }
 
     println!("\n== 5. pgbouncer-rs is up. Try:");
+    println!("   open {dashboard} in a browser: pools, latency, errors and SHOW ADVICE, live");
     println!("   psql \"{through}\"");
     println!("   psql \"host=127.0.0.1 port={port} user=admin password=adminpass dbname=pgbouncer\" -c 'SHOW POOLS'");
+    println!("   curl {dashboard}metrics");
     if no_wait {
         drop(pooler);
         return Ok(());
     }
-    println!("   (Ctrl-C to stop)");
+    // A steady load, so the dashboard has something to show: 40 clients, 300
+    // transactions a second in all, through the pooler, until Ctrl-C.
+    println!(
+        "   a background load keeps the pools moving: pgbench -c 40 -R 300 (Ctrl-C stops it all)"
+    );
+    let mut load = Command::new(&pgbench)
+        .args([
+            "-n", "-c", "40", "-j", "2", "-R", "300", "-T", "86400", "-f",
+        ])
+        .arg(&script)
+        .arg(&through)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_secs(5));
+        if let Ok(Some(status)) = load.try_wait() {
+            println!("   background load ended ({status})");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
     }
+}
+
+/// The HTTP listener answers `/healthz` and `/metrics` (so the printed URL works).
+fn check_http(port: u16) -> Result<(), Failure> {
+    use std::io::{Read, Write};
+    for path in ["/healthz", "/metrics"] {
+        // The listener binds right after the client listeners log "listening on".
+        let mut tries = 0;
+        let mut s = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) if tries >= 50 => {
+                    return Err(Failure::Failed(format!("metrics listener: {e}")))
+                }
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        if !text.starts_with("HTTP/1.1 200") {
+            return Err(Failure::Failed(format!("GET {path}: {text}")));
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16, Failure> {
