@@ -737,3 +737,38 @@ async fn query_timeout_runs_only_while_a_query_is_in_flight() {
     let e = c.simple_query("select pg_sleep(3)").await.unwrap_err();
     assert!(db_error(&e).2.contains("query timeout"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_welcome_names_the_pooler_its_pool_mode_and_prepared_statement_limit() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-pgb-params");
+    let d = common::start(
+        pg,
+        &dir,
+        "pool_mode = transaction\nmax_prepared_statements = 7",
+    )
+    .await;
+    let w = common::wire::Wire::connect(d.addr(), MD5_USER, MD5_PASSWORD, "appdb", &[]).await;
+    let get = |name: &str| {
+        w.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        get("pgbouncer.version").as_deref(),
+        Some(pgbouncer_admin::PGBOUNCER_COMPAT_VERSION)
+    );
+    assert_eq!(get("pgbouncer.pool_mode").as_deref(), Some("transaction"));
+    assert_eq!(
+        get("pgbouncer.max_prepared_statements").as_deref(),
+        Some("7")
+    );
+    // The server's own parameters are still there.
+    assert!(get("server_version").is_some(), "{:?}", w.params);
+    drop(w);
+    d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+}

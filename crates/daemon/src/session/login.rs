@@ -580,6 +580,18 @@ impl Session {
                 encode_parameter_status(&mut out, name, value);
             }
         }
+        // PgBouncer 1.26: what the pooler is and does, for drivers that adapt to it.
+        let max_prepared = self.shared.max_prepared_statements().to_string();
+        for (name, value) in [
+            (
+                "pgbouncer.version",
+                pgbouncer_admin::PGBOUNCER_COMPAT_VERSION,
+            ),
+            ("pgbouncer.pool_mode", self.mode.as_str()),
+            ("pgbouncer.max_prepared_statements", max_prepared.as_str()),
+        ] {
+            encode_parameter_status(&mut out, name, value);
+        }
         encode_backend_key_data(&mut out, pid, secret);
         crate::console::login_notice(&mut out, &self.rt);
         encode_ready_for_query(&mut out, TransactionStatus::Idle);

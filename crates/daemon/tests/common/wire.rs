@@ -22,6 +22,8 @@ pub struct Wire<S = TcpStream> {
     buf: BytesMut,
     /// BackendKeyData from the welcome.
     pub key: (i32, i32),
+    /// ParameterStatus messages of the welcome, in order.
+    pub params: Vec<(String, String)>,
 }
 
 impl Wire<TcpStream> {
@@ -63,6 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             stream,
             buf: BytesMut::new(),
             key: (0, 0),
+            params: Vec::new(),
         }
     }
 
@@ -78,6 +81,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             stream,
             buf: BytesMut::new(),
             key: (0, 0),
+            params: Vec::new(),
         };
         let mut params = vec![
             ("user".to_string(), user.to_string()),
@@ -121,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                     process_id,
                     secret_key,
                 } => w.key = (process_id, secret_key),
+                BackendMessage::ParameterStatus { name, value } => w.params.push((name, value)),
                 BackendMessage::ReadyForQuery { .. } => return Ok(w),
                 m @ BackendMessage::ErrorResponse(_) => {
                     return Err(errors(&[m]).remove(0));
