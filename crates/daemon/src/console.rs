@@ -41,7 +41,13 @@ pub(crate) struct ConsoleIo<'a> {
 }
 
 /// Serves a console session until the client leaves.
-pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
+/// `secret`: the user's, from `auth_file` or auth_query (`None`: unknown).
+pub(crate) async fn serve(
+    io: ConsoleIo<'_>,
+    id: ClientId,
+    user: &str,
+    secret: Option<crate::auth::userlist::Secret>,
+) -> Exit {
     let rt = io.rt.clone();
     // PgBouncer compat: user `pgbouncer` over the Unix socket from our own OS user is an
     // admin without a password.
@@ -77,7 +83,6 @@ pub(crate) async fn serve(io: ConsoleIo<'_>, id: ClientId, user: &str) -> Exit {
         max: io.max.min(65_536),
     };
     if !same_uid {
-        let secret = rt.secret(user).cloned();
         let auth = auth::authenticate(&mut login, &rt, user, secret, &facts, &plain_scram);
         let result = match io.deadline {
             Some(at) => match tokio::time::timeout_at(at, auth).await {

@@ -772,3 +772,78 @@ async fn the_welcome_names_the_pooler_its_pool_mode_and_prepared_statement_limit
     drop(w);
     d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_users_missing_from_auth_file_are_looked_up_with_auth_query() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-console-authq");
+    let port = pg.port();
+    // md5user is not in auth_file here: only auth_query knows its secret. The console
+    // has no [databases] entry, so the global auth_dbname says where to ask.
+    let (p, _) = start(
+        pg,
+        &dir,
+        &format!("authdb = host=127.0.0.1 port={port} dbname=postgres\n"),
+        &format!("auth_user = postgres\nauth_dbname = authdb\nstats_users = {MD5_USER}"),
+    );
+    std::fs::write(
+        dir.0.join("userlist.txt"),
+        "\"postgres\" \"\"\n\"admin\" \"adminpass\"\n",
+    )
+    .unwrap();
+    let o = psql(pg, &admin_at(&p), "RELOAD").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let console = |password: &str| {
+        format!(
+            "host=127.0.0.1 port={} user={MD5_USER} password={password} dbname=pgbouncer",
+            p.port
+        )
+    };
+    let o = psql(pg, &console(MD5_PASSWORD), "show version").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("pgbouncer-rs "), "{}", stdout(&o));
+    let o = psql(pg, &console("wrong"), "show version").await;
+    assert!(
+        stderr(&o).contains("password authentication failed"),
+        "{}",
+        stderr(&o)
+    );
+    // The auth database must not be the console itself.
+    let bad = dir.0.join("console-auth.ini");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(dir.0.join("pgbouncer.ini"))
+            .unwrap()
+            .replace("auth_dbname = authdb\n", "")
+            .replacen(
+                "[databases]\n",
+                &format!("[databases]\n* = host=127.0.0.1 port={port} auth_dbname=pgbouncer\n"),
+                1,
+            ),
+    )
+    .unwrap();
+    let p2 = Pooler::start(&bad);
+    let o = psql(
+        pg,
+        &format!(
+            "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname=pgbouncer",
+            p2.port
+        ),
+        "show version",
+    )
+    .await;
+    assert!(
+        stderr(&o).contains("bouncer config error"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(p2
+        .wait_for_line(
+            &["cannot use the reserved \"pgbouncer\" database as an auth_dbname"],
+            Duration::from_secs(5)
+        )
+        .is_some());
+}

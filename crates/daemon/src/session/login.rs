@@ -186,10 +186,11 @@ impl Session {
             );
         }
         if database == "pgbouncer" {
+            let secret = self.console_secret(&user).await?;
             // The console authenticates on its own and counts its login (or failure).
             self.logged_in = true;
             let id = self.id;
-            return Err(crate::console::serve(self.console_io(), id, &user).await);
+            return Err(crate::console::serve(self.console_io(), id, &user, secret).await);
         }
         if self.shared.is_shutting_down() {
             // Only the Unix socket still listens; it serves the console only.
@@ -476,6 +477,52 @@ impl Session {
             .clone()
             .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
             .unwrap_or_else(|| database.to_string());
+        self.lookup_secret(user, &auth_user, &query, auth_db).await
+    }
+
+    /// The secret of a console user: `auth_file`, else auth_query. The console has no
+    /// `[databases]` entry of its own, so the auth database is the global
+    /// `auth_dbname`, else the `*` entry's (PgBouncer's order for the admin database);
+    /// without either there is nowhere to ask.
+    pub(super) async fn console_secret(
+        &mut self,
+        user: &str,
+    ) -> Result<Option<crate::auth::userlist::Secret>, Exit> {
+        if let Some(s) = self.rt.secret(user) {
+            return Ok(Some(s.clone()));
+        }
+        // Only for users the console would let in: no lookups for anybody else.
+        let rt = &self.rt;
+        let allowed = rt
+            .admin_users
+            .iter()
+            .chain(&rt.stats_users)
+            .any(|u| u == user);
+        if !allowed {
+            return Ok(None);
+        }
+        let settings = &self.rt.settings;
+        let global = |key: &str| Some(settings.str(key).to_string()).filter(|s| !s.is_empty());
+        let auto = settings.autodb.as_ref();
+        let auth_user = global("auth_user").or_else(|| auto.and_then(|d| d.auth_user.clone()));
+        let auth_db = global("auth_dbname").or_else(|| auto.and_then(|d| d.auth_dbname.clone()));
+        let (Some(auth_user), Some(auth_db)) = (auth_user, auth_db) else {
+            return Ok(None);
+        };
+        let query = auto
+            .and_then(|d| d.auth_query.clone())
+            .unwrap_or_else(|| settings.str("auth_query").to_string());
+        self.lookup_secret(user, &auth_user, &query, auth_db).await
+    }
+
+    /// Runs `query` for `user` as `auth_user` on `auth_db`.
+    async fn lookup_secret(
+        &mut self,
+        user: &str,
+        auth_user: &str,
+        query: &str,
+        auth_db: String,
+    ) -> Result<Option<crate::auth::userlist::Secret>, Exit> {
         if auth_db == "pgbouncer" {
             tracing::error!(
                 "C-{}: {} cannot use the reserved \"pgbouncer\" database as an auth_dbname",
@@ -498,7 +545,7 @@ impl Session {
         let shared = self.shared.clone();
         match shared
             .auth_conns
-            .lookup(&shared, &auth_db, &auth_user, &query, user)
+            .lookup(&shared, &auth_db, auth_user, query, user)
             .await
         {
             Ok(crate::auth_query::Lookup::Found(secret)) => {
