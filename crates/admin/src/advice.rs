@@ -114,6 +114,12 @@ pub fn advise(snap: &Snapshot<'_>) -> Vec<Advice> {
         // Little's law: mean busy servers = transactions/s × seconds per transaction.
         let mean_busy =
             p.stats.averages.xact_count as f64 * p.stats.averages.xact_time as f64 / 1e6;
+        // Averages exist once a stats period has passed.
+        let mean = if w.full {
+            format!(" (mean {mean_busy:.1} busy)")
+        } else {
+            String::new()
+        };
         let advice = |setting, current: u32, suggested: u32, verdict, reason| Advice {
             database: p.key.database.to_string(),
             user: p.key.user.to_string(),
@@ -160,14 +166,14 @@ pub fn advise(snap: &Snapshot<'_>) -> Vec<Advice> {
                 .max(p.settings.min_pool_size)
                 .max(1);
             let reason = format!(
-                "at most {} of {size} servers were busy at once and clients waited p95 {} (mean {mean_busy:.1} busy); lower pool_size to {suggested}: idle servers hold PostgreSQL connections",
+                "at most {} of {size} servers were busy at once and clients waited p95 {}{mean}; lower pool_size to {suggested}: idle servers hold PostgreSQL connections",
                 w.peak_active,
                 ms(p95)
             );
             out.push(advice("pool_size", size, suggested, Verdict::Lower, reason));
         } else {
             let reason = format!(
-                "peak {} of {size} servers busy, {} clients queued, p95 wait {} (mean {mean_busy:.1} busy)",
+                "peak {} of {size} servers busy, {} clients queued, p95 wait {}{mean}",
                 w.peak_active,
                 w.peak_waiting,
                 ms(p95)

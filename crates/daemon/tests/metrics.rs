@@ -323,6 +323,33 @@ async fn healthz_and_readyz_say_whether_to_send_traffic() {
     assert!(body.contains("server login failed"), "{body}");
     // Still alive: liveness is about the process, not the databases.
     assert_eq!(get(http, "/healthz").await.0, 200);
+
+    // The history grows by a sample a second; `since` returns only newer ones.
+    let mut last = None;
+    for _ in 0..50 {
+        let (_, body) = get(http, "/api/history").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(s) = v["samples"].as_array().and_then(|s| s.last()) {
+            last = s["t_ms"].as_u64();
+            assert!(
+                s["pools"].get(format!("appdb/{MD5_USER}")).is_some(),
+                "{body}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = last.expect("a history sample within 5 s");
+    let (_, body) = get(http, &format!("/api/history?since={last}")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["t_ms"].as_u64() > Some(last)),
+        "{body}"
+    );
     d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
 }
 

@@ -105,11 +105,13 @@ impl History {
         samples.push_back(Sample { t_ms, pools });
     }
 
-    /// `{"interval_ms": 1000, "samples": [{"t_ms", "pools": {"db/user": {...}}}]}`.
-    pub(crate) fn to_json(&self) -> Value {
+    /// `{"interval_ms": 1000, "samples": [{"t_ms", "pools": {"db/user": {...}}}]}`, the
+    /// samples taken after `since_ms` (wall clock, as `t_ms`).
+    pub(crate) fn to_json(&self, since_ms: u64) -> Value {
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let list: Vec<Value> = samples
             .iter()
+            .filter(|s| s.t_ms > since_ms)
             .map(|s| {
                 let pools: serde_json::Map<String, Value> = s
                     .pools

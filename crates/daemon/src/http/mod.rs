@@ -220,7 +220,16 @@ fn route<B>(
         },
         "/" | "/index.html" => reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD),
         "/api/snapshot" => reply(StatusCode::OK, JSON, json::snapshot(shared).to_string()),
-        "/api/history" => reply(StatusCode::OK, JSON, history.to_json().to_string()),
+        "/api/history" => {
+            // `?since=<t_ms>`: only newer samples (the dashboard asks for the new ones).
+            let since = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            reply(StatusCode::OK, JSON, history.to_json(since).to_string())
+        }
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
 }
