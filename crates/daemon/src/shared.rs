@@ -43,6 +43,8 @@ pub enum SessionMsg {
     CancelWait,
     /// `server_fast_close`: leave after the current transaction.
     FastClose,
+    /// A replication client's own server: this id is reserved for it in the pool.
+    ReplicationServer(ServerId),
 }
 
 /// A pool's welcome: the server's ParameterStatus values from its first login, and
@@ -595,6 +597,13 @@ impl Shared {
                     );
                 }
             }
+            Action::OpenReplicationServer { client, server } => match core.sessions.get(&client) {
+                Some(mailbox) => mailbox.send(SessionMsg::ReplicationServer(server)),
+                None => {
+                    let now = self.now();
+                    core.pooler.handle(now, Event::ClientClosed { client });
+                }
+            },
             _ => tracing::warn!(?action, "unhandled pool action"),
         }
     }

@@ -847,3 +847,122 @@ async fn console_users_missing_from_auth_file_are_looked_up_with_auth_query() {
         )
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_servers_count_toward_pool_size_and_evict_idle_normal_servers() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::start(pg_harness::ClusterOptions {
+        extra_conf: vec!["wal_level = logical".into(), "max_wal_senders = 5".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let mut text = std::fs::read_to_string(&hba).unwrap();
+    text.insert_str(0, "host replication md5user 127.0.0.1/32 md5\n");
+    std::fs::write(&hba, text).unwrap();
+    pg.psql(
+        "postgres",
+        "alter role md5user replication; select pg_reload_conf()",
+    )
+    .unwrap();
+    let dir = Scratch::new("conf-repl-size");
+    let (p, _) = start(
+        &pg,
+        &dir,
+        &format!(
+            "small = host=127.0.0.1 port={} dbname=appdb pool_size=1\n",
+            pg.port()
+        ),
+        "",
+    );
+    let normal = conninfo_at(&p, "small");
+    let repl = format!("{normal} replication=database");
+
+    // A normal client leaves an idle server, which fills the pool of one.
+    let o = psql(&pg, &normal, "select 1").await;
+    assert_eq!(stdout(&o), "1", "{}", stderr(&o));
+    // A replication client needs the slot: the idle server is evicted for it.
+    let o = psql(&pg, &repl, "IDENTIFY_SYSTEM").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        p.wait_for_line(&["closing because: evicted"], Duration::from_secs(5))
+            .is_some(),
+        "{:#?}",
+        p.all_log()
+    );
+
+    // While one replication client holds the only slot, a second one waits for it.
+    let first = {
+        let (pg_bin, repl) = (pg.bin_dir().join("psql"), repl.clone());
+        tokio::spawn(async move {
+            tokio::process::Command::new(pg_bin)
+                .args(["-X", "-At", &repl, "-c", "select pg_sleep(3)"])
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let console = admin_at(&p);
+    let busy = wait_for_pool(&pg, &console, |sv_active, _| sv_active == 1).await;
+    assert!(busy, "the first replication client never got its server");
+    let second = {
+        let (pg_bin, repl) = (pg.bin_dir().join("psql"), repl.clone());
+        tokio::spawn(async move {
+            tokio::process::Command::new(pg_bin)
+                .args(["-X", "-At", &repl, "-c", "select 2"])
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let queued = wait_for_pool(&pg, &console, |sv_active, cl_waiting| {
+        sv_active == 1 && cl_waiting == 1
+    })
+    .await;
+    assert!(queued, "the second replication client did not queue");
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "2");
+    // Replication servers close with their clients.
+    let gone = wait_for_pool(&pg, &console, |sv_active, cl_waiting| {
+        sv_active == 0 && cl_waiting == 0
+    })
+    .await;
+    assert!(gone);
+    let left = pg
+        .psql(
+            "postgres",
+            "select count(*) from pg_stat_activity where backend_type = 'walsender'",
+        )
+        .unwrap();
+    assert_eq!(left, "0");
+}
+
+/// Polls SHOW POOLS for the `small` pool (up to 10 s) until `ok(sv_active, cl_waiting)`.
+async fn wait_for_pool(pg: &PgCluster, console: &str, ok: impl Fn(u32, u32) -> bool) -> bool {
+    for _ in 0..100 {
+        let o = psql(pg, console, "show pools").await;
+        let out = stdout(&o);
+        if let Some(row) = out.lines().find(|l| l.starts_with("small|")) {
+            let cells: Vec<&str> = row.split('|').collect();
+            let num = |i: usize| {
+                cells
+                    .get(i)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(u32::MAX)
+            };
+            // database|user|cl_active|cl_waiting|cl_active_cancel_req|cl_waiting_cancel_req|sv_active
+            if ok(num(6), num(3)) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -71,6 +71,7 @@ impl Pooler {
                 request_time: now,
                 cancel_key: 0,
                 has_cancel_key: false,
+                replication: false,
             },
         );
         self.note(deadline(now, self.config.client_login_timeout));
@@ -127,6 +128,27 @@ impl Pooler {
         if self.pools[pool].settings.reserve_pool_size > 0 {
             self.note(deadline(now, self.config.reserve_pool_timeout));
         }
+        self.activate(now, pool);
+    }
+
+    pub(crate) fn replication_server_wanted(&mut self, now: Instant, client: ClientId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return unknown_client(client);
+        };
+        if c.state != ClientState::Active || c.link.is_some() {
+            tracing::debug!(%client, state = ?c.state, "replication server wanted in a wrong state");
+            return;
+        }
+        if self.shutting_down {
+            return self.disconnect_client(now, client, DisconnectReason::ServerShuttingDown);
+        }
+        c.replication = true;
+        c.request_time = now;
+        let pool = c.pool;
+        self.set_client_state(client, ClientState::Waiting);
+        self.pools[pool].waiting.push_back(client);
+        self.pools[pool].last_used = now;
+        self.note(deadline(now, self.pools[pool].settings.query_wait_timeout));
         self.activate(now, pool);
     }
 

@@ -63,6 +63,8 @@ pub(crate) struct Client {
     /// `Option<u64>`, which would take 16 bytes, in every client entry).
     pub(crate) cancel_key: u64,
     pub(crate) has_cancel_key: bool,
+    /// It waits for (or has) a replication server of its own.
+    pub(crate) replication: bool,
 }
 
 impl Client {
@@ -89,6 +91,8 @@ pub(crate) struct Server {
     pub(crate) used: bool,
     /// Its current `Tested` state is a check (not a reset).
     pub(crate) checking: bool,
+    /// A replication client's own server: never idle, never shared.
+    pub(crate) replication: bool,
 }
 
 /// Counters of one pool by state, PgBouncer's `SHOW POOLS` names.

@@ -66,6 +66,15 @@ pub enum Event {
         /// The client.
         client: ClientId,
     },
+    /// A replication client (`replication=` in its startup packet) needs a server of its
+    /// own: one that logs in with the replication parameter, serves only this client,
+    /// and closes when it leaves. It counts toward `pool_size` like any server. When the
+    /// pool is full an idle normal server of the pool is closed for it (`evicted`),
+    /// else the client waits in the queue. Answered by `OpenReplicationServer`.
+    ReplicationServerWanted {
+        /// The client.
+        client: ClientId,
+    },
     /// SHUTDOWN WAIT_FOR_SERVERS (SIGINT): like a global PAUSE, and every client that
     /// waits for a server or asks for one from now on is told `server shutting down`;
     /// transactions running finish, released servers close, and `PauseDone` comes when
@@ -170,6 +179,15 @@ pub enum Action {
         server: ServerId,
         /// Its pool.
         pool: PoolKey,
+    },
+    /// `server` is `client`'s replication server (see `ReplicationServerWanted`): it is
+    /// already counted and linked; the client's session opens and uses it. It goes away
+    /// with the client (`ClientClosed`), or earlier with `ServerClosed`.
+    OpenReplicationServer {
+        /// The replication client.
+        client: ClientId,
+        /// The id minted for its server.
+        server: ServerId,
     },
     /// Give `server` to `client`.
     Link {

@@ -172,6 +172,9 @@ impl Pooler {
             }
             Event::ClientWantsServer { client } => self.client_wants_server(now, client, true),
             Event::ClientWantsWelcome { client } => self.client_wants_server(now, client, false),
+            Event::ReplicationServerWanted { client } => {
+                self.replication_server_wanted(now, client)
+            }
             Event::ClientReleasedServer {
                 client,
                 reusable,
@@ -317,6 +320,12 @@ impl Pooler {
             return;
         }
         while let Some(&client) = self.pools[pool].waiting.front() {
+            if self.clients.get(&client).is_some_and(|c| c.replication) {
+                if !self.grant_replication(now, pool, client) {
+                    break;
+                }
+                continue;
+            }
             if let Some(server) = self.take_idle(now, pool) {
                 self.pools[pool].waiting.pop_front();
                 self.link(now, client, server);
@@ -330,6 +339,43 @@ impl Pooler {
                 break;
             }
         }
+    }
+
+    /// Gives the replication client at the head of the queue a server of its own, if
+    /// the pool has room or an idle normal server to close for it.
+    fn grant_replication(&mut self, now: Instant, pool: usize, client: ClientId) -> bool {
+        let p = &self.pools[pool];
+        let size = p.settings.pool_size;
+        if size > 0 && p.counts.servers() >= size {
+            let evict = |s: &Server, _: &[Pool]| s.pool == pool && !s.replication;
+            if !self.evict_idle(now, evict) {
+                return false;
+            }
+        }
+        self.pools[pool].waiting.pop_front();
+        let server = self.mint_server(now, pool, true);
+        self.link_replication(now, client, server);
+        true
+    }
+
+    fn link_replication(&mut self, now: Instant, client: ClientId, server: ServerId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return unknown_client(client);
+        };
+        c.link = Some(server);
+        let waited = elapsed_us(now, c.request_time);
+        let pool = c.pool;
+        self.set_client_state(client, ClientState::Active);
+        self.set_server_state(now, server, ServerState::Active);
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.link = Some(client);
+        }
+        let stats = &mut self.pools[pool].stats;
+        stats.totals.server_assignment_count += 1;
+        stats.totals.wait_time += waited;
+        stats.record_wait(waited);
+        self.actions
+            .push_back(Action::OpenReplicationServer { client, server });
     }
 
     /// Pops an idle server ready for use. Servers due for a check are sent to
@@ -453,6 +499,15 @@ impl Pooler {
     }
 
     pub(crate) fn open_server(&mut self, now: Instant, pool: usize) {
+        let server = self.mint_server(now, pool, false);
+        self.note(deadline(now, self.config.server_connect_timeout));
+        let key = self.pools[pool].key.clone();
+        self.actions
+            .push_back(Action::ConnectServer { server, pool: key });
+    }
+
+    /// A new server of `pool`, logging in, counted everywhere.
+    fn mint_server(&mut self, now: Instant, pool: usize, replication: bool) -> ServerId {
         let server = ServerId(
             self.ids
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -471,6 +526,7 @@ impl Pooler {
                 used: false,
                 checking: false,
                 cancels: 0,
+                replication,
             },
         );
         let p = &mut self.pools[pool];
@@ -478,9 +534,7 @@ impl Pooler {
         p.stats.current.peaks.observe(&p.counts);
         self.database_mut(&key.database).servers += 1;
         self.user_mut(&key.user).servers += 1;
-        self.note(deadline(now, self.config.server_connect_timeout));
-        self.actions
-            .push_back(Action::ConnectServer { server, pool: key });
+        server
     }
 
     fn server_connected(&mut self, now: Instant, server: ServerId) {

@@ -203,7 +203,8 @@ impl Session {
                         );
                         stray.terminate();
                     }
-                    SessionMsg::CancelWait => {}
+                    // (Only replication sessions get a replication server.)
+                    SessionMsg::CancelWait | SessionMsg::ReplicationServer(_) => {}
                 },
                 () = shared.wait_resumed(), if suspended && p.flushed() => {}
             }

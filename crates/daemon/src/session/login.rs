@@ -342,8 +342,13 @@ impl Session {
         for (k, v) in &self.vars {
             target.startup_params.push((k.clone(), v.clone()));
         }
+        // Its server counts toward pool_size: pool-core grants one (closing an idle
+        // normal server of the pool if the pool is full) or queues the client.
+        let id = match self.wait_replication_server().await {
+            Ok(id) => id,
+            Err(e) => return e,
+        };
         let timeout = self.rt.settings.time("server_connect_timeout");
-        let id = pgbouncer_pool_core::ServerId(self.shared.next_client_id().0);
         let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
             Ok(c) => c,
             Err(e) => {
@@ -408,6 +413,42 @@ impl Session {
                         Ok(0) => return Quiet::ReplicationServerClosed.into(),
                         Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
                             return Fatal::ServerConnCrashed.into();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks pool-core for a replication server and waits for its id. The wait ends with
+    /// the pool's `query_wait_timeout` (a Disconnect), or when the client goes away;
+    /// bytes the client sends meanwhile are kept for the server.
+    async fn wait_replication_server(&mut self) -> Result<pgbouncer_pool_core::ServerId, Exit> {
+        use crate::shared::SessionMsg;
+        self.shared.handle(
+            pgbouncer_pool_core::Event::ReplicationServerWanted { client: self.id },
+            None,
+        );
+        let Some(rx) = self.rx.clone() else {
+            return Err(Fatal::ServerConnCrashed.into());
+        };
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    SessionMsg::ReplicationServer(id) => return Ok(id),
+                    SessionMsg::Disconnect(r) => return Err(r.into()),
+                    _ => {}
+                },
+                r = self.client.readable() => {
+                    if r.is_err() {
+                        return Err(Quiet::ClientEof.into());
+                    }
+                    self.cbuf.reserve(READ_CHUNK);
+                    match self.client.try_read_buf(&mut self.cbuf) {
+                        Ok(0) => return Err(Quiet::ClientCloseRequest.into()),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            return Err(Quiet::ClientEof.into());
                         }
                         _ => {}
                     }

@@ -430,6 +430,7 @@ impl Session {
                         return Err(Quiet::CancelledWait.into());
                     }
                     SessionMsg::FastClose => self.fast_close = true,
+                    SessionMsg::ReplicationServer(_) => {}
                 },
                 r = self.client.readable(), if !full => {
                     if r.is_err() { return Err(Quiet::ClientEof.into()); }
@@ -493,7 +494,9 @@ impl Session {
                 Ok(msg) => match msg {
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::Link(conn) => return Ok(Some(self.linked(*conn))),
-                    SessionMsg::CancelWait | SessionMsg::FastClose => {}
+                    SessionMsg::CancelWait
+                    | SessionMsg::FastClose
+                    | SessionMsg::ReplicationServer(_) => {}
                 },
                 Err(r) => {
                     if r.is_err() {

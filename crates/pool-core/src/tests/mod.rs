@@ -106,6 +106,13 @@ impl Sim {
                 Action::PauseDone { database } => self.pause_done.push(database),
                 Action::CloseAfterTransaction { client, .. } => self.fast_closed.push(client),
                 Action::PoolFreed { pool, .. } => self.freed.push(pool),
+                Action::OpenReplicationServer { client, server } => {
+                    assert!(
+                        !self.links.values().any(|s| *s == server),
+                        "{server} linked to two clients"
+                    );
+                    self.links.insert(client, server);
+                }
             }
         }
         self.check_invariants();

@@ -1343,3 +1343,68 @@ fn shutdown_wait_for_servers_lets_running_transactions_finish_and_fails_the_rest
     );
     sim.check_invariants();
 }
+
+#[test]
+fn replication_clients_count_toward_pool_size_and_wait_for_a_free_slot() {
+    let config = Config {
+        default_pool_size: 2,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let r: Vec<_> = (0..3).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &r {
+        sim.event(Event::ReplicationServerWanted { client: c });
+    }
+    // Two run at once, each on a server of its own; the third waits.
+    let (s0, s1) = (sim.linked(r[0]).unwrap(), sim.linked(r[1]).unwrap());
+    assert_ne!(s0, s1);
+    assert_eq!(sim.linked(r[2]), None);
+    assert!(
+        sim.pending_connects.is_empty(),
+        "no normal connect for them"
+    );
+    let p = sim.pool("db", "app");
+    assert_eq!((p.sv_active, p.cl_waiting), (2, 1));
+    // A normal client of the full pool waits too.
+    let n = sim.client_logged_in("db", "app");
+    sim.client_wants_server(n);
+    assert_eq!(sim.linked(n), None);
+    // The first leaves: its server closes (never reused), the next in the queue, the
+    // third replication client, gets a new one.
+    sim.client_closes(r[0]);
+    assert!(sim.closed.contains_key(&s0));
+    let s2 = sim.linked(r[2]).expect("the waiting replication client");
+    assert!(s2 != s0 && s2 != s1);
+    assert_eq!(sim.linked(n), None);
+    sim.client_closes(r[1]);
+    sim.server_connects();
+    assert!(sim.linked(n).is_some(), "the normal client after them");
+}
+
+#[test]
+fn a_replication_client_of_a_full_pool_evicts_an_idle_normal_server() {
+    let config = Config {
+        default_pool_size: 2,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let a = sim.client_logged_in("db", "app");
+    let b = sim.client_logged_in("db", "app");
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    let sa = sim.server_connects();
+    let sb = sim.server_connects();
+    sim.release(a);
+    sim.release(b);
+    assert_eq!(sim.pool("db", "app").sv_idle, 2);
+    let r = sim.client_logged_in("db", "app");
+    sim.event(Event::ReplicationServerWanted { client: r });
+    let evicted: Vec<_> = [sa, sb]
+        .into_iter()
+        .filter(|s| sim.closed.get(s) == Some(&ServerCloseReason::Evicted))
+        .collect();
+    assert_eq!(evicted.len(), 1, "{:?}", sim.closed);
+    assert!(sim.linked(r).is_some());
+    let p = sim.pool("db", "app");
+    assert_eq!((p.sv_idle, p.sv_active), (1, 1));
+}
