@@ -21,7 +21,7 @@ type Step = fn() -> Result<StepResult, Failure>;
 
 /// Runs every step even after a failure, prints a summary, fails if any step failed.
 pub(crate) fn ci() -> Outcome {
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("fmt", || {
             passed(cmd::run(
                 cmd::cargo().args(["fmt", "--all", "--", "--check"]),
@@ -49,6 +49,7 @@ pub(crate) fn ci() -> Outcome {
                 ]),
             ))
         }),
+        ("deploy", deploy),
         ("fuzz", fuzz),
         ("deny", deny),
     ];
@@ -141,6 +142,14 @@ const CI_FUZZ_SECONDS: u64 = 20;
 /// instead of skipping.
 fn on_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The deployment files (`deploy/`): promtool on the alert rules and their unit tests,
+/// the Kubernetes manifests against the schemas, the compose file, the Dockerfiles, the
+/// systemd units (`xtask/deploy-check.sh`; with `CI` set a missing tool fails).
+fn deploy() -> Result<StepResult, Failure> {
+    let script = cmd::root().join("xtask/deploy-check.sh");
+    passed(cmd::run(std::process::Command::new("bash").arg(script)))
 }
 
 /// Every fuzz target for a short, bounded time (a crash fails the step and leaves its

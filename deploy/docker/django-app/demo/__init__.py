@@ -1,0 +1,1 @@
+"""A minimal Django project that talks to PostgreSQL through pgbouncer-rs."""
