@@ -11,6 +11,7 @@ BENCH=${BENCH:-$HERE/../../shared/bench/run.sh}
 CANDIDATE=$(readlink -f "${CANDIDATE:?set CANDIDATE to the pgbouncer-rs binary}")
 export DURATION=${DURATION:-10} REPS=${REPS:-3} SCENARIOS=select CLIENTS=${CLIENTS:-100}
 OUT_BASE=${OUT_BASE:-$(mktemp -d /tmp/bench-scrape.XXXXXX)}
+mkdir -p "$OUT_BASE"
 chmod 755 "$OUT_BASE"
 
 CANDIDATE=$CANDIDATE CANDIDATE_NAME=plain TARGETS="pgbouncer plain" \
