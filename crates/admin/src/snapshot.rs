@@ -44,6 +44,8 @@ pub struct Snapshot<'a> {
     /// console logins in `client_login_count`, each command one transaction and one
     /// query. Counted by whoever serves the console.
     pub console_totals: pgbouncer_pool_core::StatCounters,
+    /// `[peers]`: (peer_id, host, port, pool_size), for SHOW PEERS.
+    pub peers: Vec<(u16, String, u16, u32)>,
     /// The process's open-file limit, if known (the advisor checks `max_client_conn`
     /// against it).
     pub fd_limit: Option<u64>,
@@ -67,6 +69,7 @@ impl<'a> Snapshot<'a> {
             logins_in_progress: 0,
             console_totals: Default::default(),
             fd_limit: None,
+            peers: Vec::new(),
         }
     }
 }

@@ -440,6 +440,16 @@ pub(crate) fn snapshot<'a>(
         .map(|(id, info)| (*id, info.clone()))
         .collect();
     snap.admin_clients = core.admin_clients.values().cloned().collect();
+    let default_pool_size = rt.settings.u32("default_pool_size");
+    snap.peers = rt
+        .settings
+        .peers
+        .iter()
+        .map(|p| {
+            let size = p.pool_size.unwrap_or(default_pool_size);
+            (p.id, p.host.clone(), p.port, size)
+        })
+        .collect();
     snap.config = keys::KEYS
         .iter()
         .map(|k| ConfigEntry {

@@ -966,3 +966,104 @@ async fn wait_for_pool(pg: &PgCluster, console: &str, ok: impl Fn(u32, u32) -> b
     }
     false
 }
+
+/// Sends a CancelRequest for `key` to `addr` and waits until the pooler closes it.
+async fn send_cancel_to(addr: std::net::SocketAddr, key: (i32, i32)) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    pgbouncer_protocol::StartupPacket::CancelRequest(pgbouncer_protocol::CancelRequest {
+        process_id: key.0,
+        secret_key: key.1,
+    })
+    .encode(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut sink)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_reaches_the_wrong_peer_is_forwarded_to_the_peer_that_issued_the_key() {
+    use pgbouncer_protocol::cancel;
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let (dir_a, dir_b) = (Scratch::new("conf-peer-a"), Scratch::new("conf-peer-b"));
+    // Two peers on two ports (so_reuseport would put them on one; which process a cancel
+    // reaches is then up to the kernel, as here up to the test).
+    let port_b = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = common::start(
+        pg,
+        &dir_a,
+        &format!("peer_id = 1\n[peers]\n2 = host=127.0.0.1 port={port_b}"),
+    )
+    .await;
+    let b_ini = common::ini(
+        pg,
+        &dir_b,
+        &format!(
+            "peer_id = 2\n[peers]\n1 = host=127.0.0.1 port={}",
+            a.addr().port()
+        ),
+    )
+    .replace("listen_port = 0", &format!("listen_port = {port_b}"));
+    let b = pgbouncer_rs::Daemon::start(settings(&b_ini, &dir_b))
+        .await
+        .unwrap();
+
+    let mut w = common::wire::Wire::connect(a.addr(), MD5_USER, MD5_PASSWORD, "appdb", &[]).await;
+    assert_eq!(cancel::peer_of(w.key.0), 1, "peer 1 issued the key");
+    assert_eq!(cancel::ttl(w.key.1), cancel::INITIAL_TTL);
+    assert!(w.key.0 > 0);
+
+    // Waits until PostgreSQL runs `sql` (a cancel before that would find nothing to stop).
+    let wait_running = |sql: &'static str| async move {
+        let running = format!(
+            "select count(*) from pg_stat_activity where query = '{sql}' and state = 'active'"
+        );
+        for _ in 0..100 {
+            if pg.psql("postgres", &running).unwrap() == "1" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{sql} never started");
+    };
+    // A cancel whose hops are used up is dropped: the query runs to its end.
+    w.send_msgs(&[common::wire::query("select pg_sleep(1)")])
+        .await;
+    wait_running("select pg_sleep(1)").await;
+    send_cancel_to(b.addr(), (w.key.0, cancel::with_ttl(w.key.1, 0))).await;
+    let msgs = w.until_ready().await;
+    assert!(common::wire::errors(&msgs).is_empty(), "{msgs:?}");
+
+    // Sent to peer 2, the cancel is forwarded to peer 1 and stops the query.
+    w.send_msgs(&[common::wire::query("select pg_sleep(30)")])
+        .await;
+    wait_running("select pg_sleep(30)").await;
+    send_cancel_to(b.addr(), w.key).await;
+    let msgs = w.until_ready().await;
+    let errs = common::wire::errors(&msgs);
+    assert_eq!(errs.len(), 1, "{msgs:?}");
+    assert_eq!(errs[0].1, "57014", "{errs:?}");
+    drop(w);
+    let o = psql(
+        pg,
+        &conninfo(&a, "admin", "adminpass", "pgbouncer"),
+        "show peers",
+    )
+    .await;
+    assert_eq!(
+        stdout(&o),
+        format!("2|127.0.0.1|{port_b}|20"),
+        "{}",
+        stderr(&o)
+    );
+    b.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+    a.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+}

@@ -45,6 +45,7 @@
 pub mod auth;
 mod authentication;
 mod backend;
+pub mod cancel;
 mod cursor;
 mod decode;
 mod frontend;

@@ -6,7 +6,8 @@
 //! * `SHOW FDS`: no rows. There is no `-R` online restart, so there are no fds to hand over.
 //! * `SHOW DNS_HOSTS` / `SHOW DNS_ZONES`: no rows; the daemon resolves through the system
 //!   resolver and keeps no DNS cache. The `dns_*` rows of SHOW LISTS are 0.
-//! * `SHOW PEERS` / `SHOW PEER_POOLS`: no rows; peering is not implemented.
+//! * `SHOW PEER_POOLS`: no rows; a forwarded cancel uses a short connection of its own,
+//!   not a pool.
 //! * `SHOW MEM`: PgBouncer lists its slab allocators. We have none; the rows name the same
 //!   caches with `used` = live objects and 0 for size, free and memtotal.
 //! * `sv_being_canceled` counts released servers held out of the pool until a cancel
@@ -116,12 +117,25 @@ pub fn show(what: &Show, snap: &Snapshot<'_>) -> Reply {
             Column::int8("serial"),
             Column::int4("count"),
         ]),
-        Show::Peers => ResultSet::new(vec![
-            Column::int4("peer_id"),
-            Column::text("host"),
-            Column::int4("port"),
-            Column::int4("pool_size"),
-        ]),
+        Show::Peers => {
+            let mut set = ResultSet::new(vec![
+                Column::int4("peer_id"),
+                Column::text("host"),
+                Column::int4("port"),
+                Column::int4("pool_size"),
+            ]);
+            let mut peers = snap.peers.clone();
+            peers.sort();
+            for (id, host, port, pool_size) in peers {
+                set.push_row(vec![
+                    Some(id.to_string()),
+                    Some(host),
+                    Some(port.to_string()),
+                    Some(pool_size.to_string()),
+                ]);
+            }
+            set
+        }
         Show::PeerPools => ResultSet::new(
             [
                 "peer_id",

@@ -17,6 +17,65 @@ pub use databases::{DatabaseDef, UserDef};
 use ini::{Ini, IniError, Origin};
 use keys::{parse_int, parse_time, Kind, KEYS};
 
+/// One `[peers]` entry: `<peer_id> = host=... port=...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDef {
+    /// The key as written.
+    pub name: String,
+    /// Its `peer_id`.
+    pub id: u16,
+    /// `host=`: an address or name, or a Unix socket directory (starting with `/`).
+    pub host: String,
+    /// `port=` (6432 when missing).
+    pub port: u16,
+    /// `pool_size=`, shown by SHOW PEERS (each forwarded cancel uses one short
+    /// connection, so it limits nothing here).
+    pub pool_size: Option<u32>,
+}
+
+fn parse_peer(key: &str, value: &str, origin: &Origin) -> Result<PeerDef, ConfigError> {
+    let bad = |what: &str, v: &str, why: &str| ConfigError::Value {
+        origin: origin.clone(),
+        key: what.into(),
+        value: v.into(),
+        why: why.into(),
+    };
+    let id = key
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad("peer id", key, "a peer id is a number from 1 to 65535"))?;
+    let mut peer = PeerDef {
+        name: key.to_string(),
+        id,
+        host: String::new(),
+        port: 6432,
+        pool_size: None,
+    };
+    for (k, v) in databases::parse_connstring(value, origin)? {
+        match k.as_str() {
+            "host" => peer.host = v,
+            "port" => {
+                peer.port = v
+                    .parse()
+                    .map_err(|_| bad("port", &v, "not a port number"))?
+            }
+            "pool_size" => {
+                peer.pool_size = Some(
+                    v.parse()
+                        .map_err(|_| bad("pool_size", &v, "not a number"))?,
+                )
+            }
+            _ => return Err(bad(&k, &v, "unknown [peers] parameter")),
+        }
+    }
+    if peer.host.is_empty() {
+        return Err(bad("host", value, "a peer needs host="));
+    }
+    Ok(peer)
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -112,6 +171,8 @@ pub struct Settings {
     pub autodb: Option<DatabaseDef>,
     /// The `[users]` entries.
     pub users: Vec<UserDef>,
+    /// `[peers]`: the other processes sharing the port, by `peer_id`.
+    pub peers: Vec<PeerDef>,
     /// The ini file, if any.
     pub file: Option<PathBuf>,
 }
@@ -139,6 +200,7 @@ impl Settings {
         let mut databases = Vec::new();
         let mut autodb = None;
         let mut users = Vec::new();
+        let mut peers = Vec::new();
         let mut saw_main = false;
         for section in &ini.sections {
             match section.name.as_str() {
@@ -170,7 +232,12 @@ impl Settings {
                         users.push(databases::parse_user(&e.key, &e.value, &e.origin)?);
                     }
                 }
-                "peers" => {}
+                "peers" => {
+                    for e in &section.entries {
+                        peers.retain(|p: &PeerDef| p.name != e.key);
+                        peers.push(parse_peer(&e.key, &e.value, &e.origin)?);
+                    }
+                }
                 other => {
                     let origin =
                         section
@@ -201,6 +268,7 @@ impl Settings {
             databases,
             autodb,
             users,
+            peers,
             file: file.map(Into::into),
         };
         s.validate()?;

@@ -41,7 +41,18 @@ impl Session {
                     self.refuse_encryption().await?;
                 }
                 Ok(Some(StartupPacket::CancelRequest(c))) => {
-                    let key = cancel_key(c.process_id, c.secret_key);
+                    let (pid, mut secret) = (c.process_id, c.secret_key);
+                    let own = self.rt.settings.int("peer_id");
+                    if own > 0 {
+                        // Peering: a key another peer issued goes to that peer.
+                        let issuer = pgbouncer_protocol::cancel::peer_of(pid);
+                        if i64::from(issuer) != own {
+                            self.forward_cancel_to_peer(issuer, pid, secret).await;
+                            return Ok(None);
+                        }
+                        secret = pgbouncer_protocol::cancel::as_issued(secret);
+                    }
+                    let key = cancel_key(pid, secret);
                     // Closed only once the cancel reached the server (or gave up), as a
                     // PostgreSQL server closes it only after acting on it.
                     self.shared.forward_cancel(key).await;
@@ -273,8 +284,11 @@ impl Session {
             .pooler
             .client_pool_mode(self.id)
             .unwrap_or(PoolMode::Session);
-        let pid = rand::random::<i32>() & 0x7fff_ffff;
-        let secret = rand::random::<i32>();
+        let mut pid = rand::random::<i32>() & 0x7fff_ffff;
+        let mut secret = rand::random::<i32>();
+        if let Ok(peer_id @ 1..) = u16::try_from(self.rt.settings.int("peer_id")) {
+            (pid, secret) = pgbouncer_protocol::cancel::issue(pid, secret, peer_id);
+        }
         self.shared.handle(
             pgbouncer_pool_core::Event::ClientLoggedIn {
                 client: self.id,
@@ -418,6 +432,50 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Hands a cancel request to the peer that issued its key (`[peers]`), one hop
+    /// less to live; dropped when the hops are used up or the peer is not configured.
+    async fn forward_cancel_to_peer(&self, issuer: u16, pid: i32, secret: i32) {
+        use pgbouncer_protocol::cancel;
+        let Some(peer) = self.rt.settings.peers.iter().find(|p| p.id == issuer) else {
+            tracing::debug!(
+                "C-{}: cancel request for unknown peer {issuer}: dropped",
+                self.id.0
+            );
+            return;
+        };
+        let ttl = cancel::ttl(secret);
+        if ttl == 0 {
+            tracing::warn!(
+                "C-{}: failed to forward cancel request because its TTL was exhausted",
+                self.id.0
+            );
+            return;
+        }
+        let limit = self.rt.settings.time("cancel_wait_timeout");
+        let send = crate::shared::send_cancel(
+            &peer.host,
+            peer.port,
+            pid,
+            cancel::with_ttl(secret, ttl - 1),
+        );
+        let sent = if limit.is_zero() {
+            send.await
+        } else {
+            tokio::time::timeout(limit, send)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        };
+        match sent {
+            Ok(()) => tracing::debug!("C-{}: cancel request forwarded to peer {issuer}", self.id.0),
+            Err(e) => tracing::warn!(
+                "C-{}: cancel request to peer {issuer} ({}:{}) failed: {e}",
+                self.id.0,
+                peer.host,
+                peer.port
+            ),
         }
     }
 
