@@ -17,6 +17,17 @@ pub const TRACKED: &[&str] = &[
     "application_name",
 ];
 
+/// Parameters servers report (GUC_REPORT) that no client can change with SET: never
+/// tracked, never SET by the pooler.
+const REPORTED_READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "in_hot_standby",
+    "is_superuser",
+    "session_authorization",
+];
+
 /// Startup parameters that need no configuration to be accepted.
 const KNOWN_STARTUP: &[&str] = &["user", "database", "options", "replication"];
 
@@ -189,6 +200,20 @@ impl Runtime {
             .iter()
             .find(|t| t.eq_ignore_ascii_case(name))
             .map(String::as_str)
+    }
+
+    /// The name under which a parameter the server reported (ParameterStatus) is tracked
+    /// per client: the configured ones, and, as PgBouncer 1.26 does, every other
+    /// parameter the server reports that a client can SET (on PostgreSQL 15
+    /// `IntervalStyle` and `default_transaction_read_only`; on 18 also `search_path`).
+    pub fn reported_tracked_name<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if let Some(t) = self.tracked_name(name) {
+            return Some(t);
+        }
+        let read_only = REPORTED_READ_ONLY
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name));
+        (!read_only && !name.is_empty()).then_some(name)
     }
 
     /// Whether a startup parameter is acceptable (known, tracked or ignored).

@@ -62,7 +62,10 @@ impl Welcome {
     pub fn new(params: Vec<(String, String)>, rt: &Runtime) -> Welcome {
         let tracked = params
             .iter()
-            .filter_map(|(n, v)| rt.tracked_name(n).map(|t| (t.to_string(), v.clone())))
+            .filter_map(|(n, v)| {
+                rt.reported_tracked_name(n)
+                    .map(|t| (t.to_string(), v.clone()))
+            })
             .collect();
         Welcome { params, tracked }
     }

@@ -1067,3 +1067,69 @@ async fn a_cancel_that_reaches_the_wrong_peer_is_forwarded_to_the_peer_that_issu
     b.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
     a.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_settable_parameter_the_server_reports_is_tracked_per_client() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("conf-guc-report");
+    let d = common::start(pg, &dir, "pool_mode = transaction\ndefault_pool_size = 2").await;
+    let connect = || async {
+        let (c, conn) = tokio_postgres::connect(&md5_conninfo(&d), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let value = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| {
+        msgs.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (a, b) = (connect().await, connect().await);
+    // IntervalStyle and default_transaction_read_only are GUC_REPORT parameters that are
+    // not in PgBouncer's fixed list: A changes them on the server it happens to get.
+    a.simple_query("SET IntervalStyle = 'iso_8601'")
+        .await
+        .unwrap();
+    a.simple_query("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    // B takes that server (the most recently released) inside a transaction, so A's
+    // next queries run on the other server.
+    b.simple_query("BEGIN").await.unwrap();
+    assert_eq!(
+        value(b.simple_query("SHOW IntervalStyle").await.unwrap()),
+        "postgres"
+    );
+    assert_eq!(
+        value(
+            b.simple_query("SHOW default_transaction_read_only")
+                .await
+                .unwrap()
+        ),
+        "off"
+    );
+    assert_eq!(
+        value(a.simple_query("SHOW IntervalStyle").await.unwrap()),
+        "iso_8601"
+    );
+    assert_eq!(
+        value(
+            a.simple_query("SHOW default_transaction_read_only")
+                .await
+                .unwrap()
+        ),
+        "on"
+    );
+    b.simple_query("COMMIT").await.unwrap();
+    // Read-only reported parameters are never SET.
+    assert!(!value(a.simple_query("SHOW server_version").await.unwrap()).is_empty());
+    drop((a, b));
+    d.shutdown(pgbouncer_rs::ShutdownMode::Immediate).await;
+}

@@ -255,7 +255,7 @@ impl Session {
         l.usage.bytes_sent += fs.to_client.len() as u64;
         for (name, value) in &fs.params {
             l.conn.set_param(name, value);
-            if let Some(t) = self.rt.tracked_name(name) {
+            if let Some(t) = self.rt.reported_tracked_name(name) {
                 let t = t.to_string();
                 set_var(&mut self.vars, &t, value);
             }
