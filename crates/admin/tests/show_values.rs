@@ -286,7 +286,7 @@ fn show_lists_config_version_and_latency() {
     assert_eq!(
         version,
         [format!(
-            "pgbouncer-rs {} (compatible with PgBouncer 1.25.2)",
+            "pgbouncer-rs {} (compatible with PgBouncer 1.26.1)",
             env!("CARGO_PKG_VERSION")
         )]
     );

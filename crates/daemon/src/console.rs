@@ -115,7 +115,7 @@ pub(crate) async fn serve(
     let mut out = BytesMut::with_capacity(256);
     encode_auth_ok(&mut out);
     for (k, v) in [
-        ("server_version", "1.25.2/bouncer"),
+        ("server_version", PGBOUNCER_SERVER_VERSION),
         ("client_encoding", "UTF8"),
         ("server_encoding", "UTF8"),
         ("DateStyle", "ISO"),
@@ -467,6 +467,9 @@ pub(crate) fn snapshot<'a>(
         .collect();
     snap
 }
+
+/// The console's `server_version` ParameterStatus: `<release>/bouncer`, as PgBouncer.
+const PGBOUNCER_SERVER_VERSION: &str = concat!("1.26.1", "/bouncer");
 
 /// A console login that failed: counted for `/metrics`, then the session's ending.
 fn login_failed(shared: &Shared, f: Fatal) -> Exit {

@@ -638,7 +638,7 @@ async fn every_show_command_has_pgbouncers_columns_in_order_through_tokio_postgr
     let version = scalar(&admin, "SHOW VERSION").await.unwrap();
     assert!(
         version.starts_with("pgbouncer-rs ")
-            && version.ends_with("(compatible with PgBouncer 1.25.2)"),
+            && version.ends_with("(compatible with PgBouncer 1.26.1)"),
         "{version}"
     );
     let state = table(&admin, "SHOW STATE").await;

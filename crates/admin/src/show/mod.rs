@@ -36,9 +36,9 @@ use crate::snapshot::Snapshot;
 pub const ADMIN_DB: &str = "pgbouncer";
 
 /// The PgBouncer release whose console output we reproduce.
-pub const PGBOUNCER_COMPAT_VERSION: &str = "1.25.2";
+pub const PGBOUNCER_COMPAT_VERSION: &str = "1.26.1";
 
-/// The `SHOW VERSION` text: `pgbouncer-rs <version> (compatible with PgBouncer 1.25.2)`.
+/// The `SHOW VERSION` text: `pgbouncer-rs <version> (compatible with PgBouncer 1.26.1)`.
 ///
 /// We are not PgBouncer, so we do not claim to be; monitoring tools that look for
 /// `PgBouncer X.Y.Z` anywhere in the text (pgbouncer_exporter, Datadog) still find the
