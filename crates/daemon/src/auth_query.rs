@@ -129,7 +129,7 @@ async fn connect(
         refused: None,
         message: format!("no such database: {database}"),
     })?;
-    let timeout = shared.runtime().settings.time("server_connect_timeout");
+    let timeout = shared.runtime().cfg.server_connect_timeout;
     server::connect(
         ServerId(shared.next_client_id().0),
         &target,

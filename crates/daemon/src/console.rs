@@ -300,7 +300,7 @@ async fn run_command(
             // console leaving) ends it.
             shared.set_suspended(true);
             *suspended_here = true;
-            let limit = rt.settings.time("suspend_timeout");
+            let limit = rt.cfg.suspend_timeout;
             let dropped = shared.flush.settle(limit, || shared.is_suspended()).await;
             if dropped > 0 {
                 tracing::warn!(
@@ -392,7 +392,7 @@ pub(crate) fn snapshot<'a>(
     rt: &Runtime,
 ) -> Snapshot<'a> {
     let mut snap = Snapshot::new(&core.pooler, shared.now(), std::time::SystemTime::now());
-    snap.listen_port = rt.settings.listen_port();
+    snap.listen_port = rt.cfg.listen_port();
     snap.logins_in_progress = shared.logins_in_progress() as usize;
     snap.console_totals = core.console_stats;
     snap.databases = rt
@@ -440,7 +440,7 @@ pub(crate) fn snapshot<'a>(
         .map(|(id, info)| (*id, info.clone()))
         .collect();
     snap.admin_clients = core.admin_clients.values().cloned().collect();
-    let default_pool_size = rt.settings.u32("default_pool_size");
+    let default_pool_size = crate::config::clamp_u32(rt.cfg.default_pool_size);
     snap.peers = rt
         .settings
         .peers
@@ -490,7 +490,7 @@ fn own_uid() -> Option<u32> {
 /// `login_notify_message`: a NOTICE in every welcome (the console's too), after
 /// BackendKeyData, as PgBouncer 1.26 sends it; nothing when it is empty.
 pub(crate) fn login_notice(out: &mut bytes::BytesMut, rt: &Runtime) {
-    let text = rt.settings.str("login_notify_message");
+    let text = rt.cfg.login_notify_message.as_str();
     if !text.is_empty() {
         pgbouncer_protocol::encode_notice(out, "00000", text);
     }

@@ -90,11 +90,7 @@ impl Daemon {
         let http = match u16::try_from(rt_port(&shared)) {
             Ok(0) | Err(_) => None,
             Ok(port) => {
-                let addr = shared
-                    .runtime()
-                    .settings
-                    .str("metrics_listen_addr")
-                    .to_string();
+                let addr = shared.runtime().cfg.metrics_listen_addr.clone();
                 let server = crate::http::start(shared.clone(), &addr, port)
                     .map_err(|e| StartError::Metrics(format!("{addr}:{port}"), e))?;
                 Some(server)
@@ -163,7 +159,7 @@ impl Daemon {
 }
 
 fn rt_port(shared: &Shared) -> i64 {
-    shared.runtime().settings.int("metrics_listen_port")
+    shared.runtime().cfg.metrics_listen_port
 }
 
 /// Beats once a second on the main runtime, for `/healthz`: a stalled runtime stops
@@ -186,8 +182,7 @@ async fn log_stats(shared: Arc<Shared>) {
     let mut previous = pgbouncer_pool_core::StatCounters::default();
     let mut last = tokio::time::Instant::now();
     loop {
-        let period =
-            Duration::from_secs(shared.runtime().settings.int("stats_period").max(1) as u64);
+        let period = Duration::from_secs(shared.runtime().cfg.stats_period.max(1) as u64);
         tokio::select! {
             () = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
@@ -204,7 +199,7 @@ async fn log_stats(shared: Arc<Shared>) {
         last = tokio::time::Instant::now();
         let avg = totals.averages(&previous, elapsed);
         previous = totals;
-        if shared.runtime().settings.bool("log_stats") {
+        if shared.runtime().cfg.log_stats {
             tracing::info!(
                 "stats: {} xacts/s, {} queries/s, {} client parses/s, {} server parses/s, {} binds/s, in {} B/s, out {} B/s, xact {} us, query {} us, wait {} us",
                 avg.xact_count, avg.query_count, avg.client_parse_count, avg.server_parse_count,
@@ -316,7 +311,7 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((s, _)) => {
-                    let local = Arc::new((Arc::from("unix"), shared.runtime().settings.listen_port()));
+                    let local = Arc::new((Arc::from("unix"), shared.runtime().cfg.listen_port()));
                     let peer = ("unix".to_string(), 0);
                     tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
                 }

@@ -221,7 +221,8 @@ struct LevelControl {
 impl LogHandle {
     /// (Re)opens `logfile` and syslog per the settings.
     pub fn apply(&self, settings: &crate::config::Settings) -> std::io::Result<()> {
-        let file = match settings.str("logfile") {
+        let cfg = settings.typed();
+        let file = match cfg.logfile.as_str() {
             "" => None,
             path => Some(
                 std::fs::OpenOptions::new()
@@ -230,11 +231,8 @@ impl LogHandle {
                     .open(path)?,
             ),
         };
-        let syslog = if settings.bool("syslog") {
-            Syslog::open(
-                settings.str("syslog_ident"),
-                settings.str("syslog_facility"),
-            )
+        let syslog = if cfg.syslog {
+            Syslog::open(cfg.syslog_ident.as_str(), cfg.syslog_facility.as_str())
         } else {
             None
         };
@@ -245,7 +243,7 @@ impl LogHandle {
         if let Some(control) = &self.1 {
             let verbose = control
                 .cli_verbose
-                .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
+                .max(u8::try_from(cfg.verbose.clamp(0, 9)).unwrap_or(0));
             (control.reload)(level_of(verbose));
         }
         Ok(())
@@ -268,6 +266,7 @@ pub fn init(
     settings: &crate::config::Settings,
     verbose: u8,
 ) -> std::io::Result<LogHandle> {
+    let cfg = settings.typed();
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let sinks = Arc::new(Mutex::new(Sinks::default()));
@@ -278,7 +277,7 @@ pub fn init(
         .with_ansi(false)
         .event_format(PgbFormat {
             pid: std::process::id(),
-            json: settings.str("log_format").eq_ignore_ascii_case("json"),
+            json: cfg.log_format.eq_ignore_ascii_case("json"),
         })
         .with_writer(Tee {
             stderr,

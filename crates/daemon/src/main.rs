@@ -199,6 +199,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let cfg = settings.typed();
     if args.check {
         // Everything a start derives too: auth, hba and ident files, TLS keys,
         // certificates and cipher settings.
@@ -212,14 +213,14 @@ fn main() -> ExitCode {
     let user = args
         .user
         .clone()
-        .or_else(|| Some(settings.str("user").to_string()).filter(|u| !u.is_empty()));
+        .or_else(|| Some(cfg.user.clone()).filter(|u| !u.is_empty()));
     if let Some(user) = user {
         if std::env::var_os(CHILD_MARK).is_none() || args.daemon {
-            return switch_user(&user, args.daemon, settings.str("pidfile").is_empty());
+            return switch_user(&user, args.daemon, cfg.pidfile.is_empty());
         }
     }
     if args.daemon && std::env::var_os(CHILD_MARK).is_none() {
-        if settings.str("pidfile").is_empty() {
+        if cfg.pidfile.is_empty() {
             eprintln!("FATAL daemon needs pidfile configured");
             return ExitCode::from(1);
         }
@@ -228,7 +229,7 @@ fn main() -> ExitCode {
     let quiet = args.quiet || args.daemon;
     let verbose = args
         .verbose
-        .max(u8::try_from(settings.int("verbose").clamp(0, 9)).unwrap_or(0));
+        .max(u8::try_from(cfg.verbose.clamp(0, 9)).unwrap_or(0));
     let log = match logging::init(!quiet, &settings, verbose) {
         Ok(h) => h,
         Err(e) => {
@@ -267,7 +268,7 @@ fn log_fd_limit(daemon: &Daemon) {
         "kernel file descriptor limit: {} (hard: {}); max_client_conn: {}, max expected fd use: {}",
         limit.soft,
         limit.hard,
-        rt.settings.u32("max_client_conn"),
+        pgbouncer_rs::config::clamp_u32(rt.cfg.max_client_conn),
         expected
     );
     if expected > limit.soft {
@@ -280,7 +281,8 @@ fn log_fd_limit(daemon: &Daemon) {
 }
 
 async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
-    let pidfile_path = settings.str("pidfile").to_string();
+    let cfg = settings.typed();
+    let pidfile_path = cfg.pidfile.clone();
     let _pidfile = if pidfile_path.is_empty() {
         None
     } else {

@@ -61,17 +61,18 @@ fn addresses(listen_addr: &str, port: u16) -> Vec<SocketAddr> {
 }
 
 fn bind_tcp(addr: SocketAddr, s: &Settings) -> std::io::Result<TcpListener> {
+    let t = s.typed();
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
-    if s.bool("so_reuseport") {
+    if t.so_reuseport {
         sock.set_reuse_port(true)?;
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(i32::try_from(s.int("listen_backlog").max(1)).unwrap_or(128))?;
+    sock.listen(i32::try_from(t.listen_backlog.max(1)).unwrap_or(128))?;
     TcpListener::from_std(sock.into())
 }
 
@@ -80,13 +81,14 @@ fn bind_tcp(addr: SocketAddr, s: &Settings) -> std::io::Result<TcpListener> {
 /// PgBouncer does: `listen_addr`, `listen_port` and `unix_socket_dir` are then not
 /// bound.
 pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
+    let t = s.typed();
     if let Some(l) = activated_listeners()? {
         return Ok(l);
     }
     let port = s.listen_port();
     let mut tcp = Vec::new();
     let mut errors = Vec::new();
-    for addr in addresses(s.str("listen_addr"), port) {
+    for addr in addresses(t.listen_addr.as_str(), port) {
         match bind_tcp(addr, s) {
             Ok(l) => tcp.push(l),
             Err(e) => {
@@ -95,7 +97,7 @@ pub async fn bind(s: &Settings) -> Result<Listeners, BindError> {
             }
         }
     }
-    let dir = s.str("unix_socket_dir");
+    let dir = t.unix_socket_dir.as_str();
     let unix = if dir.is_empty() || port == 0 {
         None
     } else {
@@ -167,6 +169,7 @@ async fn bind_unix(
     port: u16,
     s: &Settings,
 ) -> Result<(UnixListener, PathBuf), BindError> {
+    let t = s.typed();
     let path = PathBuf::from(dir).join(format!(".s.PGSQL.{port}"));
     if path.exists() {
         if tokio::net::UnixStream::connect(&path).await.is_ok() {
@@ -178,10 +181,10 @@ async fn bind_unix(
         what: format!("bind {}", path.display()),
         source,
     })?;
-    let mode = u32::try_from(s.int("unix_socket_mode")).unwrap_or(0o777);
+    let mode = u32::try_from(t.unix_socket_mode).unwrap_or(0o777);
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
-    let group = s.str("unix_socket_group");
+    let group = t.unix_socket_group.as_str();
     if !group.is_empty() {
         match group_id(group) {
             Some(gid) => {
@@ -218,22 +221,21 @@ pub struct SocketTuning {
 impl SocketTuning {
     /// From the settings.
     pub fn new(s: &Settings) -> SocketTuning {
-        let keepalive = s.bool("tcp_keepalive").then(|| {
+        let t = s.typed();
+        let keepalive = t.tcp_keepalive.then(|| {
             let mut ka = TcpKeepalive::new();
-            if s.int("tcp_keepidle") > 0 {
-                ka = ka.with_time(std::time::Duration::from_secs(s.int("tcp_keepidle") as u64));
+            if t.tcp_keepidle > 0 {
+                ka = ka.with_time(std::time::Duration::from_secs(t.tcp_keepidle as u64));
             }
-            if s.int("tcp_keepintvl") > 0 {
-                ka =
-                    ka.with_interval(std::time::Duration::from_secs(s.int("tcp_keepintvl") as u64));
+            if t.tcp_keepintvl > 0 {
+                ka = ka.with_interval(std::time::Duration::from_secs(t.tcp_keepintvl as u64));
             }
-            if s.int("tcp_keepcnt") > 0 {
-                ka = ka.with_retries(s.int("tcp_keepcnt") as u32);
+            if t.tcp_keepcnt > 0 {
+                ka = ka.with_retries(t.tcp_keepcnt as u32);
             }
             ka
         });
-        let user_timeout = (s.int("tcp_user_timeout") > 0)
-            .then(|| std::time::Duration::from_millis(s.int("tcp_user_timeout") as u64));
+        let user_timeout = (!t.tcp_user_timeout.is_zero()).then_some(t.tcp_user_timeout);
         SocketTuning {
             keepalive,
             user_timeout,
@@ -293,8 +295,9 @@ pub fn raise_fd_limit() -> Option<FdLimit> {
 /// How many descriptors the configuration may use at most, as PgBouncer estimates it:
 /// every client, every pool's servers, and a few for listeners and logs.
 pub fn expected_fd_use(settings: &crate::config::Settings, users: usize) -> u64 {
-    let default_pool = u64::from(settings.u32("default_pool_size"));
-    let reserve = u64::from(settings.u32("reserve_pool_size"));
+    let cfg = settings.typed();
+    let default_pool = u64::from(crate::config::clamp_u32(cfg.default_pool_size));
+    let reserve = u64::from(crate::config::clamp_u32(cfg.reserve_pool_size));
     let users = users.max(1) as u64;
     let servers: u64 = settings
         .databases
@@ -308,5 +311,5 @@ pub fn expected_fd_use(settings: &crate::config::Settings, users: usize) -> u64 
             }
         })
         .sum();
-    u64::from(settings.u32("max_client_conn")) + 10 + servers
+    u64::from(crate::config::clamp_u32(cfg.max_client_conn)) + 10 + servers
 }

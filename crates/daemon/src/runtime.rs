@@ -36,6 +36,8 @@ const KNOWN_STARTUP: &[&str] = &["user", "database", "options", "replication"];
 pub struct Runtime {
     /// The settings.
     pub settings: Settings,
+    /// The settings, parsed: what everything reads.
+    pub cfg: crate::config::keys::Typed,
     /// The auth file's users.
     pub userlist: Userlist,
     /// auth_type.
@@ -94,13 +96,14 @@ pub struct PerLogin {
 
 impl PerLogin {
     fn new(s: &Settings) -> PerLogin {
+        let t = s.typed();
         PerLogin {
-            client_login_timeout: s.time("client_login_timeout"),
-            max_prepared_statements: usize::try_from(s.int("max_prepared_statements")).unwrap_or(0),
-            application_name_add_host: s.bool("application_name_add_host"),
-            query_timeout: s.time("query_timeout"),
-            idle_transaction_timeout: s.time("idle_transaction_timeout"),
-            transaction_timeout: s.time("transaction_timeout"),
+            client_login_timeout: t.client_login_timeout,
+            max_prepared_statements: usize::try_from(t.max_prepared_statements).unwrap_or(0),
+            application_name_add_host: t.application_name_add_host,
+            query_timeout: t.query_timeout,
+            idle_transaction_timeout: t.idle_transaction_timeout,
+            transaction_timeout: t.transaction_timeout,
             socket: crate::net::SocketTuning::new(s),
         }
     }
@@ -140,15 +143,16 @@ impl Runtime {
         settings: Settings,
         tls: Arc<crate::tls::TlsSetup>,
     ) -> Result<Arc<Runtime>, RuntimeError> {
-        let userlist = match settings.str("auth_file") {
+        let cfg = settings.typed();
+        let userlist = match cfg.auth_file.as_str() {
             "" => Userlist::new(),
             f => userlist::load(&PathBuf::from(f))?,
         };
-        let ident = match settings.str("auth_ident_file") {
+        let ident = match cfg.auth_ident_file.as_str() {
             "" => None,
             f => Some(crate::auth::ident::IdentMap::load(&PathBuf::from(f))?),
         };
-        let hba = match settings.str("auth_hba_file") {
+        let hba = match cfg.auth_hba_file.as_str() {
             "" => None,
             f => {
                 let h = crate::auth::hba::HbaFile::load(&PathBuf::from(f))?;
@@ -157,33 +161,34 @@ impl Runtime {
             }
         };
         let mut tracked: Vec<String> = TRACKED.iter().map(|s| s.to_string()).collect();
-        for extra in settings.list("track_extra_parameters") {
+        for extra in crate::config::split_list(&cfg.track_extra_parameters) {
             if !tracked.iter().any(|t| t.eq_ignore_ascii_case(&extra)) {
                 tracked.push(extra);
             }
         }
-        let check = settings.str("server_check_query").to_string();
+        let check = cfg.server_check_query.clone();
         let per_login = PerLogin::new(&settings);
+        let unix_socket_dir = cfg.unix_socket_dir.clone();
         Ok(Arc::new(Runtime {
-            auth_type: settings.auth_type(),
-            ignored: settings
-                .list("ignore_startup_parameters")
+            auth_type: cfg.auth_type(),
+            ignored: crate::config::split_list(&cfg.ignore_startup_parameters)
                 .iter()
                 .map(|s| s.to_lowercase())
                 .collect(),
-            admin_users: settings.list("admin_users"),
-            stats_users: settings.list("stats_users"),
-            max_packet_size: settings.max_packet_size(),
-            log_connections: settings.bool("log_connections"),
-            log_disconnections: settings.bool("log_disconnections"),
-            log_pooler_errors: settings.bool("log_pooler_errors"),
-            server_reset_query: settings.str("server_reset_query").to_string(),
+            admin_users: crate::config::split_list(&cfg.admin_users),
+            stats_users: crate::config::split_list(&cfg.stats_users),
+            max_packet_size: cfg.max_packet_size(),
+            log_connections: cfg.log_connections,
+            log_disconnections: cfg.log_disconnections,
+            log_pooler_errors: cfg.log_pooler_errors,
+            server_reset_query: cfg.server_reset_query.clone(),
             server_check_query: if check == "<empty>" {
                 String::new()
             } else {
                 check
             },
-            unix_socket_dir: settings.str("unix_socket_dir").to_string(),
+            unix_socket_dir,
+            cfg,
             hba,
             ident,
             per_login,

@@ -310,8 +310,7 @@ impl Shared {
                 return s.clone();
             }
         }
-        let iterations =
-            u32::try_from(self.runtime().settings.int("scram_iterations").max(1)).unwrap_or(4096);
+        let iterations = u32::try_from(self.runtime().cfg.scram_iterations.max(1)).unwrap_or(4096);
         let salt: [u8; 16] = rand::random();
         let secret = pgbouncer_protocol::auth::scram::ScramSecret::from_password(
             password.as_bytes(),
@@ -530,7 +529,7 @@ impl Shared {
                 {
                     tracing::debug!(%client, %server, pid, "forwarding cancel request");
                     // cancel_wait_timeout bounds the whole forward (connect included).
-                    let limit = self.runtime().settings.time("cancel_wait_timeout");
+                    let limit = self.runtime().cfg.cancel_wait_timeout;
                     let shared = self.clone();
                     let task = tokio::spawn(async move {
                         let send = send_cancel(&host, port, pid, key);

@@ -316,7 +316,7 @@ async fn scram(
     // the same every time (and no PBKDF2), and fail at its end like a wrong password.
     let known = secret.is_some();
     let secret = secret.unwrap_or_else(|| {
-        let iterations = u32::try_from(rt.settings.int("scram_iterations"))
+        let iterations = u32::try_from(rt.cfg.scram_iterations)
             .ok()
             .filter(|&i| i > 0)
             .unwrap_or(4096);

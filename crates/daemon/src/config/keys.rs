@@ -61,124 +61,176 @@ const fn k(name: &'static str, default: Option<&'static str>, kind: Kind, reload
     }
 }
 
+use super::strip_inline_comment;
 use Kind::*;
 
-/// The key table, alphabetical except that `pool_mode` precedes `pool_idle_timeout`.
-pub const KEYS: &[Key] = &[
-    k("admin_users", Some(""), Str, true),
-    k("application_name_add_host", Some("0"), Bool, true),
-    k("auth_dbname", None, Str, true),
-    k("auth_file", None, Str, true),
-    k("auth_hba_file", Some(""), Str, true),
-    k("auth_ident_file", None, Str, true),
-    k("auth_ldap_options", None, Str, true),
-    k(
-        "auth_query",
-        Some("SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"),
-        Str,
-        true,
-    ),
-    k("auth_type", Some("md5"), Lookup(AUTH_TYPES), true),
-    k("auth_user", None, Str, true),
-    k("autodb_idle_timeout", Some("3600"), Time, true),
-    k("cancel_wait_timeout", Some("10"), Time, true),
-    k("client_idle_timeout", Some("0"), Time, true),
-    k("client_login_timeout", Some("60"), Time, true),
-    k("client_tls13_ciphers", None, Str, true),
-    k("client_tls_ca_file", Some(""), Str, true),
-    k("client_tls_cert_file", Some(""), Str, true),
-    k("client_tls_ciphers", Some("default"), Str, true),
-    k("client_tls_dheparams", Some("auto"), Str, true),
-    k("client_tls_ecdhcurve", Some("auto"), Str, true),
-    k("client_tls_key_file", Some(""), Str, true),
-    k("client_tls_protocols", Some("secure"), Str, true),
-    k("client_tls_sslmode", Some("disable"), Lookup(SSLMODES), true),
-    k("conffile", None, Str, true),
-    k("default_pool_size", Some("20"), Int, true),
-    k("disable_pqexec", Some("0"), Bool, false),
-    k("dns_max_ttl", Some("15"), Time, true),
-    k("dns_nxdomain_ttl", Some("15"), Time, true),
-    k("dns_zone_check_period", Some("0"), Time, true),
-    k("idle_transaction_timeout", Some("0"), Time, true),
-    k("ignore_startup_parameters", Some(""), Str, true),
-    k("job_name", Some("pgbouncer"), Str, false),
-    k("listen_addr", Some(""), Str, false),
-    k("listen_backlog", Some("128"), Int, false),
-    k("listen_port", Some("6432"), Int, false),
-    k("log_connections", Some("1"), Bool, true),
-    k("log_disconnections", Some("1"), Bool, true),
+/// Generates [`KEYS`] and [`Typed`] from one table, so the two cannot disagree: each
+/// line is `name: Kind = default, reloadable;`.
+macro_rules! key_table {
+    ($( $(#[$doc:meta])* $name:ident : $kind:ident $( ( $arg:expr ) )? = $default:expr, $reload:expr; )*) => {
+        /// Every key, in `SHOW CONFIG` order.
+        pub const KEYS: &[Key] = &[
+            $( k(stringify!($name), $default, key_table!(@kind $kind $( ( $arg ) )?), $reload), )*
+        ];
+
+        /// Every `[pgbouncer]` setting, parsed once per (re)load with PgBouncer's rules
+        /// and defaults: what the daemon reads, instead of looking keys up by name.
+        /// Numbers are `i64` as PgBouncer reads them (`strtol`), times are durations,
+        /// booleans are "non-zero", lookups are lower-cased, and NULL strings are empty.
+        #[derive(Debug, Clone, PartialEq)]
+        #[allow(missing_docs)]
+        pub struct Typed {
+            $( pub $name: key_table!(@type $kind), )*
+        }
+
+        impl Typed {
+            /// Parses `values` (a key's text, `None` for NULL; missing keys take their
+            /// defaults).
+            pub fn from_values(values: &std::collections::BTreeMap<&'static str, Option<String>>) -> Typed {
+                Typed {
+                    $( $name: {
+                        let raw = values
+                            .get(stringify!($name))
+                            .cloned()
+                            .unwrap_or_else(|| ($default as Option<&str>).map(str::to_string));
+                        key_table!(@parse $kind raw.as_deref().unwrap_or(""))
+                    }, )*
+                }
+            }
+        }
+    };
+    (@kind Lookup ( $arg:expr )) => { Kind::Lookup($arg) };
+    (@kind $kind:ident) => { Kind::$kind };
+    (@type Int) => { i64 };
+    (@type Bool) => { bool };
+    (@type Time) => { std::time::Duration };
+    (@type Millis) => { std::time::Duration };
+    (@type Str) => { String };
+    (@type Lookup) => { String };
+    (@parse Int $raw:expr) => { parse_int(strip_inline_comment($raw)).unwrap_or(0) };
+    (@parse Bool $raw:expr) => { parse_int(strip_inline_comment($raw)).unwrap_or(0) != 0 };
+    (@parse Time $raw:expr) => { parse_time(strip_inline_comment($raw)).unwrap_or_default() };
+    (@parse Millis $raw:expr) => {
+        std::time::Duration::from_millis(
+            u64::try_from(parse_int(strip_inline_comment($raw)).unwrap_or(0)).unwrap_or(0),
+        )
+    };
+    (@parse Str $raw:expr) => { $raw.to_string() };
+    (@parse Lookup $raw:expr) => { strip_inline_comment($raw).to_ascii_lowercase() };
+}
+
+// The key table, alphabetical except that `pool_mode` precedes `pool_idle_timeout`; it
+// also generates `Typed`, the parsed settings every reader uses.
+key_table! {
+    admin_users: Str = Some(""), true;
+    application_name_add_host: Bool = Some("0"), true;
+    auth_dbname: Str = None, true;
+    auth_file: Str = None, true;
+    auth_hba_file: Str = Some(""), true;
+    auth_ident_file: Str = None, true;
+    auth_ldap_options: Str = None, true;
+    auth_query: Str = Some("SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"), true;
+    auth_type: Lookup(AUTH_TYPES) = Some("md5"), true;
+    auth_user: Str = None, true;
+    autodb_idle_timeout: Time = Some("3600"), true;
+    cancel_wait_timeout: Time = Some("10"), true;
+    client_idle_timeout: Time = Some("0"), true;
+    client_login_timeout: Time = Some("60"), true;
+    client_tls13_ciphers: Str = None, true;
+    client_tls_ca_file: Str = Some(""), true;
+    client_tls_cert_file: Str = Some(""), true;
+    client_tls_ciphers: Str = Some("default"), true;
+    client_tls_dheparams: Str = Some("auto"), true;
+    client_tls_ecdhcurve: Str = Some("auto"), true;
+    client_tls_key_file: Str = Some(""), true;
+    client_tls_protocols: Str = Some("secure"), true;
+    client_tls_sslmode: Lookup(SSLMODES) = Some("disable"), true;
+    conffile: Str = None, true;
+    default_pool_size: Int = Some("20"), true;
+    disable_pqexec: Bool = Some("0"), false;
+    dns_max_ttl: Time = Some("15"), true;
+    dns_nxdomain_ttl: Time = Some("15"), true;
+    dns_zone_check_period: Time = Some("0"), true;
+    idle_transaction_timeout: Time = Some("0"), true;
+    ignore_startup_parameters: Str = Some(""), true;
+    job_name: Str = Some("pgbouncer"), false;
+    listen_addr: Str = Some(""), false;
+    listen_backlog: Int = Some("128"), false;
+    listen_port: Int = Some("6432"), false;
+    log_connections: Bool = Some("1"), true;
+    log_disconnections: Bool = Some("1"), true;
     // Ours: one JSON object per log line.
-    k("log_format", Some("text"), Lookup(&["text", "json"]), false),
-    k("log_pooler_errors", Some("1"), Bool, true),
-    k("log_stats", Some("1"), Bool, true),
-    k("logfile", Some(""), Str, true),
-    k("login_notify_message", Some(""), Str, true),
-    k("max_client_conn", Some("100"), Int, true),
-    k("max_db_client_connections", Some("0"), Int, true),
-    k("max_db_connections", Some("0"), Int, true),
-    k("max_packet_size", Some("2147483647"), Int, true),
-    k("max_prepared_statements", Some("200"), Int, true),
-    k("max_user_client_connections", Some("0"), Int, true),
-    k("max_user_connections", Some("0"), Int, true),
+    log_format: Lookup(&["text", "json"]) = Some("text"), false;
+    log_pooler_errors: Bool = Some("1"), true;
+    log_stats: Bool = Some("1"), true;
+    logfile: Str = Some(""), true;
+    login_notify_message: Str = Some(""), true;
+    max_client_conn: Int = Some("100"), true;
+    max_db_client_connections: Int = Some("0"), true;
+    max_db_connections: Int = Some("0"), true;
+    max_packet_size: Int = Some("2147483647"), true;
+    max_prepared_statements: Int = Some("200"), true;
+    max_user_client_connections: Int = Some("0"), true;
+    max_user_connections: Int = Some("0"), true;
     // Ours: the HTTP listener for /metrics, /healthz, /readyz and the dashboard.
-    k("metrics_listen_addr", Some("127.0.0.1"), Str, false),
-    k("metrics_listen_port", Some("0"), Int, false),
-    k("min_pool_size", Some("0"), Int, true),
-    k("peer_id", Some("0"), Int, true),
-    k("pidfile", Some(""), Str, false),
-    k("pkt_buf", Some("4096"), Int, false),
-    k("pool_mode", Some("session"), Lookup(POOL_MODES), true),
-    k("pool_idle_timeout", Some("0"), Time, true),
-    k("query_timeout", Some("0"), Time, true),
-    k("query_wait_notify", Some("5"), Int, true),
-    k("query_wait_timeout", Some("120"), Time, true),
-    k("reserve_pool_size", Some("0"), Int, true),
-    k("reserve_pool_timeout", Some("5"), Time, true),
-    k("resolv_conf", Some(""), Str, false),
-    k("sbuf_loopcnt", Some("5"), Int, true),
-    k("scram_iterations", Some("4096"), Int, true),
-    k("server_check_delay", Some("30"), Time, true),
-    k("server_check_query", Some("<empty>"), Str, true),
-    k("server_connect_timeout", Some("15"), Time, true),
-    k("server_fast_close", Some("0"), Bool, true),
-    k("server_idle_timeout", Some("600"), Time, true),
-    k("server_lifetime", Some("3600"), Time, true),
-    k("server_login_retry", Some("15"), Time, true),
-    k("server_reset_query", Some("DISCARD ALL"), Str, true),
-    k("server_reset_query_always", Some("0"), Bool, true),
-    k("server_round_robin", Some("0"), Bool, true),
-    k("server_tls13_ciphers", None, Str, true),
-    k("server_tls_ca_file", Some(""), Str, true),
-    k("server_tls_cert_file", Some(""), Str, true),
-    k("server_tls_ciphers", Some("default"), Str, true),
-    k("server_tls_key_file", Some(""), Str, true),
-    k("server_tls_protocols", Some("secure"), Str, true),
-    k("server_tls_sslmode", Some("prefer"), Lookup(SSLMODES), true),
+    metrics_listen_addr: Str = Some("127.0.0.1"), false;
+    metrics_listen_port: Int = Some("0"), false;
+    min_pool_size: Int = Some("0"), true;
+    peer_id: Int = Some("0"), true;
+    pidfile: Str = Some(""), false;
+    pkt_buf: Int = Some("4096"), false;
+    pool_mode: Lookup(POOL_MODES) = Some("session"), true;
+    pool_idle_timeout: Time = Some("0"), true;
+    query_timeout: Time = Some("0"), true;
+    query_wait_notify: Int = Some("5"), true;
+    query_wait_timeout: Time = Some("120"), true;
+    reserve_pool_size: Int = Some("0"), true;
+    reserve_pool_timeout: Time = Some("5"), true;
+    resolv_conf: Str = Some(""), false;
+    sbuf_loopcnt: Int = Some("5"), true;
+    scram_iterations: Int = Some("4096"), true;
+    server_check_delay: Time = Some("30"), true;
+    server_check_query: Str = Some("<empty>"), true;
+    server_connect_timeout: Time = Some("15"), true;
+    server_fast_close: Bool = Some("0"), true;
+    server_idle_timeout: Time = Some("600"), true;
+    server_lifetime: Time = Some("3600"), true;
+    server_login_retry: Time = Some("15"), true;
+    server_reset_query: Str = Some("DISCARD ALL"), true;
+    server_reset_query_always: Bool = Some("0"), true;
+    server_round_robin: Bool = Some("0"), true;
+    server_tls13_ciphers: Str = None, true;
+    server_tls_ca_file: Str = Some(""), true;
+    server_tls_cert_file: Str = Some(""), true;
+    server_tls_ciphers: Str = Some("default"), true;
+    server_tls_key_file: Str = Some(""), true;
+    server_tls_protocols: Str = Some("secure"), true;
+    server_tls_sslmode: Lookup(SSLMODES) = Some("prefer"), true;
     // Ours: open TLS towards servers directly (PostgreSQL 17 `sslnegotiation=direct`).
-    k("server_tls_sslnegotiation", Some("postgres"), Lookup(&["postgres", "direct"]), true),
-    k("service_name", Some("pgbouncer"), Str, false),
-    k("so_reuseport", Some("0"), Bool, false),
-    k("stats_period", Some("60"), Int, true),
-    k("stats_users", Some(""), Str, true),
-    k("suspend_timeout", Some("10"), Time, true),
-    k("syslog", Some("0"), Bool, true),
-    k("syslog_facility", Some("daemon"), Str, true),
-    k("syslog_ident", Some("pgbouncer"), Str, true),
-    k("tcp_defer_accept", Some("1"), Bool, true),
-    k("tcp_keepalive", Some("1"), Bool, true),
-    k("tcp_keepcnt", Some("0"), Int, true),
-    k("tcp_keepidle", Some("0"), Int, true),
-    k("tcp_keepintvl", Some("0"), Int, true),
-    k("tcp_socket_buffer", Some("0"), Int, true),
-    k("tcp_user_timeout", Some("0"), Millis, true),
-    k("track_extra_parameters", Some("IntervalStyle"), Str, false),
-    k("transaction_timeout", Some("0"), Time, true),
-    k("unix_socket_dir", Some("/tmp"), Str, false),
-    k("unix_socket_group", Some(""), Str, false),
-    k("unix_socket_mode", Some("0777"), Int, false),
-    k("user", None, Str, false),
-    k("verbose", Some("0"), Int, true),
-];
+    server_tls_sslnegotiation: Lookup(&["postgres", "direct"]) = Some("postgres"), true;
+    service_name: Str = Some("pgbouncer"), false;
+    so_reuseport: Bool = Some("0"), false;
+    stats_period: Int = Some("60"), true;
+    stats_users: Str = Some(""), true;
+    suspend_timeout: Time = Some("10"), true;
+    syslog: Bool = Some("0"), true;
+    syslog_facility: Str = Some("daemon"), true;
+    syslog_ident: Str = Some("pgbouncer"), true;
+    tcp_defer_accept: Bool = Some("1"), true;
+    tcp_keepalive: Bool = Some("1"), true;
+    tcp_keepcnt: Int = Some("0"), true;
+    tcp_keepidle: Int = Some("0"), true;
+    tcp_keepintvl: Int = Some("0"), true;
+    tcp_socket_buffer: Int = Some("0"), true;
+    tcp_user_timeout: Millis = Some("0"), true;
+    track_extra_parameters: Str = Some("IntervalStyle"), false;
+    transaction_timeout: Time = Some("0"), true;
+    unix_socket_dir: Str = Some("/tmp"), false;
+    unix_socket_group: Str = Some(""), false;
+    unix_socket_mode: Int = Some("0777"), false;
+    user: Str = None, false;
+    verbose: Int = Some("0"), true;
+}
 
 /// The key called `name` (case-insensitive).
 pub fn find(name: &str) -> Option<&'static Key> {
@@ -239,6 +291,31 @@ mod tests {
             Some(std::time::Duration::from_millis(500))
         );
         assert_eq!(parse_time("-1"), None);
+    }
+
+    #[test]
+    fn typed_settings_take_pgbouncers_defaults_and_parsing() {
+        let defaults = Typed::from_values(&Default::default());
+        assert_eq!(defaults.default_pool_size, 20);
+        assert_eq!(defaults.listen_port, 6432);
+        assert_eq!(defaults.unix_socket_mode, 0o777);
+        assert!(defaults.log_connections);
+        assert_eq!(defaults.query_wait_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(defaults.server_reset_query, "DISCARD ALL");
+        assert_eq!(defaults.auth_type, "md5");
+        assert_eq!(defaults.auth_user, ""); // NULL
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("max_client_conn", Some("0x10 ; hex".to_string()));
+        values.insert("pool_mode", Some("Transaction".to_string()));
+        values.insert("tcp_user_timeout", Some("1500".to_string()));
+        values.insert("server_lifetime", Some("0.5".to_string()));
+        values.insert("auth_dbname", None);
+        let t = Typed::from_values(&values);
+        assert_eq!(t.max_client_conn, 16);
+        assert_eq!(t.pool_mode, "transaction");
+        assert_eq!(t.tcp_user_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(t.server_lifetime, std::time::Duration::from_millis(500));
+        assert_eq!(t.auth_dbname, "");
     }
 
     #[test]

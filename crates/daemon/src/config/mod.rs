@@ -15,7 +15,7 @@ use pgbouncer_pool_core::PoolMode;
 
 pub use databases::{DatabaseDef, UserDef};
 use ini::{Ini, IniError, Origin};
-use keys::{parse_int, parse_time, Kind, KEYS};
+use keys::{Kind, KEYS};
 
 /// One `[peers]` entry: `<peer_id> = host=... port=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +276,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        let t = self.typed();
         if self.auth_type() == AuthType::Any {
             let unforced = self
                 .databases
@@ -289,73 +290,41 @@ impl Settings {
                 )));
             }
         }
-        if self.str("auth_dbname") == "pgbouncer" {
+        if t.auth_dbname.as_str() == "pgbouncer" {
             // Per-database auth_dbname=pgbouncer loads and fails at login instead.
             return Err(ConfigError::Invalid(
                 "cannot use the reserved \"pgbouncer\" database as an auth_dbname".into(),
             ));
         }
-        if self.listen_port() == 0 && self.str("listen_addr").is_empty() {
+        if self.listen_port() == 0 && t.listen_addr.is_empty() {
             return Err(ConfigError::Invalid("listen_port must be set".into()));
         }
         Ok(())
     }
 
-    /// The raw text of `key` ("" for NULL).
-    pub fn str(&self, key: &str) -> &str {
+    /// Every `[pgbouncer]` setting, parsed (see [`keys::Typed`]). Parsed on each call:
+    /// keep the result (the runtime does, as `Runtime::cfg`).
+    pub fn typed(&self) -> keys::Typed {
+        keys::Typed::from_values(&self.values)
+    }
+
+    /// The raw text of `key` ("" for NULL). Only for keys whose name is composed at run
+    /// time (the `client_`/`server_` TLS families); everything else reads [`Self::typed`].
+    pub(crate) fn raw(&self, key: &str) -> &str {
         self.values
             .get(key)
             .and_then(|v| v.as_deref())
             .unwrap_or("")
     }
 
-    /// `key` as an integer (0 if unset).
-    pub fn int(&self, key: &str) -> i64 {
-        parse_int(strip_inline_comment(self.str(key))).unwrap_or(0)
-    }
-
-    /// `key` as a u32, clamped.
-    pub fn u32(&self, key: &str) -> u32 {
-        u32::try_from(self.int(key).max(0)).unwrap_or(u32::MAX)
-    }
-
-    /// `key` as a boolean (non-zero).
-    pub fn bool(&self, key: &str) -> bool {
-        self.int(key) != 0
-    }
-
-    /// `key` as a duration in seconds.
-    pub fn time(&self, key: &str) -> Duration {
-        parse_time(strip_inline_comment(self.str(key))).unwrap_or(Duration::ZERO)
-    }
-
-    /// A comma-separated list.
-    pub fn list(&self, key: &str) -> Vec<String> {
-        self.str(key)
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-
     /// `auth_type`.
     pub fn auth_type(&self) -> AuthType {
-        AuthType::parse(self.str("auth_type"))
-    }
-
-    /// `pool_mode`.
-    pub fn pool_mode(&self) -> PoolMode {
-        PoolMode::parse(self.str("pool_mode")).unwrap_or(PoolMode::Session)
+        self.typed().auth_type()
     }
 
     /// `listen_port`.
     pub fn listen_port(&self) -> u16 {
-        u16::try_from(self.int("listen_port")).unwrap_or(6432)
-    }
-
-    /// `max_packet_size`.
-    pub fn max_packet_size(&self) -> u32 {
-        u32::try_from(self.int("max_packet_size").max(64)).unwrap_or(u32::MAX)
+        self.typed().listen_port()
     }
 
     /// The `[databases]` entry for `name`, falling back to `*`.
@@ -374,36 +343,37 @@ impl Settings {
 
     /// The plain pool-core configuration.
     pub fn pool_config(&self) -> core::Config {
-        let check_query = self.str("server_check_query");
+        let t = self.typed();
+        let check_query = t.server_check_query.as_str();
         core::Config {
-            pool_mode: self.pool_mode(),
-            default_pool_size: self.u32("default_pool_size"),
-            min_pool_size: self.u32("min_pool_size"),
-            reserve_pool_size: self.u32("reserve_pool_size"),
-            reserve_pool_timeout: self.time("reserve_pool_timeout"),
-            max_client_conn: self.u32("max_client_conn"),
-            max_db_connections: self.u32("max_db_connections"),
-            max_user_connections: self.u32("max_user_connections"),
-            max_db_client_connections: self.u32("max_db_client_connections"),
-            max_user_client_connections: self.u32("max_user_client_connections"),
-            server_round_robin: self.bool("server_round_robin"),
-            server_lifetime: self.time("server_lifetime"),
-            server_idle_timeout: self.time("server_idle_timeout"),
-            server_connect_timeout: self.time("server_connect_timeout"),
-            server_login_retry: self.time("server_login_retry"),
-            server_check_delay: self.time("server_check_delay"),
+            pool_mode: t.pool_mode(),
+            default_pool_size: clamp_u32(t.default_pool_size),
+            min_pool_size: clamp_u32(t.min_pool_size),
+            reserve_pool_size: clamp_u32(t.reserve_pool_size),
+            reserve_pool_timeout: t.reserve_pool_timeout,
+            max_client_conn: clamp_u32(t.max_client_conn),
+            max_db_connections: clamp_u32(t.max_db_connections),
+            max_user_connections: clamp_u32(t.max_user_connections),
+            max_db_client_connections: clamp_u32(t.max_db_client_connections),
+            max_user_client_connections: clamp_u32(t.max_user_client_connections),
+            server_round_robin: t.server_round_robin,
+            server_lifetime: t.server_lifetime,
+            server_idle_timeout: t.server_idle_timeout,
+            server_connect_timeout: t.server_connect_timeout,
+            server_login_retry: t.server_login_retry,
+            server_check_delay: t.server_check_delay,
             server_check_enabled: !check_query.trim().is_empty(),
-            server_reset_enabled: !self.str("server_reset_query").trim().is_empty(),
-            server_reset_query_always: self.bool("server_reset_query_always"),
-            server_fast_close: self.bool("server_fast_close"),
-            query_wait_timeout: self.time("query_wait_timeout"),
-            query_timeout: self.time("query_timeout"),
-            client_idle_timeout: self.time("client_idle_timeout"),
-            client_login_timeout: self.time("client_login_timeout"),
-            idle_transaction_timeout: self.time("idle_transaction_timeout"),
-            stats_period: Duration::from_secs(self.int("stats_period").max(1) as u64),
-            autodb_idle_timeout: self.time("autodb_idle_timeout"),
-            pool_idle_timeout: self.time("pool_idle_timeout"),
+            server_reset_enabled: !t.server_reset_query.trim().is_empty(),
+            server_reset_query_always: t.server_reset_query_always,
+            server_fast_close: t.server_fast_close,
+            query_wait_timeout: t.query_wait_timeout,
+            query_timeout: t.query_timeout,
+            client_idle_timeout: t.client_idle_timeout,
+            client_login_timeout: t.client_login_timeout,
+            idle_transaction_timeout: t.idle_transaction_timeout,
+            stats_period: Duration::from_secs(t.stats_period.max(1) as u64),
+            autodb_idle_timeout: t.autodb_idle_timeout,
+            pool_idle_timeout: t.pool_idle_timeout,
             databases: self
                 .databases
                 .iter()
@@ -441,7 +411,7 @@ impl Settings {
 /// PgBouncer compat extension: users' ini files often carry `value   ; comment` or
 /// `value  # comment`, which PgBouncer itself would reject for numbers. For typed values
 /// we drop such a trailing comment when the value would not parse otherwise.
-fn strip_inline_comment(v: &str) -> &str {
+pub(crate) fn strip_inline_comment(v: &str) -> &str {
     let cut = v
         .char_indices()
         .find(|&(i, c)| (c == ';' || c == '#') && i > 0 && v[..i].ends_with(char::is_whitespace))
@@ -547,6 +517,41 @@ fn env_database(env: &Env) -> Result<Option<DatabaseDef>, ConfigError> {
     }))
 }
 
+impl keys::Typed {
+    /// `auth_type`.
+    pub fn auth_type(&self) -> AuthType {
+        AuthType::parse(&self.auth_type)
+    }
+
+    /// `pool_mode` (session if unknown).
+    pub fn pool_mode(&self) -> PoolMode {
+        PoolMode::parse(&self.pool_mode).unwrap_or(PoolMode::Session)
+    }
+
+    /// `listen_port` (6432 if out of range).
+    pub fn listen_port(&self) -> u16 {
+        u16::try_from(self.listen_port).unwrap_or(6432)
+    }
+
+    /// `max_packet_size`, at least 64.
+    pub fn max_packet_size(&self) -> u32 {
+        u32::try_from(self.max_packet_size.max(64)).unwrap_or(u32::MAX)
+    }
+}
+
+/// An integer setting as a `u32`: negative values are 0, larger ones `u32::MAX`.
+pub fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// A comma-separated list setting, entries trimmed, empty ones dropped.
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,10 +575,11 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(s.pool_mode(), PoolMode::Transaction);
-        assert_eq!(s.u32("max_client_conn"), 1000);
-        assert_eq!(s.time("query_wait_timeout"), Duration::from_secs(120));
-        assert_eq!(s.str("server_reset_query"), "DISCARD ALL");
+        let t = s.typed();
+        assert_eq!(t.pool_mode(), PoolMode::Transaction);
+        assert_eq!(clamp_u32(t.max_client_conn), 1000);
+        assert_eq!(t.query_wait_timeout, Duration::from_secs(120));
+        assert_eq!(t.server_reset_query.as_str(), "DISCARD ALL");
         assert_eq!(s.database("appdb").unwrap().port, 5432);
         assert!(s.database("nope").is_none());
     }
@@ -600,8 +606,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(s.u32("max_client_conn"), 1000);
-        assert_eq!(s.u32("default_pool_size"), 20);
+        let t = s.typed();
+        assert_eq!(clamp_u32(t.max_client_conn), 1000);
+        assert_eq!(clamp_u32(t.default_pool_size), 20);
     }
 
     #[test]
@@ -617,8 +624,9 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(s.pool_mode(), PoolMode::Transaction);
-        assert_eq!(s.u32("default_pool_size"), 25);
+        let t = s.typed();
+        assert_eq!(t.pool_mode(), PoolMode::Transaction);
+        assert_eq!(clamp_u32(t.default_pool_size), 25);
         let d = s.database("anything").unwrap();
         assert_eq!(d.hosts, vec!["db.internal"]);
         assert_eq!(d.server_dbname("anything"), "upstream");

@@ -42,7 +42,7 @@ impl Session {
                 }
                 Ok(Some(StartupPacket::CancelRequest(c))) => {
                     let (pid, mut secret) = (c.process_id, c.secret_key);
-                    let own = self.rt.settings.int("peer_id");
+                    let own = self.rt.cfg.peer_id;
                     if own > 0 {
                         // Peering: a key another peer issued goes to that peer.
                         let issuer = pgbouncer_protocol::cancel::peer_of(pid);
@@ -286,7 +286,7 @@ impl Session {
             .unwrap_or(PoolMode::Session);
         let mut pid = rand::random::<i32>() & 0x7fff_ffff;
         let mut secret = rand::random::<i32>();
-        if let Ok(peer_id @ 1..) = u16::try_from(self.rt.settings.int("peer_id")) {
+        if let Ok(peer_id @ 1..) = u16::try_from(self.rt.cfg.peer_id) {
             (pid, secret) = pgbouncer_protocol::cancel::issue(pid, secret, peer_id);
         }
         self.shared.handle(
@@ -362,7 +362,7 @@ impl Session {
             Ok(id) => id,
             Err(e) => return e,
         };
-        let timeout = self.rt.settings.time("server_connect_timeout");
+        let timeout = self.rt.cfg.server_connect_timeout;
         let mut conn = match crate::server::connect(id, &target, timeout, rand::random()).await {
             Ok(c) => c,
             Err(e) => {
@@ -454,7 +454,7 @@ impl Session {
             );
             return;
         }
-        let limit = self.rt.settings.time("cancel_wait_timeout");
+        let limit = self.rt.cfg.cancel_wait_timeout;
         let send = crate::shared::send_cancel(
             &peer.host,
             peer.port,
@@ -560,21 +560,20 @@ impl Session {
         if let Some(s) = self.rt.secret(user) {
             return Ok(Some(s.clone()));
         }
-        let settings = &self.rt.settings;
         let auth_user = db
             .and_then(|d| d.auth_user.clone())
-            .or_else(|| Some(settings.str("auth_user").to_string()).filter(|s| !s.is_empty()));
+            .or_else(|| Some(self.rt.cfg.auth_user.clone()).filter(|s| !s.is_empty()));
         let (Some(auth_user), Some(db)) = (auth_user, db) else {
             return Ok(None);
         };
         let query = db
             .auth_query
             .clone()
-            .unwrap_or_else(|| settings.str("auth_query").to_string());
+            .unwrap_or_else(|| self.rt.cfg.auth_query.clone());
         let auth_db = db
             .auth_dbname
             .clone()
-            .or_else(|| Some(settings.str("auth_dbname").to_string()).filter(|s| !s.is_empty()))
+            .or_else(|| Some(self.rt.cfg.auth_dbname.clone()).filter(|s| !s.is_empty()))
             .unwrap_or_else(|| database.to_string());
         self.lookup_secret(user, &auth_user, &query, auth_db).await
     }
@@ -601,16 +600,17 @@ impl Session {
             return Ok(None);
         }
         let settings = &self.rt.settings;
-        let global = |key: &str| Some(settings.str(key).to_string()).filter(|s| !s.is_empty());
+        let cfg = &self.rt.cfg;
+        let global = |v: &String| Some(v.clone()).filter(|s| !s.is_empty());
         let auto = settings.autodb.as_ref();
-        let auth_user = global("auth_user").or_else(|| auto.and_then(|d| d.auth_user.clone()));
-        let auth_db = global("auth_dbname").or_else(|| auto.and_then(|d| d.auth_dbname.clone()));
+        let auth_user = global(&cfg.auth_user).or_else(|| auto.and_then(|d| d.auth_user.clone()));
+        let auth_db = global(&cfg.auth_dbname).or_else(|| auto.and_then(|d| d.auth_dbname.clone()));
         let (Some(auth_user), Some(auth_db)) = (auth_user, auth_db) else {
             return Ok(None);
         };
         let query = auto
             .and_then(|d| d.auth_query.clone())
-            .unwrap_or_else(|| settings.str("auth_query").to_string());
+            .unwrap_or_else(|| self.rt.cfg.auth_query.clone());
         self.lookup_secret(user, &auth_user, &query, auth_db).await
     }
 

@@ -403,7 +403,7 @@ impl Session {
         let mut full = false;
         // query_wait_notify: a client with its welcome that waits more than that many
         // whole seconds is told once, as PgBouncer's janitor does.
-        let notify_after = u64::try_from(self.rt.settings.int("query_wait_notify")).unwrap_or(0);
+        let notify_after = u64::try_from(self.rt.cfg.query_wait_notify).unwrap_or(0);
         let mut notify = (self.welcomed && notify_after > 0)
             .then(|| Box::pin(tokio::time::sleep(Duration::from_secs(notify_after + 1))));
         loop {

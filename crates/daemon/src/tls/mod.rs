@@ -140,7 +140,7 @@ impl TlsSetup {
 }
 
 fn mode_of(s: &Settings, key: &str) -> Result<SslMode, TlsError> {
-    let v = s.str(key);
+    let v = s.raw(key);
     SslMode::parse(v).ok_or_else(|| err(format!("invalid {key}: {v}")))
 }
 
@@ -158,8 +158,9 @@ fn provider(
     ),
     TlsError,
 > {
+    let t = s.typed();
     let mut p = rustls::crypto::ring::default_provider();
-    let (versions, dropped) = names::protocols(s.str(&format!("{pfx}_protocols")))
+    let (versions, dropped) = names::protocols(s.raw(&format!("{pfx}_protocols")))
         .map_err(|e| err(format!("invalid {pfx}_protocols: {e}")))?;
     if !dropped.is_empty() {
         warnings.push(format!(
@@ -167,7 +168,7 @@ fn provider(
             dropped.join(", ")
         ));
     }
-    let tls12 = names::tls12_suites(s.str(&format!("{pfx}_ciphers")))
+    let tls12 = names::tls12_suites(s.raw(&format!("{pfx}_ciphers")))
         .map_err(|e| err(format!("invalid {pfx}_ciphers: {e}")))?;
     let tls13 = match s.values.get(format!("{pfx}13_ciphers").as_str()) {
         Some(Some(v)) if !v.is_empty() => names::tls13_suites(v).map_err(|_| {
@@ -194,13 +195,13 @@ fn provider(
             .unwrap_or(usize::MAX)
     });
     if pfx == "client_tls" {
-        let curves = s.str("client_tls_ecdhcurve");
+        let curves = t.client_tls_ecdhcurve.as_str();
         let groups = names::groups(curves)
             .map_err(|e| err(format!("invalid client_tls_ecdhcurve: {curves}: {e}")))?;
         if let Some(groups) = groups {
             p.kx_groups.retain(|g| groups.contains(&g.name()));
         }
-        let dh = s.str("client_tls_dheparams").trim().to_ascii_lowercase();
+        let dh = t.client_tls_dheparams.trim().to_ascii_lowercase();
         if !matches!(dh.as_str(), "" | "auto" | "none" | "legacy") {
             return Err(err(format!(
                 "invalid client_tls_dheparams: {dh}: use none, auto or legacy"
@@ -284,6 +285,7 @@ fn certified_key(
 }
 
 fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsError> {
+    let t = s.typed();
     let mode = mode_of(s, "client_tls_sslmode")?;
     if mode == SslMode::Disable {
         return Ok(ClientSide {
@@ -292,7 +294,10 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
             end_point: None,
         });
     }
-    let (key_file, cert_file) = (s.str("client_tls_key_file"), s.str("client_tls_cert_file"));
+    let (key_file, cert_file) = (
+        t.client_tls_key_file.as_str(),
+        t.client_tls_cert_file.as_str(),
+    );
     if key_file.is_empty() || cert_file.is_empty() {
         return Err(err(
             "To allow TLS connections from clients, client_tls_key_file and \
@@ -309,7 +314,7 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
     let certs = read_certs("client_tls_cert_file", cert_file)?;
     let key = read_key("client_tls_key_file", key_file)?;
     let end_point = server_end_point(&certs[0]);
-    let ca = s.str("client_tls_ca_file");
+    let ca = t.client_tls_ca_file.as_str();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| err(e.to_string()))?;
@@ -317,7 +322,7 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
         if mode >= SslMode::VerifyCa {
             return Err(err(format!(
                 "client_tls_sslmode = {} needs client_tls_ca_file to check client certificates",
-                s.str("client_tls_sslmode")
+                t.client_tls_sslmode.as_str()
             )));
         }
         builder.with_no_client_auth()
@@ -354,11 +359,9 @@ fn client_side(s: &Settings, warnings: &mut Warnings) -> Result<ClientSide, TlsE
 }
 
 fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsError> {
+    let t = s.typed();
     let mode = mode_of(s, "server_tls_sslmode")?;
-    let negotiation = s
-        .str("server_tls_sslnegotiation")
-        .trim()
-        .to_ascii_lowercase();
+    let negotiation = t.server_tls_sslnegotiation.trim().to_string();
     let direct = match negotiation.as_str() {
         "" | "postgres" => false,
         "direct" => true,
@@ -399,7 +402,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
         let why = format!(
             "server_tls_protocols = {} leaves no TLS version this build can speak \
              (TLS 1.2, TLS 1.3)",
-            s.str("server_tls_protocols")
+            t.server_tls_protocols.as_str()
         );
         warnings.push(why.clone());
         unusable = Some(why);
@@ -407,7 +410,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
     } else {
         versions
     };
-    let ca = s.str("server_tls_ca_file");
+    let ca = t.server_tls_ca_file.as_str();
     let mut files = String::new();
     let roots = if ca.is_empty() {
         if mode >= SslMode::VerifyCa {
@@ -418,7 +421,7 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
                 return Err(err(format!(
                     "server_tls_sslmode = {} needs server_tls_ca_file (no system CA \
                      certificates found)",
-                    s.str("server_tls_sslmode")
+                    t.server_tls_sslmode.as_str()
                 )));
             }
             Some((roots, found.certs))
@@ -456,7 +459,10 @@ fn server_side(s: &Settings, warnings: &mut Warnings) -> Result<ServerSide, TlsE
         .map_err(|e| err(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let (key_file, cert_file) = (s.str("server_tls_key_file"), s.str("server_tls_cert_file"));
+    let (key_file, cert_file) = (
+        t.server_tls_key_file.as_str(),
+        t.server_tls_cert_file.as_str(),
+    );
     let mut config = match (key_file.is_empty(), cert_file.is_empty()) {
         (true, true) => builder.with_no_client_auth(),
         (false, false) => {
