@@ -180,6 +180,36 @@ pub(crate) fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
     f.get(11..15).map_or(0.0, |v| v.iter().sum::<f64>()) / ticks
 }
 
+/// (user seconds, system seconds, context switches) of `pid`: utime and stime from
+/// `/proc/<pid>/stat` (reaped children included), and voluntary plus involuntary
+/// switches summed over every thread (`/proc/<pid>/task/*/status`).
+pub(crate) fn cpu_split(pid: u32, ticks: f64) -> (f64, f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let get = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    let user = (get(11) + get(13)) / ticks;
+    let system = (get(12) + get(14)) / ticks;
+    let mut switches = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for line in status.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    switches += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    (user, system, switches)
+}
+
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -211,6 +241,9 @@ struct Row {
     tps: f64,
     cpu_us: f64,
     per_core: f64,
+    user_us: f64,
+    system_us: f64,
+    switches: f64,
 }
 
 fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
@@ -282,6 +315,7 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
         }
         let pid = proc.0.id();
         let before = cpu_seconds(pid, ticks);
+        let split_before = cpu_split(pid, ticks);
         let out = Command::new(&pgbench)
             .args([
                 "-n",
@@ -302,6 +336,7 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
             .output()
             .map_err(|e| Failure::Failed(e.to_string()))?;
         let cpu = cpu_seconds(pid, ticks) - before;
+        let split = cpu_split(pid, ticks);
         drop(proc);
         let text = String::from_utf8_lossy(&out.stdout);
         let txns: f64 = text
@@ -327,10 +362,13 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
             tps,
             cpu_us: cpu * 1e6 / txns,
             per_core: txns / cpu.max(1e-9),
+            user_us: (split.0 - split_before.0) * 1e6 / txns,
+            system_us: (split.1 - split_before.1) * 1e6 / txns,
+            switches: split.2.saturating_sub(split_before.2) as f64 / txns,
         };
         println!(
-            "   {:<24} tps {:>9.0}   pooler CPU {:>6.1} us/txn   {:>8.0} txn per pooler-core-second",
-            row.target, row.tps, row.cpu_us, row.per_core
+            "   {:<24} tps {:>9.0}   pooler CPU {:>6.1} us/txn (user {:.1}, kernel {:.1}), {:.2} context switches/txn   {:>8.0} txn per pooler-core-second",
+            row.target, row.tps, row.cpu_us, row.user_us, row.system_us, row.switches, row.per_core
         );
         rows.push(row);
     }
@@ -341,16 +379,24 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
 
 fn print_pooler_bound(rows: &[Row]) {
     let get = |name: &str| rows.iter().find(|r| r.target == name);
-    println!("\n| target | TPS | pooler CPU µs/txn | txn per pooler-core-second | per-core vs PgBouncer | TPS vs 1 thread |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("\n| target | TPS | pooler CPU µs/txn | user µs/txn | kernel µs/txn | context switches/txn | txn per pooler-core-second | per-core vs PgBouncer | TPS vs 1 thread |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = get("pgbouncer");
     let one = get("pgbouncer-rs 1 thread");
     for r in rows {
         let vs_pgb = base.map_or("–".into(), |b| format!("{:.2}×", r.per_core / b.per_core));
         let vs_one = one.map_or("–".into(), |b| format!("{:.2}×", r.tps / b.tps));
         println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {} | {} |",
-            r.target, r.tps, r.cpu_us, r.per_core, vs_pgb, vs_one
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {} | {} |",
+            r.target,
+            r.tps,
+            r.cpu_us,
+            r.user_us,
+            r.system_us,
+            r.switches,
+            r.per_core,
+            vs_pgb,
+            vs_one
         );
     }
 }
