@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(defaults.listen_port, 6432);
         assert_eq!(defaults.unix_socket_mode, 0o777);
         assert!(defaults.log_connections);
-        assert_eq!(defaults.query_wait_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(
+            defaults.query_wait_timeout,
+            std::time::Duration::from_secs(120)
+        );
         assert_eq!(defaults.server_reset_query, "DISCARD ALL");
         assert_eq!(defaults.auth_type, "md5");
         assert_eq!(defaults.auth_user, ""); // NULL
