@@ -63,5 +63,10 @@ if [[ $EUID -eq 0 ]]; then
 else
     timeout "${TIMEOUT:-3600}" env -i "$WORK/run.sh" "${@:-test}" -rA || status=$?
 fi
+# Tests of the online restart (-R, not supported) leave their poolers running: stop
+# every process of this run's binary copy, by PID.
+for pid in $(pgrep -f "^$WORK/pgbouncer-rs " || true); do
+    kill "$pid" 2>/dev/null || true
+done
 if [[ ${KEEP:-0} == 1 ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 exit "$status"
