@@ -58,10 +58,7 @@ fn json_line(time: &str, pid: u32, level: &str, message: &str) -> String {
     obj.insert("level".into(), level.into());
     let conn = message
         .split_once(' ')
-        .filter(|(head, _)| {
-            let b = head.as_bytes();
-            b.len() > 2 && (b[0] == b'C' || b[0] == b'S') && b[1] == b'-'
-        })
+        .filter(|(head, _)| head.len() > 2 && (head.starts_with("C-") || head.starts_with("S-")))
         .and_then(|(_, rest)| {
             // `C-5: db/user@addr:port message`: the socket is the next word.
             let (socket, msg) = rest.split_once(' ')?;

@@ -137,9 +137,16 @@ pub struct ServerConn {
 impl ServerConn {
     /// The value of a server parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
+        // Names are nearly always spelled as the server reports them: an exact match
+        // first, before the case-insensitive one (this runs at every link).
         self.params
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n == name)
+            .or_else(|| {
+                self.params
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            })
             .map(|(_, v)| v.as_str())
     }
 

@@ -329,25 +329,7 @@ async fn replication_connections_are_passed_through_on_a_dedicated_server() {
     if !pg_harness::require_postgres() {
         return;
     }
-    let pg = PgCluster::start(pg_harness::ClusterOptions {
-        extra_conf: vec![
-            "wal_level = logical".into(),
-            "max_wal_senders = 4".into(),
-            "max_replication_slots = 4".into(),
-        ],
-        ..Default::default()
-    })
-    .unwrap();
-    // PostgreSQL's own pg_hba: "all" does not cover replication connections.
-    let hba = pg.data_dir().join("pg_hba.conf");
-    let mut text = std::fs::read_to_string(&hba).unwrap();
-    text.insert_str(0, "host replication md5user 127.0.0.1/32 md5\n");
-    std::fs::write(&hba, text).unwrap();
-    pg.psql(
-        "postgres",
-        "alter role md5user replication; select pg_reload_conf()",
-    )
-    .unwrap();
+    let pg = common::replication_cluster();
     let dir = Scratch::new("repl");
     let d = start(&pg, &dir, "pool_mode = transaction").await;
     for mode in ["database", "true"] {

@@ -212,9 +212,23 @@ async fn login_notify_message_and_query_wait_notify_send_pgbouncers_notices() {
         let conninfo = conninfo_at(&p, "appdb");
         tokio::spawn(async move { psql(pg, &conninfo, "select 'served'").await })
     };
-    // The wait itself is what is tested: longer than query_wait_notify (1 s) plus the
-    // whole second PgBouncer rounds to.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The wait itself is what is tested: until SHOW POOLS shows it longer than
+    // query_wait_notify (1 s) plus the whole second PgBouncer rounds to.
+    let mut waited = false;
+    for _ in 0..100 {
+        let pools = stdout(&psql(pg, &admin, "show pools").await);
+        let maxwait = pools
+            .lines()
+            .find(|l| l.starts_with("appdb|"))
+            .and_then(|l| l.split('|').nth(13))
+            .and_then(|v| v.parse::<u32>().ok());
+        if maxwait.is_some_and(|w| w >= 2) {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waited, "the second client never waited 2 s");
     drop(holder);
     let o = waiting.await.unwrap();
     assert_eq!(stdout(&o), "served", "{}", stderr(&o));
@@ -853,20 +867,7 @@ async fn replication_servers_count_toward_pool_size_and_evict_idle_normal_server
     if !pg_harness::require_postgres() {
         return;
     }
-    let pg = PgCluster::start(pg_harness::ClusterOptions {
-        extra_conf: vec!["wal_level = logical".into(), "max_wal_senders = 5".into()],
-        ..Default::default()
-    })
-    .unwrap();
-    let hba = pg.data_dir().join("pg_hba.conf");
-    let mut text = std::fs::read_to_string(&hba).unwrap();
-    text.insert_str(0, "host replication md5user 127.0.0.1/32 md5\n");
-    std::fs::write(&hba, text).unwrap();
-    pg.psql(
-        "postgres",
-        "alter role md5user replication; select pg_reload_conf()",
-    )
-    .unwrap();
+    let pg = common::replication_cluster();
     let dir = Scratch::new("conf-repl-size");
     let (p, _) = start(
         &pg,

@@ -354,28 +354,13 @@ impl Pooler {
         }
         self.pools[pool].waiting.pop_front();
         let server = self.mint_server(now, pool, true);
-        self.link_replication(now, client, server);
+        self.link_as(
+            now,
+            client,
+            server,
+            Action::OpenReplicationServer { client, server },
+        );
         true
-    }
-
-    fn link_replication(&mut self, now: Instant, client: ClientId, server: ServerId) {
-        let Some(c) = self.clients.get_mut(&client) else {
-            return unknown_client(client);
-        };
-        c.link = Some(server);
-        let waited = elapsed_us(now, c.request_time);
-        let pool = c.pool;
-        self.set_client_state(client, ClientState::Active);
-        self.set_server_state(now, server, ServerState::Active);
-        if let Some(s) = self.servers.get_mut(&server) {
-            s.link = Some(client);
-        }
-        let stats = &mut self.pools[pool].stats;
-        stats.totals.server_assignment_count += 1;
-        stats.totals.wait_time += waited;
-        stats.record_wait(waited);
-        self.actions
-            .push_back(Action::OpenReplicationServer { client, server });
     }
 
     /// Pops an idle server ready for use. Servers due for a check are sent to
@@ -415,6 +400,12 @@ impl Pooler {
     }
 
     fn link(&mut self, now: Instant, client: ClientId, server: ServerId) {
+        self.link_as(now, client, server, Action::Link { client, server });
+    }
+
+    /// Links `client` and `server` (both active, the wait counted), then orders
+    /// `action` (a `Link`, or an `OpenReplicationServer` for a replication client).
+    fn link_as(&mut self, now: Instant, client: ClientId, server: ServerId, action: Action) {
         let c = self
             .clients
             .get_mut(&client)
@@ -431,7 +422,7 @@ impl Pooler {
         stats.totals.server_assignment_count += 1;
         stats.totals.wait_time += waited;
         stats.record_wait(waited);
-        self.actions.push_back(Action::Link { client, server });
+        self.actions.push_back(action);
     }
 
     /// Whether a new server may be opened for `pool` now; opens it if so.

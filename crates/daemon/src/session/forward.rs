@@ -73,7 +73,7 @@ impl Session {
             let differs = l
                 .conn
                 .param(name)
-                .is_none_or(|v| !v.eq_ignore_ascii_case(value));
+                .is_none_or(|v| v != value && !v.eq_ignore_ascii_case(value));
             if differs {
                 sql.push_str(&format!("SET {name}='{}';", value.replace('\'', "''")));
             }

@@ -227,3 +227,28 @@ pub async fn python_with(module: &str, script: &str, env: &[(&str, String)]) -> 
     );
     Some(out)
 }
+
+/// A cluster of its own that takes replication connections: `wal_level = logical`,
+/// room for 5 walsenders and 4 slots, and md5user allowed to replicate (a role
+/// attribute and a `replication` pg_hba line: "all" does not cover replication).
+pub fn replication_cluster() -> PgCluster {
+    let pg = PgCluster::start(pg_harness::ClusterOptions {
+        extra_conf: vec![
+            "wal_level = logical".into(),
+            "max_wal_senders = 5".into(),
+            "max_replication_slots = 4".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let mut text = std::fs::read_to_string(&hba).unwrap();
+    text.insert_str(0, "host replication md5user 127.0.0.1/32 md5\n");
+    std::fs::write(&hba, text).unwrap();
+    pg.psql(
+        "postgres",
+        "alter role md5user replication; select pg_reload_conf()",
+    )
+    .unwrap();
+    pg
+}
