@@ -274,10 +274,20 @@ async fn a_waiting_shutdown_keeps_the_unix_socket_for_the_console() {
     assert!(p
         .wait_for_line(&["shutting down"], Duration::from_secs(10))
         .is_some());
-    // TCP is closed; the Unix socket serves the console and refuses the rest.
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err());
+    // TCP closes (the accept task drops its listener soon after the log line); the Unix
+    // socket serves the console and refuses the rest.
+    let mut tcp_closed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tcp_closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tcp_closed, "the TCP listener stayed open after SIGTERM");
     let unix = |user: &str, password: &str, db: &str| {
         format!(
             "host={} port={port} user={user} password={password} dbname={db}",
