@@ -290,7 +290,10 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
                 Ok((s, peer)) => {
                     net::tune_client_socket(&s, &shared.runtime().per_login.socket);
                     let peer = (peer.ip().to_string(), peer.port());
-                    tokio::spawn(session::serve(shared.clone(), Stream::Tcp(s), peer, local.clone()));
+                    let (shared, local) = (shared.clone(), local.clone());
+                    crate::workers::spawn_session(Stream::Tcp(s), move |s| {
+                        session::serve(shared, s, peer, local)
+                    });
                 }
                 Err(e) => {
                     if !after_accept_error(&e, &mut stop).await {
@@ -313,7 +316,10 @@ async fn accept_unix(shared: Arc<Shared>, l: tokio::net::UnixListener) {
                 Ok((s, _)) => {
                     let local = Arc::new((Arc::from("unix"), shared.runtime().cfg.listen_port()));
                     let peer = ("unix".to_string(), 0);
-                    tokio::spawn(session::serve(shared.clone(), Stream::Unix(s), peer, local));
+                    let shared = shared.clone();
+                    crate::workers::spawn_session(Stream::Unix(s), move |s| {
+                        session::serve(shared, s, peer, local)
+                    });
                 }
                 Err(e) => {
                     if !after_accept_error(&e, &mut stop).await {

@@ -25,5 +25,6 @@ pub mod shared;
 pub mod stream;
 pub mod systemd;
 pub mod tls;
+pub mod workers;
 
 pub use daemon::{Daemon, ShutdownMode, StartError};

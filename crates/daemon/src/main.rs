@@ -237,10 +237,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Thread-per-core: this thread is worker 0 (listeners, timers, signals and its
+    // share of sessions); `run` starts the others.
+    let runtime = match pgbouncer_rs::workers::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("FATAL cannot start runtime: {e}");
@@ -281,6 +280,11 @@ fn log_fd_limit(daemon: &Daemon) {
 }
 
 async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
+    let workers = pgbouncer_rs::workers::wanted();
+    if let Err(e) = pgbouncer_rs::workers::install(workers) {
+        tracing::error!("FATAL cannot start worker threads: {e}");
+        return ExitCode::from(1);
+    }
     let cfg = settings.typed();
     let pidfile_path = cfg.pidfile.clone();
     let _pidfile = if pidfile_path.is_empty() {
@@ -313,6 +317,7 @@ async fn run(settings: Settings, log: logging::LogHandle) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    tracing::info!("{workers} worker threads (TOKIO_WORKER_THREADS to change)");
     log_fd_limit(&daemon);
     pgbouncer_rs::systemd::notify("READY=1");
     daemon

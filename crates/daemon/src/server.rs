@@ -132,9 +132,25 @@ pub struct ServerConn {
     pub opened: std::time::Instant,
     /// log_disconnections (as loaded when it was opened).
     pub log_disconnections: bool,
+    /// The worker whose reactor the socket is registered with ([`crate::workers`]).
+    pub home: usize,
+    /// The cache of [`ServerConn::values_of`]: the names asked for, and the answer.
+    values_sig: Option<Box<(String, String)>>,
 }
 
 impl ServerConn {
+    /// Registers the socket with this worker's reactor if another worker's holds it
+    /// (thread-per-core: a server moves to the worker of the client it serves, so its
+    /// readiness never wakes another thread).
+    pub fn bring_home(&mut self) -> std::io::Result<()> {
+        let here = crate::workers::current();
+        if self.home != here {
+            self.stream.rehome()?;
+            self.home = here;
+        }
+        Ok(())
+    }
+
     /// The value of a server parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         // Names are nearly always spelled as the server reports them: an exact match
@@ -157,9 +173,39 @@ impl ServerConn {
             .iter_mut()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
         {
-            Some(p) => p.1 = value.to_string(),
-            None => self.params.push((name.to_string(), value.to_string())),
+            Some(p) if p.1 == value => {}
+            Some(p) => {
+                p.1 = value.to_string();
+                self.values_sig = None;
+            }
+            None => {
+                self.params.push((name.to_string(), value.to_string()));
+                self.values_sig = None;
+            }
         }
+    }
+
+    /// This server's values of `names` (`name\0` each) as `name=value\0` each (a name
+    /// it has no value for as `name\x01`), cached until a value changes or other
+    /// names are asked for: what a session compares its own values with at each link.
+    pub fn values_of(&mut self, names: &str) -> &str {
+        let fresh = self.values_sig.as_ref().is_some_and(|c| c.0 == names);
+        if !fresh {
+            let mut values = String::with_capacity(names.len() * 2);
+            for name in names.split('\0').filter(|n| !n.is_empty()) {
+                values.push_str(name);
+                match self.param(name) {
+                    Some(v) => {
+                        values.push('=');
+                        values.push_str(v);
+                        values.push('\0');
+                    }
+                    None => values.push('\x01'),
+                }
+            }
+            self.values_sig = Some(Box::new((names.to_string(), values)));
+        }
+        self.values_sig.as_ref().map_or("", |c| c.1.as_str())
     }
 
     /// Runs `sql` and swallows its results; errors in the results are reported as
@@ -426,6 +472,8 @@ async fn connect_inner(
         label: label.clone(),
         opened,
         log_disconnections: t.log_disconnections,
+        home: crate::workers::current(),
+        values_sig: None,
     };
     match login(&mut conn, t, nonce).await {
         Ok(()) => Ok(conn),

@@ -9,6 +9,28 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
+/// A socket on its way from one worker to another: registered with no reactor.
+#[derive(Debug)]
+pub enum Detached {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// Unix-domain socket.
+    Unix(std::os::unix::net::UnixStream),
+    /// A stream that was not detached (TLS, or already closed).
+    Attached(Stream),
+}
+
+impl Detached {
+    /// Registers the socket with the current thread's reactor.
+    pub fn attach(self) -> io::Result<Stream> {
+        match self {
+            Detached::Tcp(s) => Ok(Stream::Tcp(TcpStream::from_std(s)?)),
+            Detached::Unix(s) => Ok(Stream::Unix(UnixStream::from_std(s)?)),
+            Detached::Attached(s) => Ok(s),
+        }
+    }
+}
+
 /// A connected socket.
 #[derive(Debug)]
 pub enum Stream {
@@ -172,6 +194,33 @@ impl Stream {
         match self {
             Stream::Tls(s) => s.channel_binding(),
             _ => None,
+        }
+    }
+
+    /// Moves the socket to the current thread's reactor (thread-per-core: a server
+    /// registered by another worker; see [`crate::workers`]). Nothing buffered is lost.
+    pub fn rehome(&mut self) -> io::Result<()> {
+        match self.take() {
+            Stream::Tls(mut t) => {
+                let r = t.rehome();
+                *self = Stream::Tls(t);
+                r
+            }
+            other => {
+                *self = other.detach()?.attach()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Deregisters a plain socket from this thread's reactor, to be registered on
+    /// another worker with [`Detached::attach`]. TLS streams stay attached (they move
+    /// with [`Stream::rehome`] instead).
+    pub fn detach(self) -> io::Result<Detached> {
+        match self {
+            Stream::Tcp(s) => Ok(Detached::Tcp(s.into_std()?)),
+            Stream::Unix(s) => Ok(Detached::Unix(s.into_std()?)),
+            other => Ok(Detached::Attached(other)),
         }
     }
 

@@ -162,3 +162,63 @@ async fn pgbench_select_only_with_fifty_clients_in_transaction_mode_has_no_faile
         stderr(&o)
     );
 }
+
+/// Thread-per-core: clients on three worker threads share one pool of two servers.
+/// Servers move between workers (registered with the reactor of the client they serve)
+/// with every hand-off, and each client still sees only its own time zone, while
+/// PostgreSQL never sees more than the pool's two connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_workers_share_two_servers_and_keep_their_own_settings() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("workers");
+    let text = ini(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 100",
+    );
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, &text).unwrap();
+    let p = pooler::Pooler::start_limited(&path, Some("export TOKIO_WORKER_THREADS=3".into()));
+    assert!(
+        p.wait_for_line(&["3 worker threads"], Duration::from_secs(10))
+            .is_some(),
+        "the pooler should say how many workers it runs"
+    );
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        // Etc/GMT+N zones, spelled as PostgreSQL reports them back.
+        let zone = format!("Etc/GMT+{}", i % 12);
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname=appdb options='-c TimeZone={zone}'",
+            p.port
+        );
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&conninfo).await.map_err(|e| e.to_string())?;
+            let mut pids = std::collections::HashSet::new();
+            for _ in 0..30 {
+                let row = c
+                    .query_one("select current_setting('TimeZone'), pg_backend_pid()", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let got: String = row.get(0);
+                if got != zone {
+                    return Err(format!("client {i} wants {zone}, its server has {got}"));
+                }
+                pids.insert(row.get::<_, i32>(1));
+            }
+            Ok::<_, String>(pids)
+        }));
+    }
+    let mut pids = std::collections::HashSet::new();
+    for t in tasks {
+        pids.extend(t.await.unwrap().unwrap());
+    }
+    assert!(
+        pids.len() <= 2,
+        "one limit across workers: PostgreSQL backends used {pids:?}"
+    );
+    assert!(!pids.is_empty());
+}

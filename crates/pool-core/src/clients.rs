@@ -72,6 +72,7 @@ impl Pooler {
                 cancel_key: 0,
                 has_cancel_key: false,
                 replication: false,
+                locality: 0,
             },
         );
         self.note(deadline(now, self.config.client_login_timeout));

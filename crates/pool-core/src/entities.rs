@@ -65,6 +65,8 @@ pub(crate) struct Client {
     pub(crate) has_cancel_key: bool,
     /// It waits for (or has) a replication server of its own.
     pub(crate) replication: bool,
+    /// Where the embedder serves it (`Pooler::set_client_locality`; 0 by default).
+    pub(crate) locality: u16,
 }
 
 impl Client {
@@ -93,6 +95,8 @@ pub(crate) struct Server {
     pub(crate) checking: bool,
     /// A replication client's own server: never idle, never shared.
     pub(crate) replication: bool,
+    /// The locality of the client it last served (servers move with their client).
+    pub(crate) locality: u16,
 }
 
 /// Counters of one pool by state, PgBouncer's `SHOW POOLS` names.

@@ -69,6 +69,9 @@ pub struct Pooler {
     pub(crate) now: Instant,
 }
 
+/// How many of the most recent idle servers `take_idle` looks at for one of the
+/// client's locality.
+const LOCALITY_SCAN: usize = 8;
 impl Pooler {
     /// A pooler with no clients, servers or pools yet.
     pub fn new(config: Config) -> Self {
@@ -138,6 +141,16 @@ impl Pooler {
         self.console_clients
             .insert(client, (Arc::from(database), Arc::from(login_user)));
         Ok(())
+    }
+
+    /// Tells where the embedder serves `client` (a worker thread, say): when several
+    /// idle servers are free, the client gets one that last served a client of the
+    /// same locality, so a thread-per-core embedder rarely moves a socket between
+    /// threads. Limits, queues and stats do not change. Unknown clients are ignored.
+    pub fn set_client_locality(&mut self, client: ClientId, locality: u16) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.locality = locality;
+        }
     }
 
     /// The configuration in force.
@@ -326,7 +339,8 @@ impl Pooler {
                 }
                 continue;
             }
-            if let Some(server) = self.take_idle(now, pool) {
+            let locality = self.clients.get(&client).map_or(0, |c| c.locality);
+            if let Some(server) = self.take_idle(now, pool, locality) {
                 self.pools[pool].waiting.pop_front();
                 self.link(now, client, server);
                 continue;
@@ -365,13 +379,23 @@ impl Pooler {
 
     /// Pops an idle server ready for use. Servers due for a check are sent to
     /// `CheckServer` and skipped; expired ones are closed.
-    fn take_idle(&mut self, now: Instant, pool: usize) -> Option<ServerId> {
+    fn take_idle(&mut self, now: Instant, pool: usize, locality: u16) -> Option<ServerId> {
         loop {
             let p = &mut self.pools[pool];
             let server = if self.config.server_round_robin {
                 p.idle.pop_front()
             } else {
-                p.idle.pop_back()
+                // The most recently used idle server, preferring one of the client's
+                // locality among the last few (`set_client_locality`): O(1), and plain
+                // LIFO when everything shares one locality.
+                let near =
+                    p.idle.iter().rev().take(LOCALITY_SCAN).position(|id| {
+                        self.servers.get(id).is_some_and(|s| s.locality == locality)
+                    });
+                match near {
+                    Some(i) => p.idle.remove(p.idle.len() - 1 - i),
+                    None => p.idle.pop_back(),
+                }
             }?;
             let lifetime = p.settings.server_lifetime;
             let Some(s) = self.servers.get(&server) else {
@@ -413,10 +437,12 @@ impl Pooler {
         c.link = Some(server);
         let waited = elapsed_us(now, c.request_time);
         let pool = c.pool;
+        let locality = c.locality;
         self.set_client_state(client, ClientState::Active);
         self.set_server_state(now, server, ServerState::Active);
         if let Some(s) = self.servers.get_mut(&server) {
             s.link = Some(client);
+            s.locality = locality;
         }
         let stats = &mut self.pools[pool].stats;
         stats.totals.server_assignment_count += 1;
@@ -518,6 +544,7 @@ impl Pooler {
                 checking: false,
                 cancels: 0,
                 replication,
+                locality: 0,
             },
         );
         let p = &mut self.pools[pool];

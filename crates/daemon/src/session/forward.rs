@@ -63,6 +63,29 @@ impl Session {
     /// Brings the server's tracked parameters in line with the client's (one combined
     /// SET, replies swallowed), as PgBouncer's varcache does.
     pub(super) async fn sync_vars(&mut self, l: &mut Linked) -> Result<(), Exit> {
+        // Fast path, taken on nearly every link: the server already has exactly the
+        // values this client wants (one string comparison instead of a search per
+        // parameter; both sides cache their string until a value changes).
+        let sig = self.vars_sig.get_or_insert_with(|| {
+            let mut sig = Box::<VarsSig>::default();
+            let defaults = self
+                .defaults
+                .tracked
+                .iter()
+                .filter(|(n, _)| get_var(&self.vars, n).is_none());
+            for (name, value) in self.vars.iter().chain(defaults) {
+                sig.names.push_str(name);
+                sig.names.push('\0');
+                sig.values.push_str(name);
+                sig.values.push('=');
+                sig.values.push_str(value);
+                sig.values.push('\0');
+            }
+            sig
+        });
+        if l.conn.values_of(&sig.names) == sig.values {
+            return Ok(());
+        }
         let mut sql = String::new();
         let defaults = self
             .defaults
@@ -88,6 +111,7 @@ impl Session {
         })?;
         // The server's canonical spelling becomes the client's value.
         let id = self.id.0;
+        self.vars_sig = None;
         for (name, value) in self.vars.iter_mut() {
             if let Some(v) = l.conn.param(name) {
                 if v != value.as_str() {
@@ -257,7 +281,7 @@ impl Session {
             l.conn.set_param(name, value);
             if let Some(t) = self.rt.reported_tracked_name(name) {
                 let t = t.to_string();
-                set_var(&mut self.vars, &t, value);
+                self.set_var(&t, value);
             }
         }
         if fs.readies > 0 {

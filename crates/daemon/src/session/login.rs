@@ -162,7 +162,10 @@ impl Session {
                 "options" => self.parse_options(v)?,
                 _ if k.starts_with("_pq_.") => {}
                 _ => match self.rt.tracked_name(k) {
-                    Some(name) => set_var(&mut self.vars, name, v),
+                    Some(name) => {
+                        self.vars_sig = None;
+                        set_var(&mut self.vars, name, v)
+                    }
                     None if self.rt.ignored.contains(&k.to_lowercase()) => {}
                     None => return Err(Fatal::UnsupportedStartupParameter(k.clone()).into()),
                 },
@@ -178,7 +181,7 @@ impl Session {
             } else {
                 format!("{name} - {}:{}", self.addr, self.port)
             };
-            set_var(&mut self.vars, "application_name", &with_host);
+            self.set_var("application_name", &with_host);
         }
         if self.rt.log_connections {
             tracing::info!(
@@ -278,12 +281,15 @@ impl Session {
         // Only now: until pool-core counts the client, the slot does.
         drop(slot);
         self.check_mailbox()?;
-        self.mode = self
-            .shared
-            .lock()
-            .pooler
-            .client_pool_mode(self.id)
-            .unwrap_or(PoolMode::Session);
+        self.mode = {
+            let mut core = self.shared.lock();
+            // Idle servers last used on this worker go to this client first.
+            let worker = u16::try_from(crate::workers::current()).unwrap_or(u16::MAX);
+            core.pooler.set_client_locality(self.id, worker);
+            core.pooler
+                .client_pool_mode(self.id)
+                .unwrap_or(PoolMode::Session)
+        };
         let mut pid = rand::random::<i32>() & 0x7fff_ffff;
         let mut secret = rand::random::<i32>();
         if let Ok(peer_id @ 1..) = u16::try_from(self.rt.cfg.peer_id) {
@@ -674,7 +680,10 @@ impl Session {
         let ignore_all = self.rt.ignored.contains("options");
         for (k, v) in options_settings(options).ok_or(Fatal::UnsupportedOptions)? {
             match self.rt.tracked_name(&k) {
-                Some(name) => set_var(&mut self.vars, name, &v),
+                Some(name) => {
+                    self.vars_sig = None;
+                    set_var(&mut self.vars, name, &v)
+                }
                 None if ignore_all || self.rt.ignored.contains(&k.to_lowercase()) => {}
                 None => {
                     tracing::warn!(
@@ -710,6 +719,7 @@ impl Session {
         // set take the pool's original values, so a server another client changed is
         // put back before this client's queries run (see `sync_vars`).
         self.defaults = welcome.clone();
+        self.vars_sig = None;
         self.welcomed = true;
         let server_params = &welcome.params;
         let mut out = BytesMut::with_capacity(512);

@@ -73,6 +73,7 @@ pub(crate) fn serve(
         rx: None,
         mode: PoolMode::Session,
         vars: Vec::new(),
+        vars_sig: None,
         defaults: Arc::default(),
         addr: addr.into(),
         port,
@@ -104,6 +105,9 @@ struct Session {
     mode: PoolMode,
     /// Tracked parameters the client set (startup, options, ParameterStatus).
     vars: Vec<(String, String)>,
+    /// `vars` and `defaults` as the names and values `sync_vars` compares, cached
+    /// (`None` after any change to either).
+    vars_sig: Option<Box<VarsSig>>,
     /// The pool's original parameters (its welcome): the value of every tracked
     /// parameter the client did not set (PgBouncer's `varcache_fill_unset`). Shared by
     /// all clients of the pool, so it costs a pointer per client.
@@ -224,6 +228,10 @@ impl Session {
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
     fn linked(&mut self, mut conn: ServerConn) -> Box<Linked> {
+        if let Err(e) = conn.bring_home() {
+            // Its first read or write fails, and the link ends as a crashed server.
+            tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
+        }
         tracing::debug!(
             "C-{}: linked to S-{} (backend {})",
             self.id.0,
@@ -361,13 +369,11 @@ impl Session {
             } else {
                 pgbouncer_pool_core::Event::ClientWantsWelcome { client }
             };
-            let conn = self.shared.handle(event, Some(self.id))?;
-            if !conn.stream.has_unexpected_input() {
-                return Some(conn);
+            let mut conn = self.shared.handle(event, Some(self.id))?;
+            match usable(&mut conn) {
+                Ok(()) => return Some(conn),
+                Err(why) => self.shared.drop_server(self.id, conn, why),
             }
-            // Closed or chatty while idle: never hand it to a client.
-            self.shared
-                .drop_server(self.id, conn, "idle server got dirty");
         }
     }
 
@@ -384,12 +390,11 @@ impl Session {
 
     async fn acquire_waiting(&mut self) -> Result<ServerConn, Exit> {
         loop {
-            let conn = self.wait_for_link().await?;
-            if !conn.stream.has_unexpected_input() {
-                return Ok(conn);
+            let mut conn = self.wait_for_link().await?;
+            match usable(&mut conn) {
+                Ok(()) => return Ok(conn),
+                Err(why) => self.shared.drop_server(self.id, conn, why),
             }
-            self.shared
-                .drop_server(self.id, conn, "idle server got dirty");
             if let Some(conn) = self.try_acquire() {
                 return Ok(conn);
             }
@@ -602,8 +607,37 @@ enum Released {
 }
 
 /// The 64-bit key pool-core uses for a BackendKeyData pair.
+/// A server pool-core handed this session, on this worker and checked: closed or
+/// chatty while idle, it is never handed to a client.
+fn usable(conn: &mut ServerConn) -> Result<(), &'static str> {
+    if let Err(e) = conn.bring_home() {
+        tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
+        return Err("cannot move server to the client's worker");
+    }
+    if conn.stream.has_unexpected_input() {
+        return Err("idle server got dirty");
+    }
+    Ok(())
+}
+
 pub(crate) fn cancel_key(pid: i32, secret: i32) -> u64 {
     (u64::from(pid as u32) << 32) | u64::from(secret as u32)
+}
+
+/// What `sync_vars` compares, each as one string: the names it would check
+/// (`name\0` each) and the values the client wants for them (`name=value\0` each).
+#[derive(Debug, Default)]
+pub(super) struct VarsSig {
+    names: String,
+    values: String,
+}
+
+impl Session {
+    /// Sets a tracked parameter's value for this client.
+    fn set_var(&mut self, name: &str, value: &str) {
+        self.vars_sig = None;
+        set_var(&mut self.vars, name, value);
+    }
 }
 
 fn set_var(vars: &mut Vec<(String, String)>, name: &str, value: &str) {

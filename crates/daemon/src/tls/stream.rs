@@ -335,6 +335,20 @@ impl TlsStream {
     }
 }
 
+impl TlsStream {
+    /// Registers the socket with the current thread's reactor (see
+    /// [`Stream::rehome`](crate::stream::Stream::rehome)): a duplicate descriptor is
+    /// registered here, then the old one is deregistered and closed. The TLS state
+    /// stays as it is.
+    pub fn rehome(&mut self) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let dup = self.io.as_fd().try_clone_to_owned()?;
+        let new = TcpStream::from_std(std::net::TcpStream::from(dup))?;
+        drop(std::mem::replace(&mut self.io, new));
+        Ok(())
+    }
+}
+
 impl Drop for TlsStream {
     /// Says goodbye properly (close_notify) if the socket takes it now, so PostgreSQL
     /// does not log an unexpected EOF; never waits.

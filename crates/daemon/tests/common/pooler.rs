@@ -63,11 +63,12 @@ impl Pooler {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let port = addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+                    seen.push(line);
                     return Pooler {
                         child,
                         port,
                         lines: rx,
-                        seen: Default::default(),
+                        seen: std::cell::RefCell::new(seen),
                     };
                 }
                 seen.push(line);

@@ -1408,3 +1408,35 @@ fn a_replication_client_of_a_full_pool_evicts_an_idle_normal_server() {
     let p = sim.pool("db", "app");
     assert_eq!((p.sv_idle, p.sv_active), (1, 1));
 }
+
+#[test]
+fn an_idle_server_of_the_clients_locality_is_preferred_over_the_most_recent_one() {
+    let mut sim = Sim::new(test_config());
+    let (a, b, c) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.pooler.set_client_locality(a, 1);
+    sim.pooler.set_client_locality(b, 2);
+    sim.pooler.set_client_locality(c, 1);
+    sim.client_wants_server(a);
+    sim.client_wants_server(b);
+    sim.server_connects();
+    sim.server_connects();
+    let (sa, sb) = (sim.linked(a).unwrap(), sim.linked(b).unwrap());
+    sim.release(a);
+    sim.release(b);
+    // Plain LIFO would hand c the server b released last; c shares a's locality.
+    sim.client_wants_server(c);
+    assert_eq!(sim.linked(c), Some(sa));
+    // No idle server of its locality left: the most recent one, as before.
+    sim.release(c);
+    sim.pooler.set_client_locality(a, 3);
+    sim.client_wants_server(a);
+    assert_eq!(sim.linked(a), Some(sa), "LIFO among other localities");
+    sim.client_wants_server(b);
+    assert_eq!(sim.linked(b), Some(sb));
+    // Limits and counters are untouched by the preference.
+    assert_eq!(sim.pool("db", "app").sv_active, 2);
+}

@@ -1,0 +1,151 @@
+//! Thread-per-core: one single-threaded tokio runtime per worker thread.
+//!
+//! A session runs start to end on the worker it was given at accept, and its sockets
+//! are registered with that worker's reactor, so readiness, wake-ups and writes of one
+//! client never involve another thread. A server socket belongs to the worker that
+//! registered it ([`ServerConn::home`](crate::server::ServerConn)); a session that links
+//! a server registered elsewhere moves it to its own reactor first
+//! ([`Stream::rehome`](crate::stream::Stream::rehome): deregister, register), instead of
+//! having the other worker wake it for every message.
+//!
+//! Limits and stats stay global: every worker reports to the one `Shared` core.
+//!
+//! Without [`install`] (the library used inside one test runtime) there is one
+//! "worker", 0, and everything is spawned on the current runtime.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use tokio::runtime::Handle;
+
+use crate::stream::Stream;
+
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+static WORKERS: OnceLock<Workers> = OnceLock::new();
+
+/// The worker runtimes of this process.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<Handle>,
+    /// Sessions on each worker (new sessions go to the least loaded).
+    load: Vec<AtomicUsize>,
+}
+
+/// The worker this thread is (0 outside any worker thread).
+pub fn current() -> usize {
+    CURRENT.with(Cell::get)
+}
+
+/// How many workers there are (1 without [`install`]).
+pub fn count() -> usize {
+    WORKERS.get().map_or(1, |w| w.handles.len())
+}
+
+/// How many worker threads to run: `TOKIO_WORKER_THREADS` if set (as the multi-thread
+/// runtime read it), else one per available core.
+pub fn wanted() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(256)
+}
+
+/// Builds one single-threaded runtime.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Registers the calling thread's runtime as worker 0 and starts `n - 1` more worker
+/// threads, each running its own single-threaded runtime until the process ends.
+/// Call once, from inside worker 0's runtime.
+pub fn install(n: usize) -> std::io::Result<()> {
+    let mut handles = vec![Handle::current()];
+    for i in 1..n.max(1) {
+        let rt = runtime()?;
+        handles.push(rt.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                CURRENT.with(|c| c.set(i));
+                rt.block_on(std::future::pending::<()>());
+            })?;
+    }
+    let load = handles.iter().map(|_| AtomicUsize::new(0)).collect();
+    WORKERS
+        .set(Workers { handles, load })
+        .map_err(|_| std::io::Error::other("workers installed twice"))?;
+    Ok(())
+}
+
+/// Counts one session on a worker while it lives.
+struct Load(usize);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(w) = WORKERS.get() {
+            w.load[self.0].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs a new session on the least loaded worker (the current one on a tie). The
+/// socket is moved to that worker's reactor; `make` runs there.
+pub fn spawn_session<F, Fut>(socket: Stream, make: F)
+where
+    F: FnOnce(Stream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(w) = WORKERS.get() else {
+        tokio::spawn(make(socket));
+        return;
+    };
+    let here = current();
+    let mut best = here;
+    let mut best_load = w.load[here].load(Ordering::Relaxed);
+    for (i, l) in w.load.iter().enumerate() {
+        let l = l.load(Ordering::Relaxed);
+        if l < best_load {
+            best = i;
+            best_load = l;
+        }
+    }
+    w.load[best].fetch_add(1, Ordering::Relaxed);
+    let load = Load(best);
+    if best == here {
+        tokio::spawn(async move {
+            let _load = load;
+            make(socket).await;
+        });
+        return;
+    }
+    let detached = match socket.detach() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot move a new connection to worker {best}: {e}");
+            return;
+        }
+    };
+    w.handles[best].spawn(async move {
+        let _load = load;
+        match detached.attach() {
+            Ok(socket) => make(socket).await,
+            Err(e) => tracing::warn!("cannot register a new connection on worker {best}: {e}"),
+        }
+    });
+}
+
+/// Sessions per worker, for logs and tests.
+pub fn loads() -> Vec<usize> {
+    WORKERS.get().map_or_else(Vec::new, |w| {
+        w.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+    })
+}
