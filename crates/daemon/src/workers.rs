@@ -97,8 +97,9 @@ impl Drop for Load {
     }
 }
 
-/// Runs a new session on the least loaded worker (the current one on a tie). The
-/// socket is moved to that worker's reactor; `make` runs there.
+/// Runs a new session on the least loaded worker, or on the current one while its load
+/// is within a small margin of the least. The socket is moved to that worker's
+/// reactor; `make` runs there.
 pub fn spawn_session<F, Fut>(socket: Stream, make: F)
 where
     F: FnOnce(Stream) -> Fut + Send + 'static,
@@ -109,14 +110,20 @@ where
         return;
     };
     let here = current();
-    let mut best = here;
-    let mut best_load = w.load[here].load(Ordering::Relaxed);
+    let here_load = w.load[here].load(Ordering::Relaxed);
+    let (mut best, mut best_load) = (here, here_load);
     for (i, l) in w.load.iter().enumerate() {
         let l = l.load(Ordering::Relaxed);
         if l < best_load {
             best = i;
             best_load = l;
         }
+    }
+    // Moving a socket costs a cross-thread wake-up and two epoll_ctl calls: stay here
+    // unless this worker has clearly more sessions (short-lived connections, which
+    // come and go before the load evens out, then mostly stay on the acceptor).
+    if here_load <= best_load + 1 + best_load / 16 {
+        best = here;
     }
     w.load[best].fetch_add(1, Ordering::Relaxed);
     let load = Load(best);

@@ -73,6 +73,7 @@ impl Pooler {
                 has_cancel_key: false,
                 replication: false,
                 locality: 0,
+                bypassed: 0,
             },
         );
         self.note(deadline(now, self.config.client_login_timeout));

@@ -67,6 +67,9 @@ pub(crate) struct Client {
     pub(crate) replication: bool,
     /// Where the embedder serves it (`Pooler::set_client_locality`; 0 by default).
     pub(crate) locality: u16,
+    /// Times a waiting client of another locality was served before it while it was
+    /// first in the queue (bounded by `MAX_BYPASS`).
+    pub(crate) bypassed: u8,
 }
 
 impl Client {

@@ -72,6 +72,12 @@ pub struct Pooler {
 /// How many of the most recent idle servers `take_idle` looks at for one of the
 /// client's locality.
 const LOCALITY_SCAN: usize = 8;
+
+/// How many of the first waiting clients `prefer_local_waiter` looks at.
+const WAITER_SCAN: usize = 4;
+
+/// How many times the first waiting client may be passed over for locality.
+const MAX_BYPASS: u8 = 2;
 impl Pooler {
     /// A pooler with no clients, servers or pools yet.
     pub fn new(config: Config) -> Self {
@@ -339,6 +345,7 @@ impl Pooler {
                 }
                 continue;
             }
+            let client = self.prefer_local_waiter(pool, client);
             let locality = self.clients.get(&client).map_or(0, |c| c.locality);
             if let Some(server) = self.take_idle(now, pool, locality) {
                 self.pools[pool].waiting.pop_front();
@@ -375,6 +382,45 @@ impl Pooler {
             Action::OpenReplicationServer { client, server },
         );
         true
+    }
+
+    /// The waiting client to serve next: `first` (the head of the queue), unless the
+    /// idle server it would get last served another locality and one of the next few
+    /// waiters is of that locality; then that waiter moves to the head. The head is
+    /// passed over at most `MAX_BYPASS` times, so the queue stays nearly FIFO and nobody
+    /// starves.
+    fn prefer_local_waiter(&mut self, pool: usize, first: ClientId) -> ClientId {
+        if self.config.server_round_robin {
+            return first;
+        }
+        let p = &self.pools[pool];
+        let Some(server) = p.idle.back().and_then(|id| self.servers.get(id)) else {
+            return first;
+        };
+        let wanted = server.locality;
+        let Some(head) = self.clients.get(&first) else {
+            return first;
+        };
+        if head.locality == wanted || head.bypassed >= MAX_BYPASS {
+            return first;
+        }
+        let found = p.waiting.iter().take(WAITER_SCAN).position(|id| {
+            self.clients
+                .get(id)
+                .is_some_and(|c| c.locality == wanted && !c.replication)
+        });
+        let Some(i) = found else {
+            return first;
+        };
+        let p = &mut self.pools[pool];
+        let Some(chosen) = p.waiting.remove(i) else {
+            return first;
+        };
+        p.waiting.push_front(chosen);
+        if let Some(head) = self.clients.get_mut(&first) {
+            head.bypassed += 1;
+        }
+        chosen
     }
 
     /// Pops an idle server ready for use. Servers due for a check are sent to
@@ -438,6 +484,7 @@ impl Pooler {
         let waited = elapsed_us(now, c.request_time);
         let pool = c.pool;
         let locality = c.locality;
+        c.bypassed = 0;
         self.set_client_state(client, ClientState::Active);
         self.set_server_state(now, server, ServerState::Active);
         if let Some(s) = self.servers.get_mut(&server) {

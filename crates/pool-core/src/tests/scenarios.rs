@@ -1440,3 +1440,38 @@ fn an_idle_server_of_the_clients_locality_is_preferred_over_the_most_recent_one(
     // Limits and counters are untouched by the preference.
     assert_eq!(sim.pool("db", "app").sv_active, 2);
 }
+
+#[test]
+fn a_waiter_of_the_servers_locality_may_go_first_but_the_head_is_passed_over_at_most_twice() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b, c) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.pooler.set_client_locality(a, 1);
+    sim.pooler.set_client_locality(b, 2);
+    sim.pooler.set_client_locality(c, 1);
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    assert_eq!(sim.linked(a), Some(s));
+    sim.client_wants_server(b);
+    sim.client_wants_server(c);
+    // The server last served locality 1: c (second in line, locality 1) goes first.
+    sim.release(a);
+    assert_eq!(sim.linked(c), Some(s));
+    assert_eq!(sim.linked(b), None);
+    sim.client_wants_server(a);
+    sim.release(c);
+    assert_eq!(sim.linked(a), Some(s), "b passed over a second time");
+    sim.client_wants_server(c);
+    sim.release(a);
+    // Twice is the limit: b gets the server although c (locality 1) waits.
+    assert_eq!(sim.linked(b), Some(s));
+    sim.release(b);
+    assert_eq!(sim.linked(c), Some(s));
+}
