@@ -222,3 +222,77 @@ async fn clients_on_three_workers_share_two_servers_and_keep_their_own_settings(
     );
     assert!(!pids.is_empty());
 }
+
+/// An idle server that PostgreSQL closed is noticed when a client of another worker
+/// takes it (checked before the socket moves, while its own reactor still knows it is
+/// readable), and that client gets a fresh server without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closed_while_idle_is_replaced_for_a_client_on_another_worker() {
+    if !pg_harness::require_postgres() {
+        return;
+    }
+    let pg = PgCluster::shared().unwrap();
+    let dir = Scratch::new("workers-dead");
+    let text = ini(
+        pg,
+        &dir,
+        "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 100\napplication_name_add_host = 0",
+    );
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, &text).unwrap();
+    let p = pooler::Pooler::start_limited(&path, Some("export TOKIO_WORKER_THREADS=2".into()));
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname=appdb",
+        p.port
+    );
+    // Three sessions: the first two stay on the accepting worker, the third goes to
+    // the other one (the acceptor then holds clearly more).
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&conninfo).await.unwrap());
+    }
+    let pid = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for round in 0..3 {
+        // The first client's transaction leaves the one server idle on its worker.
+        let before = pid(clients[0]
+            .simple_query("select pg_backend_pid()")
+            .await
+            .unwrap());
+        let direct = connect(&pg.conninfo("postgres", None, "postgres"))
+            .await
+            .unwrap();
+        direct
+            .simple_query(&format!("select pg_terminate_backend({before})"))
+            .await
+            .unwrap();
+        // Wait until PostgreSQL has closed it.
+        for _ in 0..100 {
+            let left = direct
+                .simple_query(&format!(
+                    "select 1 from pg_stat_activity where pid = {before}"
+                ))
+                .await
+                .unwrap();
+            if !left
+                .iter()
+                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = clients[2]
+            .simple_query("select pg_backend_pid()")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the client got {e}"));
+        assert_ne!(pid(after), before, "round {round}");
+    }
+}

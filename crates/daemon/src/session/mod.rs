@@ -610,12 +610,14 @@ enum Released {
 /// A server pool-core handed this session, on this worker and checked: closed or
 /// chatty while idle, it is never handed to a client.
 fn usable(conn: &mut ServerConn) -> Result<(), &'static str> {
+    // Checked before the move: a socket just registered with this worker's reactor
+    // reads as "not ready" until that reactor has polled it, whatever it holds.
+    if conn.stream.has_unexpected_input() {
+        return Err("idle server got dirty");
+    }
     if let Err(e) = conn.bring_home() {
         tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
         return Err("cannot move server to the client's worker");
-    }
-    if conn.stream.has_unexpected_input() {
-        return Err("idle server got dirty");
     }
     Ok(())
 }
