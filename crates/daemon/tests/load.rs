@@ -163,6 +163,26 @@ async fn pgbench_select_only_with_fifty_clients_in_transaction_mode_has_no_faile
     );
 }
 
+/// The binary in transaction mode with `extra` settings and `workers` worker threads.
+fn start_binary_with_workers(
+    pg: &PgCluster,
+    dir: &Scratch,
+    extra: &str,
+    workers: usize,
+) -> pooler::Pooler {
+    let text = ini(
+        pg,
+        dir,
+        &format!("pool_mode = transaction\nmax_client_conn = 100\n{extra}"),
+    );
+    let path = dir.0.join("pgbouncer.ini");
+    std::fs::write(&path, &text).unwrap();
+    pooler::Pooler::start_limited(
+        &path,
+        Some(format!("export TOKIO_WORKER_THREADS={workers}")),
+    )
+}
+
 /// Thread-per-core: clients on three worker threads share one pool of two servers.
 /// Servers move between workers (registered with the reactor of the client they serve)
 /// with every hand-off, and each client still sees only its own time zone, while
@@ -174,14 +194,7 @@ async fn clients_on_three_workers_share_two_servers_and_keep_their_own_settings(
     }
     let pg = PgCluster::shared().unwrap();
     let dir = Scratch::new("workers");
-    let text = ini(
-        pg,
-        &dir,
-        "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 100",
-    );
-    let path = dir.0.join("pgbouncer.ini");
-    std::fs::write(&path, &text).unwrap();
-    let p = pooler::Pooler::start_limited(&path, Some("export TOKIO_WORKER_THREADS=3".into()));
+    let p = start_binary_with_workers(pg, &dir, "default_pool_size = 2", 3);
     assert!(
         p.wait_for_line(&["3 worker threads"], Duration::from_secs(10))
             .is_some(),
@@ -233,14 +246,7 @@ async fn a_server_closed_while_idle_is_replaced_for_a_client_on_another_worker()
     }
     let pg = PgCluster::shared().unwrap();
     let dir = Scratch::new("workers-dead");
-    let text = ini(
-        pg,
-        &dir,
-        "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 100\napplication_name_add_host = 0",
-    );
-    let path = dir.0.join("pgbouncer.ini");
-    std::fs::write(&path, &text).unwrap();
-    let p = pooler::Pooler::start_limited(&path, Some("export TOKIO_WORKER_THREADS=2".into()));
+    let p = start_binary_with_workers(pg, &dir, "default_pool_size = 1", 2);
     let conninfo = format!(
         "host=127.0.0.1 port={} user={MD5_USER} password={MD5_PASSWORD} dbname=appdb",
         p.port

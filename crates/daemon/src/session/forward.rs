@@ -68,12 +68,7 @@ impl Session {
         // parameter; both sides cache their string until a value changes).
         let sig = self.vars_sig.get_or_insert_with(|| {
             let mut sig = Box::<VarsSig>::default();
-            let defaults = self
-                .defaults
-                .tracked
-                .iter()
-                .filter(|(n, _)| get_var(&self.vars, n).is_none());
-            for (name, value) in self.vars.iter().chain(defaults) {
+            for (name, value) in wanted_vars(&self.vars, &self.defaults) {
                 sig.names.push_str(name);
                 sig.names.push('\0');
                 sig.values.push_str(name);
@@ -87,12 +82,7 @@ impl Session {
             return Ok(());
         }
         let mut sql = String::new();
-        let defaults = self
-            .defaults
-            .tracked
-            .iter()
-            .filter(|(n, _)| get_var(&self.vars, n).is_none());
-        for (name, value) in self.vars.iter().chain(defaults) {
+        for (name, value) in wanted_vars(&self.vars, &self.defaults) {
             let differs = l
                 .conn
                 .param(name)
@@ -374,6 +364,19 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The tracked values a client wants on its server: those it set, then the pool's
+/// original value of each one it did not set.
+fn wanted_vars<'a>(
+    vars: &'a [(String, String)],
+    defaults: &'a crate::shared::Welcome,
+) -> impl Iterator<Item = &'a (String, String)> {
+    let unset = defaults
+        .tracked
+        .iter()
+        .filter(|(n, _)| get_var(vars, n).is_none());
+    vars.iter().chain(unset)
 }
 
 /// Resolves when SUSPEND gives up on this session's blocked write (never without one).
