@@ -73,6 +73,20 @@ impl Stream {
         }
     }
 
+    /// Polls for write readiness (or failure), registering the task's waker with the
+    /// socket (see [`Stream::poll_read_ready`]).
+    pub fn poll_write_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
+            Stream::Tls(s) => s.tcp().poll_write_ready(cx),
+            Stream::Closed => std::task::Poll::Ready(Err(closed())),
+        }
+    }
+
     /// Waits until the socket can take more data (or failed).
     pub async fn writable(&self) -> io::Result<()> {
         match self {

@@ -95,7 +95,8 @@ impl Session {
             return Ok(());
         }
         tracing::debug!("S-{}: {} varcache_apply: {sql}", l.conn.id.0, l.conn.label);
-        l.conn.run_internal(&sql).await.map_err(|e| {
+        // Boxed: rare, and its state would otherwise sit in every link's future.
+        Box::pin(l.conn.run_internal(&sql)).await.map_err(|e| {
             tracing::warn!("C-{}: invalid server parameter: {e}", self.id.0);
             Exit::Fatal(Fatal::InvalidServerParameter(e))
         })?;
@@ -157,42 +158,47 @@ impl Session {
             }
             let suspended = shared.is_suspended();
             let blocked = !p.flushed();
-            let mut stuck = blocked.then(|| shared.flush.blocked_write());
             let deadline = self.timeouts.deadline(l);
-            let timer = async {
-                match deadline {
-                    Some((at, why)) => {
-                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                        why
-                    }
-                    None => std::future::pending().await,
-                }
+            let wants = Wants {
+                write_server: p.to_server.is_some(),
+                write_client: p.to_client.is_some()
+                    || !p.replies.is_empty()
+                    || p.client_unflushed,
+                read_server: p.to_client.is_none() && p.replies.is_empty() && !suspended,
+                read_client: p.to_server.is_none()
+                    && p.replies.len() < CLIENT_REPLY_LIMIT
+                    && p.client_done.is_none()
+                    && l.track.wants_client_input()
+                    && !suspended,
             };
-            let read_server = p.to_client.is_none() && p.replies.is_empty() && !suspended;
-            let read_client = p.to_server.is_none()
-                && p.replies.len() < CLIENT_REPLY_LIMIT
-                && p.client_done.is_none()
-                && l.track.wants_client_input()
-                && !suspended;
-            tokio::select! {
-                biased;
-                why = timer => return Err(why.into()),
-                () = dropped(&mut stuck), if blocked => {
-                    return Err(Quiet::SuspendTimeout.into());
-                }
-                r = l.conn.stream.writable(), if p.to_server.is_some() => {
+            // The common wait (no timeout set, nothing blocked, not suspended) polls the
+            // sockets and the mailbox directly: no future per wait, no waiter node per
+            // socket. The rest (timers, SUSPEND's bookkeeping) is boxed, paid only when
+            // needed.
+            let woke = if deadline.is_none() && !blocked && !suspended {
+                std::future::poll_fn(|cx| wants.poll(cx, &l.conn.stream, &self.client, &rx))
+                    .await
+            } else {
+                let (client, stream) = (&self.client, &l.conn.stream);
+                Box::pin(wait_rare(&shared, deadline, blocked, suspended, wants, stream, client, &rx))
+                    .await
+            };
+            match woke {
+                Woke::Timeout(why) => return Err(why.into()),
+                Woke::Stuck => return Err(Quiet::SuspendTimeout.into()),
+                Woke::ServerWritable(r) => {
                     r.map_err(|_| Exit::Fatal(Fatal::ServerConnCrashed))?;
                 }
-                r = self.client.writable(), if p.to_client.is_some() || !p.replies.is_empty() || p.client_unflushed => {
+                Woke::ClientWritable(r) => {
                     if r.is_err() {
                         return Ok(Released::ClientLeft(Quiet::ClientEof));
                     }
                 }
-                r = l.conn.stream.readable(), if read_server => {
+                Woke::ServerReadable(r) => {
                     r.map_err(|_| Exit::Fatal(Fatal::ServerConnCrashed))?;
                     self.read_server(l, p)?;
                 }
-                r = self.client.readable(), if read_client => {
+                Woke::ClientReadable(r) => {
                     if r.is_err() {
                         p.client_done = Some(Quiet::ClientEof);
                         continue;
@@ -205,7 +211,7 @@ impl Session {
                         Err(_) => p.client_done = Some(Quiet::ClientEof),
                     }
                 }
-                msg = rx.recv() => match msg {
+                Woke::Msg(msg) => match msg {
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::FastClose => self.fast_close = true,
                     SessionMsg::Link(stray) => {
@@ -220,7 +226,7 @@ impl Session {
                     // (Only replication sessions get a replication server.)
                     SessionMsg::CancelWait | SessionMsg::ReplicationServer(_) => {}
                 },
-                () = shared.wait_resumed(), if suspended && p.flushed() => {}
+                Woke::Resumed => {}
             }
         }
     }
@@ -377,6 +383,96 @@ fn wanted_vars<'a>(
         .iter()
         .filter(|(n, _)| get_var(vars, n).is_none());
     vars.iter().chain(unset)
+}
+
+/// What the forwarding loop waits for, besides the mailbox (always watched).
+#[derive(Clone, Copy)]
+struct Wants {
+    write_server: bool,
+    write_client: bool,
+    read_server: bool,
+    read_client: bool,
+}
+
+/// What ended a wait of the forwarding loop.
+enum Woke {
+    Timeout(Fatal),
+    /// SUSPEND gave up on this session's blocked write.
+    Stuck,
+    ServerWritable(std::io::Result<()>),
+    ClientWritable(std::io::Result<()>),
+    ServerReadable(std::io::Result<()>),
+    ClientReadable(std::io::Result<()>),
+    Msg(SessionMsg),
+    /// SUSPEND ended.
+    Resumed,
+}
+
+impl Wants {
+    /// The first ready of what is wanted, in a fixed order: writes before reads (what
+    /// is queued goes out before more is taken in), the server's data before the
+    /// client's, then the mailbox.
+    fn poll(
+        self,
+        cx: &mut std::task::Context<'_>,
+        server: &Stream,
+        client: &Stream,
+        rx: &crate::mailbox::Mailbox,
+    ) -> Poll<Woke> {
+        if self.write_server {
+            if let Poll::Ready(r) = server.poll_write_ready(cx) {
+                return Poll::Ready(Woke::ServerWritable(r));
+            }
+        }
+        if self.write_client {
+            if let Poll::Ready(r) = client.poll_write_ready(cx) {
+                return Poll::Ready(Woke::ClientWritable(r));
+            }
+        }
+        if self.read_server {
+            if let Poll::Ready(r) = server.poll_read_ready(cx) {
+                return Poll::Ready(Woke::ServerReadable(r));
+            }
+        }
+        if self.read_client {
+            if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                return Poll::Ready(Woke::ClientReadable(r));
+            }
+        }
+        rx.poll_recv(cx).map(Woke::Msg)
+    }
+}
+
+/// The forwarding loop's wait when a timeout is set, a write is blocked (SUSPEND counts
+/// it and may drop it) or the pooler is suspended.
+#[allow(clippy::too_many_arguments)]
+async fn wait_rare(
+    shared: &Shared,
+    deadline: Option<(WallInstant, Fatal)>,
+    blocked: bool,
+    suspended: bool,
+    wants: Wants,
+    server: &Stream,
+    client: &Stream,
+    rx: &crate::mailbox::Mailbox,
+) -> Woke {
+    let mut stuck = blocked.then(|| shared.flush.blocked_write());
+    let timer = async {
+        match deadline {
+            Some((at, why)) => {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                why
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        why = timer => Woke::Timeout(why),
+        () = dropped(&mut stuck), if blocked => Woke::Stuck,
+        woke = std::future::poll_fn(|cx| wants.poll(cx, server, client, rx)) => woke,
+        () = shared.wait_resumed(), if suspended && !blocked => Woke::Resumed,
+    }
 }
 
 /// Resolves when SUSPEND gives up on this session's blocked write (never without one).
