@@ -1442,7 +1442,8 @@ fn an_idle_server_of_the_clients_locality_is_preferred_over_the_most_recent_one(
 }
 
 #[test]
-fn a_waiter_of_the_servers_locality_may_go_first_but_the_head_is_passed_over_at_most_twice() {
+fn a_waiter_of_the_servers_locality_may_go_first_but_the_head_is_passed_over_a_bounded_number_of_times(
+) {
     let config = Config {
         default_pool_size: 1,
         ..test_config()
@@ -1461,17 +1462,20 @@ fn a_waiter_of_the_servers_locality_may_go_first_but_the_head_is_passed_over_at_
     assert_eq!(sim.linked(a), Some(s));
     sim.client_wants_server(b);
     sim.client_wants_server(c);
-    // The server last served locality 1: c (second in line, locality 1) goes first.
-    sim.release(a);
-    assert_eq!(sim.linked(c), Some(s));
-    assert_eq!(sim.linked(b), None);
-    sim.client_wants_server(a);
-    sim.release(c);
-    assert_eq!(sim.linked(a), Some(s), "b passed over a second time");
-    sim.client_wants_server(c);
-    sim.release(a);
-    // Twice is the limit: b gets the server although c (locality 1) waits.
+    // The server last served locality 1: the locality-1 client behind b goes first,
+    // again and again while a and c take turns, up to the limit.
+    let (mut holder, mut next) = (a, c);
+    for round in 1..=crate::pooler::MAX_BYPASS {
+        sim.release(holder);
+        assert_eq!(sim.linked(next), Some(s), "b passed over {round} times");
+        assert_eq!(sim.linked(b), None);
+        sim.client_wants_server(holder);
+        (holder, next) = (next, holder);
+    }
+    // The limit is reached: b gets the server although a locality-1 client waits.
+    sim.release(holder);
     assert_eq!(sim.linked(b), Some(s));
+    assert_eq!(sim.linked(next), None);
     sim.release(b);
-    assert_eq!(sim.linked(c), Some(s));
+    assert_eq!(sim.linked(next), Some(s));
 }
