@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--save NAME | --baseline NAME]`
+//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--no-split | --split-only] [--save NAME | --baseline NAME]`
 //! `cargo xtask bench --soak [MINUTES]`: only the soak (`soak.rs`), 30 minutes by default.
 //!
 //! 1. criterion micro-benches: protocol decode/encode MB/s, pool-core checkout+checkin
@@ -8,7 +8,9 @@
 //!    one-line script in front; prints transactions per pooler-CPU-second and ratios.
 //! 3. scale (`scale.rs`): 10 000 idle clients and login storms.
 //! 4. latency (`latency.rs`): p50/p95/p99 at 1000 clients, PgBouncer next to pgbouncer-rs.
-//! 5. macro: the reference pgbench harness (`../shared/bench/run.sh`, or `$BENCH_HARNESS`)
+//! 5. CPU split (`cpusplit.rs`): the harness's scenarios through PgBouncer and
+//!    pgbouncer-rs, user and kernel µs and context switches per transaction, with ratios.
+//! 6. macro: the reference pgbench harness (`../shared/bench/run.sh`, or `$BENCH_HARNESS`)
 //!    with direct PostgreSQL, PgBouncer and pgbouncer-rs interleaved in one run; it prints
 //!    the ratio table. Numbers never gate CI.
 
@@ -25,6 +27,7 @@ struct Opts {
     macro_bench: bool,
     scale: bool,
     latency: bool,
+    split: bool,
     soak: Option<u64>,
     criterion_args: Vec<String>,
 }
@@ -37,6 +40,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
         macro_bench: true,
         scale: true,
         latency: true,
+        split: true,
         soak: None,
         criterion_args: vec![],
     };
@@ -49,8 +53,17 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
                 o.macro_bench = false;
                 o.scale = false;
                 o.latency = false;
+                o.split = false;
             }
             "--no-latency" => o.latency = false,
+            "--no-split" => o.split = false,
+            "--split-only" => {
+                o.micro = false;
+                o.pooler_bound = false;
+                o.macro_bench = false;
+                o.scale = false;
+                o.latency = false;
+            }
             "--soak" => {
                 let minutes = match it.clone().next().map(|m| m.parse::<u64>()) {
                     Some(Ok(m)) => {
@@ -66,6 +79,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
                 o.pooler_bound = false;
                 o.macro_bench = false;
                 o.scale = false;
+                o.split = false;
             }
             "--no-micro" => o.micro = false,
             "--no-macro" => o.macro_bench = false,
@@ -75,6 +89,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
                 o.pooler_bound = false;
                 o.macro_bench = false;
                 o.latency = false;
+                o.split = false;
             }
             "--save" | "--baseline" => {
                 let name = it
@@ -114,6 +129,9 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     }
     if o.latency {
         crate::latency::run(&root, o.quick)?;
+    }
+    if o.split {
+        crate::cpusplit::run(&root, o.quick)?;
     }
     if o.macro_bench {
         macro_bench(&root, &o)?;

@@ -125,7 +125,7 @@ pub(crate) fn pooler_ini(
 
 /// Starts a pooler on `ini` with the fd limit raised to the hard limit (1000 clients);
 /// as the `postgres` user when run as root (PgBouncer refuses root).
-fn spawn_pooler(binary: &Path, ini: &Path) -> Result<Proc, Failure> {
+pub(crate) fn spawn_pooler(binary: &Path, ini: &Path) -> Result<Proc, Failure> {
     let script = "ulimit -n \"$(ulimit -Hn)\"; exec \"$0\" \"$1\"";
     let mut c = if is_root() {
         let mut c = Command::new("setpriv");

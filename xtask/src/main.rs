@@ -7,6 +7,7 @@ mod advisories;
 mod bench;
 mod ci;
 mod cmd;
+mod cpusplit;
 mod demo;
 mod fakepg;
 mod fuzz;
@@ -39,9 +40,11 @@ commands:
                               N client messages (default 1 000 000)
   demo [--no-wait]            PostgreSQL with max_connections 30, 300 clients through pgbouncer-rs
   bench [--quick] [--micro-only|--no-micro] [--no-macro] [--no-scale|--scale-only]
-        [--no-latency|--latency-only] [--save NAME|--baseline NAME] | --soak [MINUTES]
+        [--no-latency|--latency-only] [--no-split|--split-only] [--save NAME|--baseline NAME]
+        | --soak [MINUTES]
                               criterion micro-benches, pooler-bound run against a fake server,
-                              scale checks, p99 latency at 1000 clients, and the reference
+                              scale checks, p99 latency at 1000 clients, user/kernel time and
+                              context switches per transaction per scenario, and the reference
                               pgbench harness next to PgBouncer
 ";
 

@@ -161,9 +161,7 @@ impl Session {
             let deadline = self.timeouts.deadline(l);
             let wants = Wants {
                 write_server: p.to_server.is_some(),
-                write_client: p.to_client.is_some()
-                    || !p.replies.is_empty()
-                    || p.client_unflushed,
+                write_client: p.to_client.is_some() || !p.replies.is_empty() || p.client_unflushed,
                 read_server: p.to_client.is_none() && p.replies.is_empty() && !suspended,
                 read_client: p.to_server.is_none()
                     && p.replies.len() < CLIENT_REPLY_LIMIT
@@ -176,12 +174,13 @@ impl Session {
             // socket. The rest (timers, SUSPEND's bookkeeping) is boxed, paid only when
             // needed.
             let woke = if deadline.is_none() && !blocked && !suspended {
-                std::future::poll_fn(|cx| wants.poll(cx, &l.conn.stream, &self.client, &rx))
-                    .await
+                std::future::poll_fn(|cx| wants.poll(cx, &l.conn.stream, &self.client, &rx)).await
             } else {
                 let (client, stream) = (&self.client, &l.conn.stream);
-                Box::pin(wait_rare(&shared, deadline, blocked, suspended, wants, stream, client, &rx))
-                    .await
+                Box::pin(wait_rare(
+                    &shared, deadline, blocked, suspended, wants, stream, client, &rx,
+                ))
+                .await
             };
             match woke {
                 Woke::Timeout(why) => return Err(why.into()),

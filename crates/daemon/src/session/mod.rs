@@ -412,8 +412,28 @@ impl Session {
         let mut notify = (self.welcomed && notify_after > 0)
             .then(|| Box::pin(tokio::time::sleep(Duration::from_secs(notify_after + 1))));
         loop {
-            tokio::select! {
-                () = async { notify.as_mut().expect("guarded").await }, if notify.is_some() => {
+            // Polled directly (no future per wait and no waiter node on the socket).
+            let client = &self.client;
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(msg) = rx.poll_recv(cx) {
+                    return Poll::Ready(Waited::Msg(msg));
+                }
+                if !full {
+                    if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                        return Poll::Ready(Waited::Readable(r));
+                    }
+                }
+                match notify
+                    .as_mut()
+                    .map(|n| std::future::Future::poll(n.as_mut(), cx))
+                {
+                    Some(Poll::Ready(())) => Poll::Ready(Waited::Notify),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match woke {
+                Waited::Notify => {
                     notify = None;
                     let mut out = BytesMut::new();
                     pgbouncer_protocol::encode_notice(
@@ -423,13 +443,18 @@ impl Session {
                     );
                     let _ = self.client.write_all(&out).await;
                 }
-                msg = rx.recv() => match msg {
+                Waited::Msg(msg) => match msg {
                     SessionMsg::Link(conn) => return Ok(*conn),
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::CancelWait => {
                         self.cbuf.clear();
                         let mut out = BytesMut::new();
-                        encode_error(&mut out, "ERROR", "57014", "canceling statement due to user request");
+                        encode_error(
+                            &mut out,
+                            "ERROR",
+                            "57014",
+                            "canceling statement due to user request",
+                        );
                         encode_ready_for_query(&mut out, TransactionStatus::Idle);
                         let _ = self.client.write_all(&out).await;
                         return Err(Quiet::CancelledWait.into());
@@ -437,8 +462,10 @@ impl Session {
                     SessionMsg::FastClose => self.fast_close = true,
                     SessionMsg::ReplicationServer(_) => {}
                 },
-                r = self.client.readable(), if !full => {
-                    if r.is_err() { return Err(Quiet::ClientEof.into()); }
+                Waited::Readable(r) => {
+                    if r.is_err() {
+                        return Err(Quiet::ClientEof.into());
+                    }
                     if self.cbuf.len() >= WAITING_READ_LIMIT {
                         // Enough read ahead: the rest streams once a server is linked.
                         full = true;
@@ -596,6 +623,14 @@ impl Session {
             self.shared.client_gone(self.id);
         }
     }
+}
+
+/// What ended one wait for a server.
+enum Waited {
+    /// `query_wait_notify` passed.
+    Notify,
+    Msg(SessionMsg),
+    Readable(std::io::Result<()>),
 }
 
 /// How forwarding on a link ended without an error.
