@@ -90,7 +90,8 @@ pub struct Core {
     /// The pool state machine.
     pub pooler: Pooler,
     sessions: IdMap<ClientId, Arc<Mailbox>>,
-    idle: IdMap<ServerId, ServerConn>,
+    /// Boxed once when connected: a hand-off moves a pointer, not the connection.
+    idle: IdMap<ServerId, Box<ServerConn>>,
     cancel_targets: IdMap<ServerId, (String, u16, i32, i32)>,
     /// Server parameters per pool from the first login (PgBouncer's welcome message).
     pub welcome: HashMap<PoolKey, Arc<Welcome>>,
@@ -409,7 +410,7 @@ impl Shared {
             // A server mailed to us after we stopped listening is clean: take it back.
             for msg in mailbox.drain() {
                 if let SessionMsg::Link(conn) = msg {
-                    self.take_back(&mut core, client, *conn);
+                    self.take_back(&mut core, client, conn);
                 }
             }
         }
@@ -419,7 +420,7 @@ impl Shared {
 
     /// A server linked to a client that is already gone is still clean: it goes back to
     /// the pool (pool-core is told the client released it).
-    fn take_back(&self, core: &mut Core, client: ClientId, conn: ServerConn) {
+    fn take_back(&self, core: &mut Core, client: ClientId, conn: Box<ServerConn>) {
         core.idle.insert(conn.id, conn);
         let now = self.now();
         core.pooler.handle(
@@ -434,7 +435,7 @@ impl Shared {
 
     /// Feeds an event to pool-core and dispatches the resulting actions. If `me` gets a
     /// server linked at once, it is returned instead of being mailed.
-    pub fn handle(self: &Arc<Self>, event: Event, me: Option<ClientId>) -> Option<ServerConn> {
+    pub fn handle(self: &Arc<Self>, event: Event, me: Option<ClientId>) -> Option<Box<ServerConn>> {
         let mut core = self.lock();
         self.handle_locked(&mut core, event, me)
     }
@@ -445,7 +446,7 @@ impl Shared {
         core: &mut Core,
         event: Event,
         me: Option<ClientId>,
-    ) -> Option<ServerConn> {
+    ) -> Option<Box<ServerConn>> {
         let now = self.now();
         core.pooler.handle(now, event);
         let mine = self.drain(core, me);
@@ -461,7 +462,7 @@ impl Shared {
         }
     }
 
-    fn drain(self: &Arc<Self>, core: &mut Core, me: Option<ClientId>) -> Option<ServerConn> {
+    fn drain(self: &Arc<Self>, core: &mut Core, me: Option<ClientId>) -> Option<Box<ServerConn>> {
         let mut mine = None;
         while let Some(action) = core.pooler.poll_action() {
             self.dispatch(core, action, me, &mut mine);
@@ -474,7 +475,7 @@ impl Shared {
         core: &mut Core,
         action: Action,
         me: Option<ClientId>,
-        mine: &mut Option<ServerConn>,
+        mine: &mut Option<Box<ServerConn>>,
     ) {
         match action {
             Action::ConnectServer { server, pool } => self.spawn_connect(core, server, pool),
@@ -490,7 +491,7 @@ impl Shared {
                     return;
                 }
                 match core.sessions.get(&client) {
-                    Some(mailbox) => mailbox.send(SessionMsg::Link(Box::new(conn))),
+                    Some(mailbox) => mailbox.send(SessionMsg::Link(conn)),
                     None => {
                         // The session is gone but pool-core has not heard yet: take the
                         // server back (it is clean) and forget the client.
@@ -767,7 +768,7 @@ impl Shared {
                             ..Default::default()
                         },
                     );
-                    core.idle.insert(server, conn);
+                    core.idle.insert(server, Box::new(conn));
                     Event::ServerConnected { server }
                 }
                 Err(e) => {
@@ -837,7 +838,7 @@ impl Shared {
 
     /// Hands a server a session cannot use back to pool-core as unusable, closing it
     /// with `reason` (PgBouncer's `closing because:` text).
-    pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: ServerConn, reason: &str) {
+    pub fn drop_server(self: &Arc<Self>, client: ClientId, conn: Box<ServerConn>, reason: &str) {
         conn.close(reason);
         self.handle(
             Event::ClientReleasedServer {
@@ -853,9 +854,9 @@ impl Shared {
     pub fn release(
         self: &Arc<Self>,
         client: ClientId,
-        conn: ServerConn,
+        conn: Box<ServerConn>,
         usage: pgbouncer_pool_core::Usage,
-    ) -> Option<ServerConn> {
+    ) -> Option<Box<ServerConn>> {
         let mut core = self.lock();
         let server = conn.id;
         if core.pooler.server_state(server).is_some() {

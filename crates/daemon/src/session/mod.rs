@@ -138,7 +138,7 @@ struct Session {
 
 /// A client linked to a server: the server connection and the tracker of the link.
 struct Linked {
-    conn: ServerConn,
+    conn: Box<ServerConn>,
     track: link::Link,
     usage: Usage,
     query_start: Option<WallInstant>,
@@ -227,7 +227,7 @@ impl Session {
 
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
-    fn linked(&mut self, mut conn: ServerConn) -> Box<Linked> {
+    fn linked(&mut self, mut conn: Box<ServerConn>) -> Box<Linked> {
         if let Err(e) = conn.bring_home() {
             // Its first read or write fails, and the link ends as a crashed server.
             tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
@@ -254,7 +254,7 @@ impl Session {
     }
 
     /// Ends a link: the statement caches go back to the client and the server.
-    fn unlink(&mut self, l: Box<Linked>) -> (ServerConn, Usage, bool) {
+    fn unlink(&mut self, l: Box<Linked>) -> (Box<ServerConn>, Usage, bool) {
         let Linked {
             mut conn,
             mut track,
@@ -361,7 +361,7 @@ impl Session {
 
     /// Asks pool-core for a server. `None`: none is free, and the client now waits in
     /// the pool's queue.
-    fn try_acquire(&mut self) -> Option<ServerConn> {
+    fn try_acquire(&mut self) -> Option<Box<ServerConn>> {
         loop {
             let client = self.id;
             let event = if self.welcomed {
@@ -380,7 +380,7 @@ impl Session {
     /// Gets a server: at once when one is free, else after waiting for it (watching the
     /// client for EOF). The waiting state is boxed so that it does not sit in every idle
     /// session.
-    async fn acquire(&mut self) -> Result<ServerConn, Exit> {
+    async fn acquire(&mut self) -> Result<Box<ServerConn>, Exit> {
         // (Not a `match`: its scrutinee would be kept across the await.)
         if let Some(conn) = self.try_acquire() {
             return Ok(conn);
@@ -388,7 +388,7 @@ impl Session {
         Box::pin(self.acquire_waiting()).await
     }
 
-    async fn acquire_waiting(&mut self) -> Result<ServerConn, Exit> {
+    async fn acquire_waiting(&mut self) -> Result<Box<ServerConn>, Exit> {
         loop {
             let mut conn = self.wait_for_link().await?;
             match usable(&mut conn) {
@@ -401,7 +401,7 @@ impl Session {
         }
     }
 
-    async fn wait_for_link(&mut self) -> Result<ServerConn, Exit> {
+    async fn wait_for_link(&mut self) -> Result<Box<ServerConn>, Exit> {
         let Some(rx) = self.rx.clone() else {
             return Err(Fatal::BouncerConfigError.into());
         };
@@ -444,7 +444,7 @@ impl Session {
                     let _ = self.client.write_all(&out).await;
                 }
                 Waited::Msg(msg) => match msg {
-                    SessionMsg::Link(conn) => return Ok(*conn),
+                    SessionMsg::Link(conn) => return Ok(conn),
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::CancelWait => {
                         self.cbuf.clear();
@@ -525,7 +525,7 @@ impl Session {
             match woke {
                 Ok(msg) => match msg {
                     SessionMsg::Disconnect(r) => return Err(r.into()),
-                    SessionMsg::Link(conn) => return Ok(Some(self.linked(*conn))),
+                    SessionMsg::Link(conn) => return Ok(Some(self.linked(conn))),
                     SessionMsg::CancelWait
                     | SessionMsg::FastClose
                     | SessionMsg::ReplicationServer(_) => {}
