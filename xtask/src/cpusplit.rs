@@ -185,3 +185,27 @@ fn print_table(table: &[(&str, &str, Sample)]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sample;
+
+    #[test]
+    fn runs_add_up_weighted_by_their_transactions() {
+        let mut total = Sample::default();
+        // 1 000 transactions at 2 µs user each, then 3 000 at 6 µs.
+        for (txns, user) in [(1_000.0, 0.002), (3_000.0, 0.018)] {
+            total.add(Sample {
+                txns,
+                seconds: 1.0,
+                user,
+                system: user / 2.0,
+                switches: txns,
+            });
+        }
+        assert!((total.per_txn(total.user, 1e6) - 5.0).abs() < 1e-9);
+        assert!((total.per_txn(total.system, 1e6) - 2.5).abs() < 1e-9);
+        assert!((total.per_txn(total.switches, 1.0) - 1.0).abs() < 1e-9);
+        assert!((total.txns / total.seconds - 2_000.0).abs() < 1e-9);
+    }
+}
