@@ -228,6 +228,26 @@ pub(crate) fn cpu_split(pid: u32, ticks: f64) -> (f64, f64, u64) {
     (user, system, switches)
 }
 
+/// The transactions pgbench's summary says it processed (0 if it has none).
+pub(crate) fn pgbench_txns(summary: &str) -> f64 {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The TPS in pgbench's summary (0 if it has none).
+pub(crate) fn pgbench_tps(summary: &str) -> f64 {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -357,18 +377,7 @@ fn pooler_bound(root: &Path, o: &Opts) -> Outcome {
         let split = cpu_split(pid, ticks);
         drop(proc);
         let text = String::from_utf8_lossy(&out.stdout);
-        let txns: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-            .and_then(|n| n.split('/').next())
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0.0);
-        let tps: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("tps = "))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0.0);
+        let (txns, tps) = (pgbench_txns(&text), pgbench_tps(&text));
         if txns == 0.0 {
             return Err(Failure::Failed(format!(
                 "{name}: pgbench failed: {text}{}",

@@ -11,8 +11,8 @@ use std::process::Command;
 
 use pg_harness::{APP_DB, MD5_PASSWORD, MD5_USER};
 
-use crate::bench::{clock_ticks, cpu_split, free_port, wait_port};
-use crate::latency::{pgbench_cluster, pooler_ini, spawn_pooler};
+use crate::bench::{clock_ticks, cpu_split, pgbench_tps, pgbench_txns};
+use crate::latency::{pgbench_cluster, start_target};
 use crate::{Failure, Outcome};
 
 /// The scenarios: a name and pgbench's arguments.
@@ -52,7 +52,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 }
 
 pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
-    let pgbouncer = Path::new("/usr/sbin/pgbouncer");
+    let pgbouncer = Path::new(crate::latency::PGBOUNCER);
     println!("\n== CPU split: user and kernel time and context switches per transaction");
     let mut targets = vec!["pgbouncer-rs"];
     if pgbouncer.exists() {
@@ -73,17 +73,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     for (scenario, args) in SCENARIOS {
         for _ in 0..reps {
             for target in &targets {
-                let port = free_port()?;
-                let ini = pooler_ini(&dir, target, pg.port(), port)?;
-                let binary = if *target == "pgbouncer" {
-                    pgbouncer.to_path_buf()
-                } else {
-                    root.join("target/release/pgbouncer-rs")
-                };
-                let proc = spawn_pooler(&binary, &ini)?;
-                if !wait_port(port) {
-                    return Err(failed(format!("{target} did not start")));
-                }
+                let (proc, port) = start_target(root, &dir, target, pg.port())?;
                 let pid = proc.0.id();
                 // Warm-up: the pool's servers are connected before the measured run.
                 pgbench(&bin, port, &["-S", "-c", "20"], 2)?;
@@ -134,18 +124,7 @@ fn pgbench(bin: &Path, port: u16, args: &[&str], seconds: u32) -> Result<(f64, f
         .output()
         .map_err(failed)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let txns: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|n| n.split('/').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0);
-    let tps: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0);
+    let (txns, tps) = (pgbench_txns(&text), pgbench_tps(&text));
     if txns == 0.0 {
         return Err(failed(format!(
             "pgbench {args:?} failed: {text}{}",

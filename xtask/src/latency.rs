@@ -25,7 +25,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 }
 
 pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
-    let pgbouncer = Path::new("/usr/sbin/pgbouncer");
+    let pgbouncer = Path::new(PGBOUNCER);
     println!(
         "\n== latency: pgbench -S -M simple -c {CLIENTS} through each pooler, per-transaction log"
     );
@@ -48,17 +48,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     let mut results: Vec<(&str, Vec<Run>)> = targets.iter().map(|t| (*t, Vec::new())).collect();
     for rep in 0..reps {
         for (target, runs) in results.iter_mut() {
-            let port = free_port()?;
-            let ini = pooler_ini(&dir, target, pg.port(), port)?;
-            let binary = if *target == "pgbouncer" {
-                pgbouncer.to_path_buf()
-            } else {
-                root.join("target/release/pgbouncer-rs")
-            };
-            let proc = spawn_pooler(&binary, &ini)?;
-            if !wait_port(port) {
-                return Err(failed(format!("{target} did not start")));
-            }
+            let (proc, port) = start_target(root, &dir, target, pg.port())?;
             let prefix = dir.join(format!("{target}-{rep}"));
             let r = pgbench(&bin, port, seconds, &prefix)?;
             drop(proc);
@@ -74,6 +64,31 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&results);
     Ok(())
+}
+
+/// Where Debian's PgBouncer package puts the binary.
+pub(crate) const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+/// Starts `target` ("pgbouncer" or "pgbouncer-rs") with the harness's settings in `dir`
+/// in front of the test database on `pg_port`, and waits for its port.
+pub(crate) fn start_target(
+    root: &Path,
+    dir: &Path,
+    target: &str,
+    pg_port: u16,
+) -> Result<(Proc, u16), Failure> {
+    let port = free_port()?;
+    let ini = pooler_ini(dir, target, pg_port, port)?;
+    let binary = if target == "pgbouncer" {
+        PathBuf::from(PGBOUNCER)
+    } else {
+        root.join("target/release/pgbouncer-rs")
+    };
+    let proc = spawn_pooler(&binary, &ini)?;
+    if !wait_port(port) {
+        return Err(failed(format!("{target} did not start")));
+    }
+    Ok((proc, port))
 }
 
 /// A throwaway PostgreSQL (`max_connections = 100`) with pgbench's tables (scale 10) in
@@ -125,7 +140,7 @@ pub(crate) fn pooler_ini(
 
 /// Starts a pooler on `ini` with the fd limit raised to the hard limit (1000 clients);
 /// as the `postgres` user when run as root (PgBouncer refuses root).
-pub(crate) fn spawn_pooler(binary: &Path, ini: &Path) -> Result<Proc, Failure> {
+fn spawn_pooler(binary: &Path, ini: &Path) -> Result<Proc, Failure> {
     let script = "ulimit -n \"$(ulimit -Hn)\"; exec \"$0\" \"$1\"";
     let mut c = if is_root() {
         let mut c = Command::new("setpriv");

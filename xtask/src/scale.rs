@@ -205,12 +205,7 @@ fn storms(root: &Path, dir: &Path, backend: u16, targets: &[(&str, bool)], quick
             let _ = started;
             drop(p);
             let text = String::from_utf8_lossy(&out.stdout);
-            let txns: f64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-                .and_then(|n| n.split('/').next())
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0.0);
+            let txns = crate::bench::pgbench_txns(&text);
             let failed = text
                 .lines()
                 .find_map(|l| l.strip_prefix("number of failed transactions: "))
