@@ -357,6 +357,13 @@ impl Shared {
         Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
+    /// pool-core's clock at `wall`, a reading the caller took during the same wake-up
+    /// (a clock read costs about as much as a small event).
+    pub fn now_at(&self, wall: std::time::Instant) -> Instant {
+        let since = wall.saturating_duration_since(self.epoch.into_std());
+        Instant::from_micros(since.as_micros() as u64)
+    }
+
     /// A slot for a client about to authenticate, if `max_client_conn` leaves room for
     /// it beside the clients pool-core counts (PgBouncer counts a client from its
     /// startup packet on). Freed when dropped.
@@ -440,6 +447,17 @@ impl Shared {
         self.handle_locked(&mut core, event, me)
     }
 
+    /// `handle` at `now`, a clock reading the caller already has.
+    pub fn handle_at(
+        self: &Arc<Self>,
+        event: Event,
+        me: Option<ClientId>,
+        now: Instant,
+    ) -> Option<Box<ServerConn>> {
+        let mut core = self.lock();
+        self.handle_locked_at(&mut core, event, me, now)
+    }
+
     /// `handle` with the lock already held.
     pub fn handle_locked(
         self: &Arc<Self>,
@@ -448,6 +466,16 @@ impl Shared {
         me: Option<ClientId>,
     ) -> Option<Box<ServerConn>> {
         let now = self.now();
+        self.handle_locked_at(core, event, me, now)
+    }
+
+    fn handle_locked_at(
+        self: &Arc<Self>,
+        core: &mut Core,
+        event: Event,
+        me: Option<ClientId>,
+        now: Instant,
+    ) -> Option<Box<ServerConn>> {
         core.pooler.handle(now, event);
         let mine = self.drain(core, me);
         self.rearm(core);
@@ -850,12 +878,14 @@ impl Shared {
         );
     }
 
-    /// Returns a clean server to the pool (after a transaction in transaction mode).
+    /// Returns a clean server to the pool (after a transaction in transaction mode), at
+    /// `now`.
     pub fn release(
         self: &Arc<Self>,
         client: ClientId,
         conn: Box<ServerConn>,
         usage: pgbouncer_pool_core::Usage,
+        now: Instant,
     ) -> Option<Box<ServerConn>> {
         let mut core = self.lock();
         let server = conn.id;
@@ -864,7 +894,7 @@ impl Shared {
         } else {
             conn.terminate();
         }
-        self.handle_locked(
+        self.handle_locked_at(
             &mut core,
             Event::ClientReleasedServer {
                 client,
@@ -872,6 +902,7 @@ impl Shared {
                 usage,
             },
             Some(client),
+            now,
         )
     }
 

@@ -101,6 +101,7 @@ impl Session {
             Exit::Fatal(Fatal::InvalidServerParameter(e))
         })?;
         // The server's canonical spelling becomes the client's value.
+        l.now = None;
         let id = self.id.0;
         self.vars_sig = None;
         for (name, value) in self.vars.iter_mut() {
@@ -173,6 +174,8 @@ impl Session {
             // sockets and the mailbox directly: no future per wait, no waiter node per
             // socket. The rest (timers, SUSPEND's bookkeeping) is boxed, paid only when
             // needed.
+            // A reading taken before the wait is stale after it.
+            l.now = None;
             let woke = if deadline.is_none() && !blocked && !suspended {
                 std::future::poll_fn(|cx| wants.poll(cx, &l.conn.stream, &self.client, &rx)).await
             } else {
@@ -240,7 +243,7 @@ impl Session {
         if fc.requests {
             l.idle_in_xact_since = None;
             if l.query_start.is_none() {
-                let now = WallInstant::now();
+                let now = l.now();
                 l.query_start = Some(now);
                 l.xact_start.get_or_insert(now);
             }
@@ -280,7 +283,7 @@ impl Session {
             }
         }
         if fs.readies > 0 {
-            let now = WallInstant::now();
+            let now = l.now();
             if let Some(start) = l.query_start.take() {
                 l.usage.query_count += u64::from(fs.readies);
                 l.usage.query_time_us += (now - start).as_micros() as u64;

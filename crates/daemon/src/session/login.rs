@@ -313,7 +313,7 @@ impl Session {
         let params = match cached {
             Some(p) => p,
             None => {
-                let conn = self.acquire().await?;
+                let (conn, _) = self.acquire().await?;
                 let p = self
                     .shared
                     .lock()
@@ -326,7 +326,9 @@ impl Session {
                 if self.mode == PoolMode::Session {
                     kept = Some(self.linked(conn));
                 } else {
-                    let _ = self.shared.release(self.id, conn, Usage::default());
+                    let _ = self
+                        .shared
+                        .release(self.id, conn, Usage::default(), self.shared.now());
                 }
                 p
             }

@@ -33,8 +33,10 @@ pub(crate) use outcome::{Exit, Fatal, Quiet};
 
 /// Client reads start small (queries are small, and a thousand waiting clients each hold
 /// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
-/// binds). An idle client holds no buffer at all.
-const SMALL_READ: usize = 1024;
+/// binds). An idle client holds no buffer at all, so this buffer is allocated once per
+/// transaction: 1000 bytes keeps it within glibc's per-thread cache (chunks up to 1032
+/// bytes), where 1024 took the large-chunk path and its consolidation every time.
+const SMALL_READ: usize = 1000;
 
 const READ_CHUNK: usize = 32 * 1024;
 /// Server reads: result sets can be big; the buffer lives with the server connection.
@@ -145,6 +147,16 @@ struct Linked {
     xact_start: Option<WallInstant>,
     /// Since when the client has been idle inside a transaction.
     idle_in_xact_since: Option<WallInstant>,
+    /// A clock reading taken during the current wake-up, if one was (reused for query
+    /// timing and pool-core's events; cleared before every wait).
+    now: Option<WallInstant>,
+}
+
+impl Linked {
+    /// The time of the current wake-up: the reading already taken, or a new one.
+    fn now(&mut self) -> WallInstant {
+        *self.now.get_or_insert_with(WallInstant::now)
+    }
 }
 
 /// The timeouts a session enforces itself because they depend on per-query state that
@@ -227,7 +239,12 @@ impl Session {
 
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
-    fn linked(&mut self, mut conn: Box<ServerConn>) -> Box<Linked> {
+    fn linked(&mut self, conn: Box<ServerConn>) -> Box<Linked> {
+        self.linked_at(conn, None)
+    }
+
+    /// Links the client to `conn`, `now` being a clock reading of this wake-up.
+    fn linked_at(&mut self, mut conn: Box<ServerConn>, now: Option<WallInstant>) -> Box<Linked> {
         if let Err(e) = conn.bring_home() {
             // Its first read or write fails, and the link ends as a crashed server.
             tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
@@ -250,6 +267,7 @@ impl Session {
             query_start: None,
             xact_start: None,
             idle_in_xact_since: None,
+            now,
         })
     }
 
@@ -359,9 +377,9 @@ impl Session {
         Ok(())
     }
 
-    /// Asks pool-core for a server. `None`: none is free, and the client now waits in
-    /// the pool's queue.
-    fn try_acquire(&mut self) -> Option<Box<ServerConn>> {
+    /// Asks pool-core for a server, with the clock reading of the request. `None`: none
+    /// is free, and the client now waits in the pool's queue.
+    fn try_acquire(&mut self) -> Option<(Box<ServerConn>, WallInstant)> {
         loop {
             let client = self.id;
             let event = if self.welcomed {
@@ -369,9 +387,12 @@ impl Session {
             } else {
                 pgbouncer_pool_core::Event::ClientWantsWelcome { client }
             };
-            let mut conn = self.shared.handle(event, Some(self.id))?;
+            let wall = WallInstant::now();
+            let mut conn = self
+                .shared
+                .handle_at(event, Some(self.id), self.shared.now_at(wall))?;
             match usable(&mut conn) {
-                Ok(()) => return Some(conn),
+                Ok(()) => return Some((conn, wall)),
                 Err(why) => self.shared.drop_server(self.id, conn, why),
             }
         }
@@ -379,24 +400,25 @@ impl Session {
 
     /// Gets a server: at once when one is free, else after waiting for it (watching the
     /// client for EOF). The waiting state is boxed so that it does not sit in every idle
-    /// session.
-    async fn acquire(&mut self) -> Result<Box<ServerConn>, Exit> {
+    /// session. With the server comes the clock reading of this wake-up, if one was
+    /// taken.
+    async fn acquire(&mut self) -> Result<(Box<ServerConn>, Option<WallInstant>), Exit> {
         // (Not a `match`: its scrutinee would be kept across the await.)
-        if let Some(conn) = self.try_acquire() {
-            return Ok(conn);
+        if let Some((conn, at)) = self.try_acquire() {
+            return Ok((conn, Some(at)));
         }
         Box::pin(self.acquire_waiting()).await
     }
 
-    async fn acquire_waiting(&mut self) -> Result<Box<ServerConn>, Exit> {
+    async fn acquire_waiting(&mut self) -> Result<(Box<ServerConn>, Option<WallInstant>), Exit> {
         loop {
             let mut conn = self.wait_for_link().await?;
             match usable(&mut conn) {
-                Ok(()) => return Ok(conn),
+                Ok(()) => return Ok((conn, None)),
                 Err(why) => self.shared.drop_server(self.id, conn, why),
             }
-            if let Some(conn) = self.try_acquire() {
-                return Ok(conn);
+            if let Some((conn, at)) = self.try_acquire() {
+                return Ok((conn, Some(at)));
             }
         }
     }
@@ -495,7 +517,7 @@ impl Session {
             match link::first_request(&self.cbuf, self.max) {
                 Ok(Some(frontend_tag::TERMINATE)) => return Ok(None),
                 Ok(Some(_)) => match self.acquire().await {
-                    Ok(conn) => return Ok(Some(self.linked(conn))),
+                    Ok((conn, at)) => return Ok(Some(self.linked_at(conn, at))),
                     Err(Exit::Quiet(Quiet::CancelledWait)) => continue,
                     Err(e) => return Err(e),
                 },
@@ -547,10 +569,11 @@ impl Session {
     }
 
     /// The tracker said the server is clean: back to the pool.
-    fn release(&mut self, l: Box<Linked>) {
+    fn release(&mut self, mut l: Box<Linked>) {
+        let now = self.shared.now_at(l.now());
         let (conn, usage, _) = self.unlink(l);
         tracing::debug!("C-{}: releases S-{}", self.id.0, conn.id.0);
-        let _ = self.shared.release(self.id, conn, usage);
+        let _ = self.shared.release(self.id, conn, usage, now);
     }
 
     /// The client is leaving while linked: a clean server goes back to the pool (with
@@ -559,7 +582,7 @@ impl Session {
         let (conn, usage, clean) = self.unlink(l);
         tracing::debug!("C-{}: leaves S-{} (clean: {clean})", self.id.0, conn.id.0);
         if clean {
-            let _ = self.shared.release(self.id, conn, usage);
+            let _ = self.shared.release(self.id, conn, usage, self.shared.now());
         } else {
             self.shared.drop_server(
                 self.id,
