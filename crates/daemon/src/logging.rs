@@ -24,7 +24,7 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -35,7 +35,6 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "NOISE",
         };
-        let _ = ctx;
         let time = timestamp(std::time::SystemTime::now());
         if !self.json {
             write!(w, "{time} [{}] {level} ", self.pid)?;
