@@ -9,26 +9,14 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
-/// A socket on its way from one worker to another: registered with no reactor.
+/// A plain socket on its way from one worker to another: registered with no reactor
+/// (a file descriptor, so it fits inside [`Stream`] without making it bigger).
 #[derive(Debug)]
-pub enum Detached {
+pub enum Unregistered {
     /// TCP.
     Tcp(std::net::TcpStream),
     /// Unix-domain socket.
     Unix(std::os::unix::net::UnixStream),
-    /// A stream that was not detached (TLS, or already closed).
-    Attached(Stream),
-}
-
-impl Detached {
-    /// Registers the socket with the current thread's reactor.
-    pub fn attach(self) -> io::Result<Stream> {
-        match self {
-            Detached::Tcp(s) => Ok(Stream::Tcp(TcpStream::from_std(s)?)),
-            Detached::Unix(s) => Ok(Stream::Unix(UnixStream::from_std(s)?)),
-            Detached::Attached(s) => Ok(s),
-        }
-    }
 }
 
 /// A connected socket.
@@ -42,6 +30,9 @@ pub enum Stream {
     Tls(Box<crate::tls::TlsStream>),
     /// Given away (upgraded to TLS); every operation fails.
     Closed,
+    /// Moving to another worker ([`Stream::detach`]); [`Stream::attach`] registers it
+    /// there. Every other operation fails.
+    Moving(Unregistered),
 }
 
 fn closed() -> io::Error {
@@ -55,7 +46,7 @@ impl Stream {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
             Stream::Tls(s) => s.readable().await,
-            Stream::Closed => Err(closed()),
+            Stream::Closed | Stream::Moving(_) => Err(closed()),
         }
     }
 
@@ -69,7 +60,7 @@ impl Stream {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
             Stream::Tls(s) => s.poll_read_ready(cx),
-            Stream::Closed => std::task::Poll::Ready(Err(closed())),
+            Stream::Closed | Stream::Moving(_) => std::task::Poll::Ready(Err(closed())),
         }
     }
 
@@ -83,7 +74,7 @@ impl Stream {
             Stream::Tcp(s) => s.poll_write_ready(cx),
             Stream::Unix(s) => s.poll_write_ready(cx),
             Stream::Tls(s) => s.tcp().poll_write_ready(cx),
-            Stream::Closed => std::task::Poll::Ready(Err(closed())),
+            Stream::Closed | Stream::Moving(_) => std::task::Poll::Ready(Err(closed())),
         }
     }
 
@@ -93,7 +84,7 @@ impl Stream {
             Stream::Tcp(s) => s.writable().await,
             Stream::Unix(s) => s.writable().await,
             Stream::Tls(s) => s.writable().await,
-            Stream::Closed => Err(closed()),
+            Stream::Closed | Stream::Moving(_) => Err(closed()),
         }
     }
 
@@ -116,7 +107,7 @@ impl Stream {
                 drained(got, spare)
             }),
             Stream::Tls(s) => return s.try_read_buf(buf),
-            Stream::Closed => return Err(closed()),
+            Stream::Closed | Stream::Moving(_) => return Err(closed()),
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
@@ -155,7 +146,7 @@ impl Stream {
                 }
                 Ok(())
             }
-            Stream::Closed => Err(closed()),
+            Stream::Closed | Stream::Moving(_) => Err(closed()),
         }
     }
 
@@ -165,7 +156,7 @@ impl Stream {
             Stream::Tcp(s) => s.try_write(data),
             Stream::Unix(s) => s.try_write(data),
             Stream::Tls(s) => s.try_write_vectored(&[io::IoSlice::new(data)]),
-            Stream::Closed => Err(closed()),
+            Stream::Closed | Stream::Moving(_) => Err(closed()),
         }
     }
 
@@ -228,13 +219,23 @@ impl Stream {
     }
 
     /// Deregisters a plain socket from this thread's reactor, to be registered on
-    /// another worker with [`Detached::attach`]. TLS streams stay attached (they move
+    /// another worker with [`Stream::attach`]. TLS streams stay registered (they move
     /// with [`Stream::rehome`] instead).
-    pub fn detach(self) -> io::Result<Detached> {
+    pub fn detach(self) -> io::Result<Stream> {
         match self {
-            Stream::Tcp(s) => Ok(Detached::Tcp(s.into_std()?)),
-            Stream::Unix(s) => Ok(Detached::Unix(s.into_std()?)),
-            other => Ok(Detached::Attached(other)),
+            Stream::Tcp(s) => Ok(Stream::Moving(Unregistered::Tcp(s.into_std()?))),
+            Stream::Unix(s) => Ok(Stream::Moving(Unregistered::Unix(s.into_std()?))),
+            other => Ok(other),
+        }
+    }
+
+    /// Registers a socket [`Stream::detach`] took off a reactor with the current
+    /// thread's reactor; any other stream is returned as it is.
+    pub fn attach(self) -> io::Result<Stream> {
+        match self {
+            Stream::Moving(Unregistered::Tcp(s)) => Ok(Stream::Tcp(TcpStream::from_std(s)?)),
+            Stream::Moving(Unregistered::Unix(s)) => Ok(Stream::Unix(UnixStream::from_std(s)?)),
+            other => Ok(other),
         }
     }
 
@@ -264,7 +265,7 @@ impl Stream {
             Stream::Unix(s) => s.try_io(Interest::WRITABLE, || {
                 socket2::SockRef::from(s).send_vectored_with_flags(bufs, flags)
             }),
-            Stream::Tls(_) | Stream::Closed => Err(closed()),
+            Stream::Tls(_) | Stream::Closed | Stream::Moving(_) => Err(closed()),
         }
     }
 
@@ -277,7 +278,7 @@ impl Stream {
             Stream::Tcp(s) => s.try_read(&mut probe),
             Stream::Unix(s) => s.try_read(&mut probe),
             Stream::Tls(s) => return s.has_unexpected_input(),
-            Stream::Closed => return true,
+            Stream::Closed | Stream::Moving(_) => return true,
         };
         !matches!(r, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -295,7 +296,7 @@ impl Stream {
                 .map(|a| (a.ip().to_string(), a.port()))
                 .unwrap_or_else(|_| ("?".into(), 0)),
             Stream::Unix(_) => ("unix".into(), 0),
-            Stream::Closed => ("?".into(), 0),
+            Stream::Closed | Stream::Moving(_) => ("?".into(), 0),
         }
     }
 
@@ -320,7 +321,7 @@ impl Stream {
                 .map(|a| (a.ip().to_string(), a.port()))
                 .unwrap_or_else(|_| ("?".into(), 0)),
             Stream::Unix(_) => ("unix".into(), 0),
-            Stream::Closed => ("?".into(), 0),
+            Stream::Closed | Stream::Moving(_) => ("?".into(), 0),
         }
     }
 

@@ -86,23 +86,27 @@ pub fn install(n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Counts one session on a worker while it lives.
-struct Load(usize);
+/// Counts one session on the worker it runs on while it lives: zero-sized (no bytes in
+/// every session's task), as a session never leaves the worker it started on. Created
+/// by the session's own future (see [`spawn_session`]).
+pub struct Load;
 
 impl Drop for Load {
     fn drop(&mut self) {
         if let Some(w) = WORKERS.get() {
-            w.load[self.0].fetch_sub(1, Ordering::Relaxed);
+            w.load[current()].fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
 /// Runs a new session on the least loaded worker, or on the current one while its load
-/// is within a small margin of the least. The socket is moved to that worker's
-/// reactor; `make` runs there.
+/// is within a small margin of the least. `make` builds the session's future here; a
+/// socket bound for another worker is detached first, and the future registers it there
+/// ([`Stream::attach`]) when it starts. The future is spawned as it is, with no wrapper
+/// around it, and holds a [`Load`] while it runs.
 pub fn spawn_session<F, Fut>(socket: Stream, make: F)
 where
-    F: FnOnce(Stream) -> Fut + Send + 'static,
+    F: FnOnce(Stream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Some(w) = WORKERS.get() else {
@@ -125,29 +129,20 @@ where
     if here_load <= best_load + 1 + best_load / 16 {
         best = here;
     }
-    w.load[best].fetch_add(1, Ordering::Relaxed);
-    let load = Load(best);
     if best == here {
-        tokio::spawn(async move {
-            let _load = load;
-            make(socket).await;
-        });
+        w.load[best].fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(make(socket));
         return;
     }
-    let detached = match socket.detach() {
-        Ok(d) => d,
+    let moving = match socket.detach() {
+        Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot move a new connection to worker {best}: {e}");
             return;
         }
     };
-    w.handles[best].spawn(async move {
-        let _load = load;
-        match detached.attach() {
-            Ok(socket) => make(socket).await,
-            Err(e) => tracing::warn!("cannot register a new connection on worker {best}: {e}"),
-        }
-    });
+    w.load[best].fetch_add(1, Ordering::Relaxed);
+    w.handles[best].spawn(make(moving));
 }
 
 /// Sessions per worker, for logs and tests.

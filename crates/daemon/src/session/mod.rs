@@ -92,6 +92,16 @@ pub(crate) fn serve(
     };
     // The session is captured (stored once), not moved into a binding of the block.
     async move {
+        // Counted on this worker while it lives (zero-sized).
+        let _load = crate::workers::Load;
+        // A socket moved from the accepting worker is registered here, on this one.
+        match s.client.take().attach() {
+            Ok(client) => s.client = client,
+            Err(e) => {
+                tracing::warn!("cannot register a new connection on this worker: {e}");
+                return;
+            }
+        }
         let exit = s.run().await;
         Box::pin(s.finish(exit)).await;
     }
