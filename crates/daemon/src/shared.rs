@@ -354,11 +354,12 @@ impl Shared {
 
     /// pool-core's clock.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        self.now_at(std::time::Instant::now())
     }
 
     /// pool-core's clock at `wall`, a reading the caller took during the same wake-up
-    /// (a clock read costs about as much as a small event).
+    /// (a clock read costs about as much as a small event). The one conversion from the
+    /// wall clock, so that every event sees the same clock.
     pub fn now_at(&self, wall: std::time::Instant) -> Instant {
         let since = wall.saturating_duration_since(self.epoch.into_std());
         Instant::from_micros(since.as_micros() as u64)

@@ -170,12 +170,12 @@ impl Session {
                     && l.track.wants_client_input()
                     && !suspended,
             };
+            // A clock reading taken before the wait is stale after it.
+            l.now = None;
             // The common wait (no timeout set, nothing blocked, not suspended) polls the
             // sockets and the mailbox directly: no future per wait, no waiter node per
             // socket. The rest (timers, SUSPEND's bookkeeping) is boxed, paid only when
             // needed.
-            // A reading taken before the wait is stale after it.
-            l.now = None;
             let woke = if deadline.is_none() && !blocked && !suspended {
                 std::future::poll_fn(|cx| wants.poll(cx, &l.conn.stream, &self.client, &rx)).await
             } else {

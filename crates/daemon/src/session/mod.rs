@@ -588,11 +588,12 @@ impl Session {
 
     /// The client is leaving while linked: a clean server goes back to the pool (with
     /// a reset in session mode), anything else is closed.
-    fn give_back(&mut self, l: Box<Linked>) {
+    fn give_back(&mut self, mut l: Box<Linked>) {
+        let now = self.shared.now_at(l.now());
         let (conn, usage, clean) = self.unlink(l);
         tracing::debug!("C-{}: leaves S-{} (clean: {clean})", self.id.0, conn.id.0);
         if clean {
-            let _ = self.shared.release(self.id, conn, usage, self.shared.now());
+            let _ = self.shared.release(self.id, conn, usage, now);
         } else {
             self.shared.drop_server(
                 self.id,
