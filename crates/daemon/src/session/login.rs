@@ -131,7 +131,12 @@ impl Session {
 
     /// Checks the startup parameters, authenticates, and sends the welcome. Returns the
     /// server link when the welcome needed one and the pool mode keeps it (session).
-    pub(super) async fn login(&mut self, m: StartupMessage) -> Result<Option<Box<Linked>>, Exit> {
+    /// `deadline`: when `client_login_timeout` ends the login.
+    pub(super) async fn login(
+        &mut self,
+        m: StartupMessage,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<Box<Linked>>, Exit> {
         let user = m.param("user").unwrap_or("").to_string();
         if user.is_empty() {
             return Err(Fatal::NoUsername.into());
@@ -204,7 +209,7 @@ impl Session {
             // The console authenticates on its own and counts its login (or failure).
             self.logged_in = true;
             let id = self.id;
-            return Err(crate::console::serve(self.console_io(), id, &user, secret).await);
+            return Err(crate::console::serve(self.console_io(deadline), id, &user, secret).await);
         }
         if self.shared.is_shutting_down() {
             // Only the Unix socket still listens; it serves the console only.
@@ -224,7 +229,6 @@ impl Session {
                 .unwrap_or_else(|| PoolKey::new(&database, &user)),
         };
         let replicating = replication.as_deref().is_some_and(|r| r != "database");
-        let deadline = self.login_deadline;
         let auth = self.authenticate(&user, &database, db.as_ref(), replicating);
         let ok = match deadline {
             Some(at) => tokio::time::timeout_at(at, auth)
@@ -700,14 +704,17 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn console_io(&mut self) -> crate::console::ConsoleIo<'_> {
+    pub(super) fn console_io(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> crate::console::ConsoleIo<'_> {
         crate::console::ConsoleIo {
             shared: &self.shared,
             rt: &self.rt,
             stream: &mut self.client,
             buf: &mut self.cbuf,
             max: self.max,
-            deadline: self.login_deadline,
+            deadline,
         }
     }
 

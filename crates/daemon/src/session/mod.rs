@@ -84,7 +84,6 @@ pub(crate) fn serve(
         timeouts: QueryTimeouts::default(),
         fast_close: false,
         welcomed: false,
-        login_deadline: None,
         logged_in: false,
         pump: None,
         statements: ClientStatements::default(),
@@ -138,8 +137,6 @@ struct Session {
     fast_close: bool,
     /// The welcome was sent: from now on a failing pool fails this client fast.
     welcomed: bool,
-    /// When `client_login_timeout` ends the login (startup packet and authentication).
-    login_deadline: Option<tokio::time::Instant>,
     /// Authenticated (counted once in `/metrics`; later endings are not login failures).
     logged_in: bool,
     /// The forwarding buffers, kept between links (none until the first link).
@@ -310,35 +307,11 @@ impl Session {
     }
 
     async fn run(&mut self) -> Exit {
-        let login_timeout = self.rt.per_login.client_login_timeout;
-        // One deadline for the whole login: the startup packet and the authentication
-        // exchange (including an auth_query lookup).
-        self.login_deadline =
-            (!login_timeout.is_zero()).then(|| tokio::time::Instant::now() + login_timeout);
-        // Boxed, like the login below: only the first moments of a session need it.
-        let startup = match self.login_deadline {
-            None => Box::pin(self.read_startup()).await,
-            Some(at) => match Box::pin(tokio::time::timeout_at(at, self.read_startup())).await {
-                Ok(r) => r,
-                Err(_) => Err(Fatal::ClientLoginTimeout.into()),
-            },
-        };
-        let startup = match startup {
-            Ok(Some(m)) => m,
-            Ok(None) => return Quiet::CancelRequest.into(),
-            Err(e) => {
-                self.count_failed_login(&e);
-                return e;
-            }
-        };
-        // Boxed: the login state (auth exchanges) would otherwise sit in every idle
-        // session task for its whole life.
-        let mut link = match Box::pin(self.login(startup)).await {
+        // Boxed: only the first moments of a session need the startup and login state,
+        // and the loop below is all an idle session's task keeps.
+        let mut link = match Box::pin(self.start()).await {
             Ok(link) => link,
-            Err(e) => {
-                self.count_failed_login(&e);
-                return e;
-            }
+            Err(e) => return e,
         };
         loop {
             let mut l = match link.take() {
@@ -361,6 +334,40 @@ impl Session {
                     self.drop_link(l);
                     return e;
                 }
+            }
+        }
+    }
+
+    /// Reads the startup packet and logs the client in: the link of its first
+    /// transaction, if the login made one, or why the session ends.
+    async fn start(&mut self) -> Result<Option<Box<Linked>>, Exit> {
+        let login_timeout = self.rt.per_login.client_login_timeout;
+        // One deadline for the whole login: the startup packet and the authentication
+        // exchange (including an auth_query lookup).
+        let deadline =
+            (!login_timeout.is_zero()).then(|| tokio::time::Instant::now() + login_timeout);
+        let startup = match deadline {
+            None => self.read_startup().await,
+            Some(at) => match tokio::time::timeout_at(at, self.read_startup()).await {
+                Ok(r) => r,
+                Err(_) => Err(Fatal::ClientLoginTimeout.into()),
+            },
+        };
+        let startup = match startup {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(Quiet::CancelRequest.into()),
+            Err(e) => {
+                self.count_failed_login(&e);
+                return Err(e);
+            }
+        };
+        // Boxed: the authentication exchanges are larger than reading the packet, and
+        // a client that only sends a cancel request never needs them.
+        match Box::pin(self.login(startup, deadline)).await {
+            Ok(link) => Ok(link),
+            Err(e) => {
+                self.count_failed_login(&e);
+                Err(e)
             }
         }
     }
@@ -732,4 +739,26 @@ fn reserve_client_read(cbuf: &mut BytesMut) {
         SMALL_READ
     };
     cbuf.reserve(want);
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tokio keeps each task in one allocation aligned to 128 bytes: a 104-byte header
+    /// and trailer plus the future. A session's future of at most 408 bytes makes that
+    /// 512 bytes per client; 409 would make it 640 (10 000 idle clients: 1.25 MiB more).
+    #[test]
+    fn an_idle_sessions_task_fits_in_512_bytes() {
+        let ini = crate::config::ini::Ini::parse(
+            "[databases]\n[pgbouncer]\nauth_type = any\n",
+            std::path::Path::new("pgbouncer.ini"),
+        )
+        .unwrap();
+        let settings = crate::config::Settings::from_ini(&ini, None, &Default::default()).unwrap();
+        let shared = Shared::new(Runtime::new(settings).unwrap());
+        let local = Arc::new((Arc::from("127.0.0.1"), 6432));
+        let task = serve(shared, Stream::Closed, ("127.0.0.1".into(), 1), local);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 408, "the session's future is {size} bytes");
+    }
 }
