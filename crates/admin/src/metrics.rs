@@ -41,6 +41,9 @@ pub struct DaemonMetrics {
     pub prepared_misses: u64,
     /// Prepared statements closed on a server to make room (`max_prepared_statements`).
     pub prepared_evictions: u64,
+    /// Idle clients parked now: no task and no reactor registration until their client
+    /// sends something or pool-core has a message for them.
+    pub parked_clients: u64,
     /// CPU seconds (user + system) per worker thread, by thread name.
     pub worker_cpu_seconds: Vec<(String, f64)>,
     /// Process CPU seconds (user + system).
@@ -589,6 +592,12 @@ fn own_families(f: &mut Families, snap: &Snapshot<'_>, d: &DaemonMetrics) {
     ] {
         f.counter(name, help, l(&[]), v as f64);
     }
+    f.gauge(
+        "pgbouncer_parked_clients",
+        "Idle client connections parked (no task, no reactor registration)",
+        l(&[]),
+        d.parked_clients as f64,
+    );
     for (worker, secs) in &d.worker_cpu_seconds {
         f.counter(
             "pgbouncer_worker_cpu_seconds",

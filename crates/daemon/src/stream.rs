@@ -239,6 +239,22 @@ impl Stream {
         }
     }
 
+    /// Whether the socket can leave the reactor while its session is parked (plain
+    /// sockets; a TLS stream keeps its reactor registration).
+    pub fn can_park(&self) -> bool {
+        matches!(self, Stream::Tcp(_) | Stream::Unix(_))
+    }
+
+    /// The descriptor of a socket [`Stream::detach`] took off its reactor.
+    pub fn unregistered_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            Stream::Moving(Unregistered::Tcp(s)) => Some(s.as_fd()),
+            Stream::Moving(Unregistered::Unix(s)) => Some(s.as_fd()),
+            _ => None,
+        }
+    }
+
     /// Takes the stream out, leaving [`Stream::Closed`].
     pub fn take(&mut self) -> Stream {
         std::mem::replace(self, Stream::Closed)

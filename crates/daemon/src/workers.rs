@@ -80,6 +80,7 @@ pub fn install(n: usize) -> std::io::Result<()> {
             })?;
     }
     let load = handles.iter().map(|_| AtomicUsize::new(0)).collect();
+    crate::session::park::start(&handles)?;
     WORKERS
         .set(Workers { handles, load })
         .map_err(|_| std::io::Error::other("workers installed twice"))?;

@@ -130,6 +130,7 @@ impl Counters {
         m.prepared_hits = get(&self.prepared_hits);
         m.prepared_misses = get(&self.prepared_misses);
         m.prepared_evictions = get(&self.prepared_evictions);
+        m.parked_clients = crate::session::park::parked() as u64;
     }
 }
 

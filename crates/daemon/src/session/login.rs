@@ -257,7 +257,9 @@ impl Session {
                 self.label()
             );
         }
-        self.rx = Some(self.shared.register(self.id));
+        let rx = self.shared.register(self.id);
+        super::park::enroll(&rx);
+        self.rx = Some(rx);
         let (local_addr, local_port) = (self.local.0.clone(), self.local.1);
         self.shared.lock().client_info.insert(
             self.id,

@@ -28,6 +28,7 @@ mod forward;
 mod login;
 mod outbox;
 mod outcome;
+pub(crate) mod park;
 
 pub(crate) use outcome::{Exit, Fatal, Quiet};
 
@@ -44,6 +45,13 @@ const SERVER_READ_CHUNK: usize = 32 * 1024;
 /// What a client may send ahead while it waits for a server; beyond that it is not read
 /// until it has one (the rest streams once linked).
 const WAITING_READ_LIMIT: usize = 64 * 1024;
+
+/// Whole seconds since the first call in this process (a session's age in 4 bytes).
+fn seconds() -> u32 {
+    static EPOCH: std::sync::OnceLock<WallInstant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(WallInstant::now);
+    u32::try_from(epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+}
 
 /// The exit for a failed write: `otherwise`, unless SUSPEND dropped it.
 fn write_failed(e: std::io::Error, otherwise: impl Into<Exit>) -> Exit {
@@ -79,7 +87,7 @@ pub(crate) fn serve(
         defaults: Arc::default(),
         addr: addr.into(),
         port,
-        started: WallInstant::now(),
+        started: seconds(),
         who: None,
         timeouts: QueryTimeouts::default(),
         fast_close: false,
@@ -91,8 +99,8 @@ pub(crate) fn serve(
     };
     // The session is captured (stored once), not moved into a binding of the block.
     async move {
-        // Counted on this worker while it lives (zero-sized).
-        let _load = crate::workers::Load;
+        // Counted on this worker while it lives, parked or not (zero-sized).
+        let load = crate::workers::Load;
         // A socket moved from the accepting worker is registered here, on this one.
         match s.client.take().attach() {
             Ok(client) => s.client = client,
@@ -101,7 +109,32 @@ pub(crate) fn serve(
                 return;
             }
         }
-        let exit = s.run().await;
+        let exit = match s.run(true).await {
+            Some(exit) => exit,
+            None => return park::park(s, load),
+        };
+        Box::pin(s.finish(exit)).await;
+    }
+}
+
+/// Carries on with a session that was parked ([`park`]), on the worker it parked on.
+// Not an `async fn`: that stores the session twice in the future (632 bytes instead of
+// 392, past tokio's 512-byte task; the size test fails).
+#[allow(clippy::manual_async_fn)]
+fn resume(
+    mut s: Session,
+    load: crate::workers::Load,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        if let Err(e) = s.client.take().attach().map(|client| s.client = client) {
+            tracing::warn!("C-{}: cannot register a parked client again: {e}", s.id.0);
+            Box::pin(s.finish(Quiet::ClientEof.into())).await;
+            return;
+        }
+        let exit = match s.run(false).await {
+            Some(exit) => exit,
+            None => return park::park(s, load),
+        };
         Box::pin(s.finish(exit)).await;
     }
 }
@@ -126,7 +159,8 @@ struct Session {
     /// The peer address (shared with the client's SHOW CLIENTS entry).
     addr: Arc<str>,
     port: u16,
-    started: WallInstant,
+    /// When the client connected, in [`seconds`] (for the log's `age`).
+    started: u32,
     /// The database the client asked for and the user it logged in as (for the log).
     who: Option<PoolKey>,
     max: u32,
@@ -306,20 +340,27 @@ impl Session {
         (conn, usage, clean)
     }
 
-    async fn run(&mut self) -> Exit {
-        // Boxed: only the first moments of a session need the startup and login state,
-        // and the loop below is all an idle session's task keeps.
-        let mut link = match Box::pin(self.start()).await {
-            Ok(link) => link,
-            Err(e) => return e,
-        };
+    /// Logs the client in (`login`; a resumed session is past that) and serves its
+    /// transactions. How the session ends; `None`: it was asked to park while idle, and
+    /// its socket is off the reactor (see [`park`]).
+    async fn run(&mut self, login: bool) -> Option<Exit> {
+        let mut link = None;
+        if login {
+            // Boxed: only the first moments of a session need the startup and login
+            // state, and the loop below is all an idle session's task keeps.
+            link = match Box::pin(self.start()).await {
+                Ok(link) => link,
+                Err(e) => return Some(e),
+            };
+        }
         loop {
             let mut l = match link.take() {
                 Some(l) => l,
                 None => match self.idle().await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => return Quiet::ClientCloseRequest.into(),
-                    Err(e) => return e,
+                    Ok(Idle::Link(l)) => l,
+                    Ok(Idle::Goodbye) => return Some(Quiet::ClientCloseRequest.into()),
+                    Ok(Idle::Park) => return None,
+                    Err(e) => return Some(e),
                 },
             };
             // Boxed: only a linked session pays for the forwarding state; an idle one
@@ -328,11 +369,11 @@ impl Session {
                 Ok(Released::Yes) => self.release(l),
                 Ok(Released::ClientLeft(reason)) => {
                     self.give_back(l);
-                    return reason.into();
+                    return Some(reason.into());
                 }
                 Err(e) => {
                     self.drop_link(l);
-                    return e;
+                    return Some(e);
                 }
             }
         }
@@ -523,8 +564,7 @@ impl Session {
     }
 
     /// No server: wait for the client's next request (or Terminate / EOF), then get one.
-    /// `Ok(None)`: the client said goodbye.
-    async fn idle(&mut self) -> Result<Option<Box<Linked>>, Exit> {
+    async fn idle(&mut self) -> Result<Idle, Exit> {
         loop {
             if self.shared.is_suspended() {
                 Box::pin(self.shared.wait_resumed()).await;
@@ -532,46 +572,77 @@ impl Session {
             // A server is taken only for a complete, acceptable header: nonsense and
             // Terminate never cost a server.
             match link::first_request(&self.cbuf, self.max) {
-                Ok(Some(frontend_tag::TERMINATE)) => return Ok(None),
+                Ok(Some(frontend_tag::TERMINATE)) => return Ok(Idle::Goodbye),
                 Ok(Some(_)) => match self.acquire().await {
-                    Ok((conn, at)) => return Ok(Some(self.linked_at(conn, at))),
+                    Ok((conn, at)) => return Ok(Idle::Link(self.linked_at(conn, at))),
                     Err(Exit::Quiet(Quiet::CancelledWait)) => continue,
                     Err(e) => return Err(e),
                 },
                 Ok(None) => {}
                 Err(e) => return Err(e.into()),
             }
+            let rx = self
+                .rx
+                .as_deref()
+                .ok_or(Exit::Fatal(Fatal::BouncerConfigError))?;
+            // Nothing buffered and a plain socket: the session may park if this lasts.
+            let parkable = self.cbuf.is_empty() && self.client.can_park();
             if self.cbuf.is_empty() {
                 // Nothing buffered and no server: give the buffer back, so that
                 // thousands of idle clients cost little memory (PgBouncer returns
                 // pkt_buf the same way).
                 self.cbuf = BytesMut::new();
             }
-            let rx = self
-                .rx
-                .as_deref()
-                .ok_or(Exit::Fatal(Fatal::BouncerConfigError))?;
+            if parkable {
+                if let Some(tick) = park::tick() {
+                    rx.mark_idle(tick);
+                }
+            }
             // Waiting polls the mailbox and the socket directly, so an idle session's
             // future holds no waiter nodes (thousands of idle clients stay small).
             let client = &self.client;
             let woke = std::future::poll_fn(|cx| {
                 if let Poll::Ready(msg) = rx.poll_recv(cx) {
-                    return Poll::Ready(Ok(msg));
+                    return Poll::Ready(IdleWake::Msg(msg));
                 }
-                client.poll_read_ready(cx).map(Err)
+                if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                    return Poll::Ready(IdleWake::Readable(r));
+                }
+                if rx.asked_to_park() {
+                    return Poll::Ready(IdleWake::Park);
+                }
+                Poll::Pending
             })
             .await;
+            if parkable {
+                rx.mark_busy();
+            }
             match woke {
-                Ok(msg) => match msg {
+                IdleWake::Msg(msg) => match msg {
                     SessionMsg::Disconnect(r) => return Err(r.into()),
-                    SessionMsg::Link(conn) => return Ok(Some(self.linked(conn))),
+                    SessionMsg::Link(conn) => return Ok(Idle::Link(self.linked(conn))),
                     SessionMsg::CancelWait
                     | SessionMsg::FastClose
                     | SessionMsg::ReplicationServer(_) => {}
                 },
-                Err(r) => {
+                IdleWake::Park => {
+                    if !self.shared.is_suspended() {
+                        match self.client.take().detach() {
+                            Ok(client) => {
+                                self.client = client;
+                                // What the next link rebuilds: the forwarding buffers
+                                // and the parameters' comparison strings.
+                                self.pump = None;
+                                self.vars_sig = None;
+                                return Ok(Idle::Park);
+                            }
+                            Err(_) => return Err(Quiet::ClientEof.into()),
+                        }
+                    }
+                }
+                IdleWake::Readable(r) => {
                     if r.is_err() {
-                        return Ok(None);
+                        return Ok(Idle::Goodbye);
                     }
                     reserve_client_read(&mut self.cbuf);
                     match self.client.try_read_buf(&mut self.cbuf) {
@@ -626,7 +697,7 @@ impl Session {
     }
 
     async fn finish(&mut self, exit: Exit) {
-        let age = self.started.elapsed().as_secs();
+        let age = seconds().wrapping_sub(self.started);
         let reason = exit.reason();
         // Logged before the client hears it, as PgBouncer does (a test that reads the
         // log right after the error must find the line).
@@ -664,6 +735,23 @@ impl Session {
             self.shared.client_gone(self.id);
         }
     }
+}
+
+/// How an idle wait ended.
+enum Idle {
+    /// The client has a server for its next request.
+    Link(Box<Linked>),
+    /// Terminate, or the socket failed.
+    Goodbye,
+    /// Asked to park: the socket is off the reactor.
+    Park,
+}
+
+/// What woke an idle session.
+enum IdleWake {
+    Msg(SessionMsg),
+    Readable(std::io::Result<()>),
+    Park,
 }
 
 /// What ended one wait for a server.
@@ -744,21 +832,59 @@ fn reserve_client_read(cbuf: &mut BytesMut) {
 mod tests {
     use super::*;
 
-    /// tokio keeps each task in one allocation aligned to 128 bytes: a 104-byte header
-    /// and trailer plus the future. A session's future of at most 408 bytes makes that
-    /// 512 bytes per client; 409 would make it 640 (10 000 idle clients: 1.25 MiB more).
-    #[test]
-    fn an_idle_sessions_task_fits_in_512_bytes() {
+    fn shared() -> Arc<Shared> {
         let ini = crate::config::ini::Ini::parse(
             "[databases]\n[pgbouncer]\nauth_type = any\n",
             std::path::Path::new("pgbouncer.ini"),
         )
         .unwrap();
         let settings = crate::config::Settings::from_ini(&ini, None, &Default::default()).unwrap();
-        let shared = Shared::new(Runtime::new(settings).unwrap());
+        Shared::new(Runtime::new(settings).unwrap())
+    }
+
+    /// tokio keeps each task in one allocation aligned to 128 bytes: a 104-byte header
+    /// and trailer plus the future. A session's future of at most 408 bytes makes that
+    /// 512 bytes per client; 409 would make it 640 (10 000 idle clients: 1.25 MiB more).
+    /// The same holds for a session resumed after parking.
+    #[test]
+    fn an_idle_sessions_task_fits_in_512_bytes() {
         let local = Arc::new((Arc::from("127.0.0.1"), 6432));
-        let task = serve(shared, Stream::Closed, ("127.0.0.1".into(), 1), local);
+        let task = serve(
+            shared(),
+            Stream::Closed,
+            ("127.0.0.1".into(), 1),
+            local.clone(),
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 408, "the session's future is {size} bytes");
+
+        let shared = shared();
+        let session = Session {
+            id: shared.next_client_id(),
+            rt: shared.runtime(),
+            shared,
+            max: 1,
+            client: Stream::Closed,
+            cbuf: BytesMut::new(),
+            rx: None,
+            mode: PoolMode::Transaction,
+            vars: Vec::new(),
+            vars_sig: None,
+            defaults: Arc::default(),
+            addr: "127.0.0.1".into(),
+            port: 1,
+            started: seconds(),
+            who: None,
+            timeouts: QueryTimeouts::default(),
+            fast_close: false,
+            welcomed: true,
+            logged_in: true,
+            pump: None,
+            statements: ClientStatements::default(),
+            local,
+        };
+        let task = resume(session, crate::workers::Load);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 408, "a resumed session's future is {size} bytes");
     }
 }
