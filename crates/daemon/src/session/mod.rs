@@ -110,8 +110,9 @@ pub(crate) fn serve(
             }
         }
         let exit = match s.run(true).await {
-            Some(exit) => exit,
-            None => return park::park(s, load),
+            Ran::Exit(exit) => exit,
+            Ran::Park => return park::park(s, load),
+            Ran::Move(to) => return crate::workers::move_session(to, resume(s, load)),
         };
         Box::pin(s.finish(exit)).await;
     }
@@ -132,8 +133,9 @@ fn resume(
             return;
         }
         let exit = match s.run(false).await {
-            Some(exit) => exit,
-            None => return park::park(s, load),
+            Ran::Exit(exit) => exit,
+            Ran::Park => return park::park(s, load),
+            Ran::Move(to) => return crate::workers::move_session(to, resume(s, load)),
         };
         Box::pin(s.finish(exit)).await;
     }
@@ -341,16 +343,16 @@ impl Session {
     }
 
     /// Logs the client in (`login`; a resumed session is past that) and serves its
-    /// transactions. How the session ends; `None`: it was asked to park while idle, and
-    /// its socket is off the reactor (see [`park`]).
-    async fn run(&mut self, login: bool) -> Option<Exit> {
+    /// transactions, until the session ends, parks or moves (then its socket is off the
+    /// reactor).
+    async fn run(&mut self, login: bool) -> Ran {
         let mut link = None;
         if login {
             // Boxed: only the first moments of a session need the startup and login
             // state, and the loop below is all an idle session's task keeps.
             link = match Box::pin(self.start()).await {
                 Ok(link) => link,
-                Err(e) => return Some(e),
+                Err(e) => return Ran::Exit(e),
             };
         }
         loop {
@@ -358,25 +360,52 @@ impl Session {
                 Some(l) => l,
                 None => match self.idle().await {
                     Ok(Idle::Link(l)) => l,
-                    Ok(Idle::Goodbye) => return Some(Quiet::ClientCloseRequest.into()),
-                    Ok(Idle::Park) => return None,
-                    Err(e) => return Some(e),
+                    Ok(Idle::Goodbye) => return Ran::Exit(Quiet::ClientCloseRequest.into()),
+                    Ok(Idle::Park) => return Ran::Park,
+                    Err(e) => return Ran::Exit(e),
                 },
             };
             // Boxed: only a linked session pays for the forwarding state; an idle one
             // keeps a small task.
             match Box::pin(self.forward(&mut l)).await {
-                Ok(Released::Yes) => self.release(l),
+                Ok(Released::Yes) => {
+                    self.release(l);
+                    // Between transactions: this worker may be busy and hand the
+                    // session to another (one relaxed load when it is not).
+                    if let Some(to) = crate::workers::spill_target() {
+                        if let Some(ran) = self.move_to(to) {
+                            return ran;
+                        }
+                    }
+                }
                 Ok(Released::ClientLeft(reason)) => {
                     self.give_back(l);
-                    return Some(reason.into());
+                    return Ran::Exit(reason.into());
                 }
                 Err(e) => {
                     self.drop_link(l);
-                    return Some(e);
+                    return Ran::Exit(e);
                 }
             }
         }
+    }
+
+    /// Takes the socket off this reactor to go on on worker `to` (whose idle servers
+    /// it prefers from now on). `None`: it cannot move (TLS) and stays.
+    fn move_to(&mut self, to: usize) -> Option<Ran> {
+        if !self.client.can_park() {
+            return None;
+        }
+        match self.client.take().detach() {
+            Ok(client) => self.client = client,
+            Err(_) => return Some(Ran::Exit(Quiet::ClientEof.into())),
+        }
+        let locality = u16::try_from(to).unwrap_or(u16::MAX);
+        self.shared
+            .lock()
+            .pooler
+            .set_client_locality(self.id, locality);
+        Some(Ran::Move(to))
     }
 
     /// Reads the startup packet and logs the client in: the link of its first
@@ -735,6 +764,16 @@ impl Session {
             self.shared.client_gone(self.id);
         }
     }
+}
+
+/// How a session's run stopped.
+enum Ran {
+    /// It ends so.
+    Exit(Exit),
+    /// Idle and asked to park.
+    Park,
+    /// Between transactions on a busy worker: it goes on on this one.
+    Move(usize),
 }
 
 /// How an idle wait ended.

@@ -43,7 +43,7 @@ static PARKERS: OnceLock<Vec<Parker>> = OnceLock::new();
 struct Parker {
     worker: usize,
     epoll: OwnedFd,
-    /// Ticks so far (wrapping).
+    /// Ticks so far (wrapping; only worker 0's counts, see [`tick`]).
     tick: AtomicU32,
     /// Parked sessions now (for `/metrics`).
     parked: AtomicUsize,
@@ -157,9 +157,13 @@ fn here() -> Option<&'static Parker> {
     PARKERS.get()?.get(crate::workers::current())
 }
 
-/// The current tick of this worker's parker; `None`: sessions do not park.
+/// The current tick (worker 0's parker counts them for all, so that a session that
+/// moved between workers is compared with the same clock); `None`: sessions do not park.
 pub(super) fn tick() -> Option<u32> {
-    here().map(|p| p.tick.load(Ordering::Relaxed))
+    PARKERS
+        .get()?
+        .first()
+        .map(|p| p.tick.load(Ordering::Relaxed))
 }
 
 /// Puts a logged-in session's mailbox on its worker's list, so that the sweep sees it.
@@ -269,7 +273,14 @@ impl Parker {
     /// The next tick: every session idle for a whole tick is asked to park, and the
     /// mailboxes of sessions that are gone are dropped from the list.
     fn sweep(&self) {
-        let now = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let now = if self.worker == 0 {
+            self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+        } else {
+            match tick() {
+                Some(now) => now,
+                None => return,
+            }
+        };
         lock(&self.enrolled).retain(|mailbox| {
             if Arc::strong_count(mailbox) == 1 {
                 return false;
@@ -309,11 +320,28 @@ async fn run(worker: usize) {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // This worker's CPU time at the last tick, for its busy share (`workers`): CPU time
+    // rather than tokio's busy time, which also counts the moments the thread waited for
+    // a core that the database or the clients were using.
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    };
+    let mut last = (cpu(), std::time::Instant::now());
     loop {
         std::future::poll_fn(|cx| {
             let mut ticked = false;
             while ticks.poll_tick(cx).is_ready() {
                 p.sweep();
+                let now = (cpu(), std::time::Instant::now());
+                let busy = now.0.saturating_sub(last.0).as_micros();
+                let elapsed = now.1.duration_since(last.1).as_micros().max(1);
+                let permille = u32::try_from(busy * 1000 / elapsed).unwrap_or(1000);
+                crate::workers::report_busy(worker, permille.min(1000));
+                last = now;
                 ticked = true;
             }
             {
