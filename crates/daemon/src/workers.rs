@@ -5,7 +5,7 @@
 //! involve another thread. New sessions go to the first worker that is not busy (by its
 //! thread's CPU time over the last tick), so one worker serves everything until it is
 //! busy; a busy worker hands a few sessions per tick, between their transactions, to
-//! one that is not ([`spill_target`], [`move_session`]). A server socket belongs to the worker that
+//! one that is not (`spill_target`, `move_session`). A server socket belongs to the worker that
 //! registered it ([`ServerConn::home`](crate::server::ServerConn)); a session that links
 //! a server registered elsewhere moves it to its own reactor first
 //! ([`Stream::rehome`](crate::stream::Stream::rehome): deregister, register), instead of
@@ -117,7 +117,7 @@ pub fn install(n: usize) -> std::io::Result<()> {
 
 /// Counts one session on the worker it runs on while it lives: zero-sized (no bytes in
 /// every session's task). Created by the session's own future (see [`spawn_session`]);
-/// a session that moves to another worker moves its count with it ([`move_session`]).
+/// a session that moves to another worker moves its count with it (`move_session`).
 pub struct Load;
 
 impl Drop for Load {

@@ -13,6 +13,9 @@
 //!   disconnect), the parker spawns the session again on the same worker
 //!   ([`super::resume`]), which registers the socket and carries on where it stopped.
 //!
+//! The parker's tick also measures its worker's CPU time for the placement of sessions
+//! ([`crate::workers::report_busy`]).
+//!
 //! Parking never involves a server: a session parks only when it has none. Only the
 //! worker threads of the binary park ([`start`]); without them nothing parks.
 
