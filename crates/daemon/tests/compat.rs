@@ -9,14 +9,6 @@ use std::time::Duration;
 use common::*;
 use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_query_fetches_md5_and_scram_secrets_from_the_server() {
     if !pg_harness::require_postgres() {

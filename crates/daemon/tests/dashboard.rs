@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::pooler::Pooler;
-use common::{psql, run, stderr, Scratch};
+use common::{free_port, psql, run, stderr, Scratch};
 use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,14 +34,6 @@ fn ci() -> bool {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether the browser check can run here: `dashboard_check.py --probe` starts the

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{psql, run, stderr, stdout, userlist, Scratch};
+use common::{free_port, psql, run, stderr, stdout, userlist, Scratch};
 use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
 
 /// The text of `docs/deployments/<name>`.
@@ -29,14 +29,6 @@ fn substitute(text: &str, pairs: &[(&str, String)]) -> String {
         out = out.replace(from, to);
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn path_str(p: &Path) -> String {

@@ -35,14 +35,6 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One sample's labels.
 type Labels = HashMap<String, String>;
 

@@ -12,14 +12,6 @@ use common::pooler::Pooler;
 use common::*;
 use pg_harness::{PgCluster, MD5_PASSWORD, MD5_USER};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_ini(pg: &PgCluster, dir: &Scratch, extra: &str) -> (std::path::PathBuf, u16) {
     let metrics = free_port();
     let text = ini(

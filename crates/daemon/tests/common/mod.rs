@@ -17,6 +17,15 @@ pub mod pooler;
 pub mod script;
 pub mod wire;
 
+/// A port that was free on 127.0.0.1 a moment ago (for a listener a test configures).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 
