@@ -139,33 +139,26 @@ pub(crate) fn report_busy(worker: usize, permille: u32) {
     // moves nothing.
     let smoothed = (3 * w.busy[worker].load(Ordering::Relaxed) + permille) / 4;
     w.busy[worker].store(smoothed, Ordering::Relaxed);
-    let spill = spill_to(&busy_shares(w), worker).is_some();
+    let spill = spill_to(w.busy.len(), busy_shares(w), worker).is_some();
     w.spills[worker].store(if spill { SPILLS_PER_TICK } else { 0 }, Ordering::Relaxed);
 }
 
-fn busy_shares(w: &Workers) -> Vec<u32> {
-    w.busy.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+fn busy_shares(w: &Workers) -> impl Fn(usize) -> u32 + '_ {
+    |i| w.busy[i].load(Ordering::Relaxed)
 }
 
-/// Where worker `from` may hand sessions, given every worker's busy share: the least
-/// busy other worker, if `from` is busy and that one is idle enough.
-fn spill_to(busy: &[u32], from: usize) -> Option<usize> {
-    let (to, &least) = busy
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != from)
-        .min_by_key(|&(_, b)| *b)?;
-    (busy[from] > BUSY && least < IDLE_ENOUGH).then_some(to)
+/// Where worker `from` of `n` may hand sessions, given each worker's busy share: the
+/// least busy other worker, if `from` is busy and that one is idle enough.
+fn spill_to(n: usize, busy: impl Fn(usize) -> u32, from: usize) -> Option<usize> {
+    let to = (0..n).filter(|&i| i != from).min_by_key(|&i| busy(i))?;
+    (busy(from) > BUSY && busy(to) < IDLE_ENOUGH).then_some(to)
 }
 
-/// The worker for a new session: the first that is not busy, else the least busy.
-fn place(busy: &[u32]) -> usize {
-    busy.iter().position(|&b| b <= BUSY).unwrap_or_else(|| {
-        busy.iter()
-            .enumerate()
-            .min_by_key(|&(_, b)| *b)
-            .map_or(0, |(i, _)| i)
-    })
+/// The worker of `n` for a new session: the first that is not busy, else the least busy.
+fn place(n: usize, busy: impl Fn(usize) -> u32) -> usize {
+    (0..n)
+        .find(|&i| busy(i) <= BUSY)
+        .unwrap_or_else(|| (0..n).min_by_key(|&i| busy(i)).unwrap_or(0))
 }
 
 /// For a session between transactions: the worker it should move to, if this one is
@@ -180,7 +173,7 @@ pub(crate) fn spill_target() -> Option<usize> {
     }
     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
         .ok()?;
-    spill_to(&busy_shares(w), here)
+    spill_to(w.busy.len(), busy_shares(w), here)
 }
 
 /// Runs `session` (a session that left this worker with its [`Load`], its socket off
@@ -217,7 +210,7 @@ where
         return;
     };
     let here = current();
-    let best = place(&busy_shares(w));
+    let best = place(w.busy.len(), busy_shares(w));
     if best == here {
         w.load[best].fetch_add(1, Ordering::Relaxed);
         tokio::spawn(make(socket));
@@ -245,25 +238,33 @@ pub fn loads() -> Vec<usize> {
 mod tests {
     use super::*;
 
+    fn place_of(busy: &[u32]) -> usize {
+        place(busy.len(), |i| busy[i])
+    }
+
+    fn spill_of(busy: &[u32], from: usize) -> Option<usize> {
+        spill_to(busy.len(), |i| busy[i], from)
+    }
+
     #[test]
     fn new_sessions_fill_the_first_worker_until_it_is_busy() {
-        assert_eq!(place(&[0, 0]), 0);
-        assert_eq!(place(&[BUSY, 0]), 0);
-        assert_eq!(place(&[BUSY + 1, 300]), 1);
-        assert_eq!(place(&[BUSY + 1, BUSY + 1, 100]), 2);
+        assert_eq!(place_of(&[0, 0]), 0);
+        assert_eq!(place_of(&[BUSY, 0]), 0);
+        assert_eq!(place_of(&[BUSY + 1, 300]), 1);
+        assert_eq!(place_of(&[BUSY + 1, BUSY + 1, 100]), 2);
         // All busy: the least busy.
-        assert_eq!(place(&[990, 900, 950]), 1);
-        assert_eq!(place(&[]), 0);
+        assert_eq!(place_of(&[990, 900, 950]), 1);
+        assert_eq!(place_of(&[]), 0);
     }
 
     #[test]
     fn only_a_busy_worker_hands_sessions_and_only_to_one_idle_enough() {
-        assert_eq!(spill_to(&[BUSY + 1, IDLE_ENOUGH - 1], 0), Some(1));
-        assert_eq!(spill_to(&[BUSY + 1, IDLE_ENOUGH], 0), None);
-        assert_eq!(spill_to(&[BUSY, 0], 0), None);
-        assert_eq!(spill_to(&[BUSY + 1, 300, 100], 0), Some(2));
-        assert_eq!(spill_to(&[100, BUSY + 1], 1), Some(0));
+        assert_eq!(spill_of(&[BUSY + 1, IDLE_ENOUGH - 1], 0), Some(1));
+        assert_eq!(spill_of(&[BUSY + 1, IDLE_ENOUGH], 0), None);
+        assert_eq!(spill_of(&[BUSY, 0], 0), None);
+        assert_eq!(spill_of(&[BUSY + 1, 300, 100], 0), Some(2));
+        assert_eq!(spill_of(&[100, BUSY + 1], 1), Some(0));
         // One worker: nowhere to go.
-        assert_eq!(spill_to(&[1000], 0), None);
+        assert_eq!(spill_of(&[1000], 0), None);
     }
 }

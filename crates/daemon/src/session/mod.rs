@@ -73,7 +73,7 @@ pub(crate) fn serve(
 ) -> impl std::future::Future<Output = ()> + Send {
     let (addr, port) = peer;
     let rt = shared.runtime();
-    let mut s = Session {
+    let s = Session {
         id: shared.next_client_id(),
         shared,
         max: rt.max_packet_size,
@@ -97,19 +97,34 @@ pub(crate) fn serve(
         statements: ClientStatements::default(),
         local,
     };
-    // The session is captured (stored once), not moved into a binding of the block.
+    // Counted on this worker while it lives, parked or not (zero-sized).
+    drive(s, crate::workers::Load, true)
+}
+
+/// Runs a session on the current worker: a new one (`login`) from its startup packet, or
+/// one carrying on after parking or moving. The session is captured (stored once), not
+/// moved into a binding of the block. Not an `async fn`: that stores the session twice
+/// in the future (632 bytes instead of 392, past tokio's 512-byte task; the size test
+/// fails).
+#[allow(clippy::manual_async_fn)]
+fn drive(
+    mut s: Session,
+    load: crate::workers::Load,
+    login: bool,
+) -> impl std::future::Future<Output = ()> + Send {
     async move {
-        // Counted on this worker while it lives, parked or not (zero-sized).
-        let load = crate::workers::Load;
-        // A socket moved from the accepting worker is registered here, on this one.
-        match s.client.take().attach() {
-            Ok(client) => s.client = client,
-            Err(e) => {
+        // A socket that arrives off a reactor (from the accepting worker, the parker or
+        // another worker) is registered here, on this one.
+        if let Err(e) = s.client.take().attach().map(|client| s.client = client) {
+            if login {
                 tracing::warn!("cannot register a new connection on this worker: {e}");
                 return;
             }
+            tracing::warn!("C-{}: cannot register a parked client again: {e}", s.id.0);
+            Box::pin(s.finish(Quiet::ClientEof.into())).await;
+            return;
         }
-        let exit = match s.run(true).await {
+        let exit = match s.run(login).await {
             Ran::Exit(exit) => exit,
             Ran::Park => return park::park(s, load),
             Ran::Move(to) => return crate::workers::move_session(to, resume(s, load)),
@@ -118,27 +133,9 @@ pub(crate) fn serve(
     }
 }
 
-/// Carries on with a session that was parked ([`park`]), on the worker it parked on.
-// Not an `async fn`: that stores the session twice in the future (632 bytes instead of
-// 392, past tokio's 512-byte task; the size test fails).
-#[allow(clippy::manual_async_fn)]
-fn resume(
-    mut s: Session,
-    load: crate::workers::Load,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        if let Err(e) = s.client.take().attach().map(|client| s.client = client) {
-            tracing::warn!("C-{}: cannot register a parked client again: {e}", s.id.0);
-            Box::pin(s.finish(Quiet::ClientEof.into())).await;
-            return;
-        }
-        let exit = match s.run(false).await {
-            Ran::Exit(exit) => exit,
-            Ran::Park => return park::park(s, load),
-            Ran::Move(to) => return crate::workers::move_session(to, resume(s, load)),
-        };
-        Box::pin(s.finish(exit)).await;
-    }
+/// Carries on with a session that was parked ([`park`]) or moved, on this worker.
+fn resume(s: Session, load: crate::workers::Load) -> impl std::future::Future<Output = ()> + Send {
+    drive(s, load, false)
 }
 
 struct Session {
