@@ -28,6 +28,8 @@ pub(super) struct Pump {
     from_server: FromServer,
     /// `from_server.to_client` not fully written yet.
     to_client: Option<Progress>,
+    /// The tracker of the last link, emptied, for the next one.
+    pub(super) spare_track: Option<Box<link::Link>>,
     /// The client sent Terminate (or closed): forward what came before, then leave.
     client_done: Option<Quiet>,
     /// The client's TLS stream still holds records of `replies` (plain sockets: never).

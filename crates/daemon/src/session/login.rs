@@ -330,7 +330,7 @@ impl Session {
                         Arc::new(crate::shared::Welcome::new(conn.params.clone(), &self.rt))
                     });
                 if self.mode == PoolMode::Session {
-                    kept = Some(self.linked(conn));
+                    kept = Some(Box::new(self.linked(conn)));
                 } else {
                     let _ = self
                         .shared

@@ -34,10 +34,12 @@ pub(crate) use outcome::{Exit, Fatal, Quiet};
 
 /// Client reads start small (queries are small, and a thousand waiting clients each hold
 /// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
-/// binds). An idle client holds no buffer at all, so this buffer is allocated once per
-/// transaction: 1000 bytes keeps it within glibc's per-thread cache (chunks up to 1032
+/// binds). An idle client keeps a small buffer until it parks, so this buffer is
+/// allocated about once per client: 1000 bytes keeps it within glibc's per-thread cache (chunks up to 1032
 /// bytes), where 1024 took the large-chunk path and its consolidation every time.
 const SMALL_READ: usize = 1000;
+/// An idle client's empty read buffer up to this capacity is kept for its next request.
+const IDLE_READ_KEEP: usize = 4 * SMALL_READ;
 
 const READ_CHUNK: usize = 32 * 1024;
 /// Server reads: result sets can be big; the buffer lives with the server connection.
@@ -181,7 +183,9 @@ struct Session {
 /// A client linked to a server: the server connection and the tracker of the link.
 struct Linked {
     conn: Box<ServerConn>,
-    track: link::Link,
+    /// Boxed: a link is moved between waits and calls, and the tracker is most of it;
+    /// the box itself is reused from link to link.
+    track: Box<link::Link>,
     usage: Usage,
     query_start: Option<WallInstant>,
     xact_start: Option<WallInstant>,
@@ -279,12 +283,12 @@ impl Session {
 
     /// Links the client to `conn`: the tracker gets the client's statement names and the
     /// server's statement cache for the time of the link.
-    fn linked(&mut self, conn: Box<ServerConn>) -> Box<Linked> {
+    fn linked(&mut self, conn: Box<ServerConn>) -> Linked {
         self.linked_at(conn, None)
     }
 
     /// Links the client to `conn`, `now` being a clock reading of this wake-up.
-    fn linked_at(&mut self, mut conn: Box<ServerConn>, now: Option<WallInstant>) -> Box<Linked> {
+    fn linked_at(&mut self, mut conn: Box<ServerConn>, now: Option<WallInstant>) -> Linked {
         if let Err(e) = conn.bring_home() {
             // Its first read or write fails, and the link ends as a crashed server.
             tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
@@ -295,12 +299,21 @@ impl Session {
             conn.id.0,
             conn.backend_key.0
         );
-        let track = link::Link::new(
+        let (cfg, client, server) = (
             self.link_config(),
             std::mem::take(&mut self.statements),
             std::mem::take(&mut conn.statements),
         );
-        Box::new(Linked {
+        // The last link's tracker, if the session kept one: its queue and buffers are
+        // reused (no allocation per transaction).
+        let track = match self.pump.as_mut().and_then(|p| p.spare_track.take()) {
+            Some(mut track) => {
+                track.relink(cfg, client, server);
+                track
+            }
+            None => Box::new(link::Link::new(cfg, client, server)),
+        };
+        Linked {
             conn,
             track,
             usage: Usage::default(),
@@ -308,17 +321,17 @@ impl Session {
             xact_start: None,
             idle_in_xact_since: None,
             now,
-        })
+        }
     }
 
     /// Ends a link: the statement caches go back to the client and the server.
-    fn unlink(&mut self, l: Box<Linked>) -> (Box<ServerConn>, Usage, bool) {
+    fn unlink(&mut self, l: Linked) -> (Box<ServerConn>, Usage, bool) {
         let Linked {
             mut conn,
             mut track,
             mut usage,
             ..
-        } = *l;
+        } = l;
         let clean = track.is_clean();
         if let Some(why) = track.uncertainty() {
             tracing::warn!(
@@ -333,9 +346,12 @@ impl Session {
         usage.client_parse_count += counts.client_parses;
         usage.server_parse_count += counts.server_parses;
         usage.bind_count += counts.binds;
-        let (client, server) = track.into_statements();
+        let (client, server) = track.take_statements();
         self.statements = client;
         conn.statements = server;
+        if let Some(p) = self.pump.as_mut() {
+            p.spare_track = Some(track);
+        }
         (conn, usage, clean)
     }
 
@@ -343,28 +359,44 @@ impl Session {
     /// transactions, until the session ends, parks or moves (then its socket is off the
     /// reactor).
     async fn run(&mut self, login: bool) -> Ran {
-        let mut link = None;
+        let mut first = None;
         if login {
             // Boxed: only the first moments of a session need the startup and login
             // state, and the loop below is all an idle session's task keeps.
-            link = match Box::pin(self.start()).await {
+            first = match Box::pin(self.start()).await {
                 Ok(link) => link,
                 Err(e) => return Ran::Exit(e),
             };
         }
+        let l = match first {
+            Some(l) => *l,
+            None => match Self::next_link(self.idle().await) {
+                Ok(l) => l,
+                Err(ran) => return ran,
+            },
+        };
+        // Boxed: only a busy session pays for the forwarding state; one that stays idle
+        // keeps a small task. Boxed once per busy spell, not once per transaction: the
+        // box lives until the session parks, moves or ends.
+        Box::pin(self.serve_linked(l)).await
+    }
+
+    /// What the wait without a server led to: a link, or the end of this task.
+    fn next_link(idle: Result<Idle, Exit>) -> Result<Linked, Ran> {
+        match idle {
+            Ok(Idle::Link(l)) => Ok(l),
+            Ok(Idle::Goodbye) => Err(Ran::Exit(Quiet::ClientCloseRequest.into())),
+            Ok(Idle::Park) => Err(Ran::Park),
+            Err(e) => Err(Ran::Exit(e)),
+        }
+    }
+
+    /// Serves transaction after transaction: forwards while linked, waits without a
+    /// server for the next request, links again; until the session ends, parks or
+    /// moves.
+    async fn serve_linked(&mut self, mut l: Linked) -> Ran {
         loop {
-            let mut l = match link.take() {
-                Some(l) => l,
-                None => match self.idle().await {
-                    Ok(Idle::Link(l)) => l,
-                    Ok(Idle::Goodbye) => return Ran::Exit(Quiet::ClientCloseRequest.into()),
-                    Ok(Idle::Park) => return Ran::Park,
-                    Err(e) => return Ran::Exit(e),
-                },
-            };
-            // Boxed: only a linked session pays for the forwarding state; an idle one
-            // keeps a small task.
-            match Box::pin(self.forward(&mut l)).await {
+            match self.forward(&mut l).await {
                 Ok(Released::Yes) => {
                     self.release(l);
                     // Between transactions: this worker may be busy and hand the
@@ -384,6 +416,10 @@ impl Session {
                     return Ran::Exit(e);
                 }
             }
+            l = match Self::next_link(self.idle().await) {
+                Ok(l) => l,
+                Err(ran) => return ran,
+            };
         }
     }
 
@@ -613,10 +649,10 @@ impl Session {
                 .ok_or(Exit::Fatal(Fatal::BouncerConfigError))?;
             // Nothing buffered and a plain socket: the session may park if this lasts.
             let parkable = self.cbuf.is_empty() && self.client.can_park();
-            if self.cbuf.is_empty() {
-                // Nothing buffered and no server: give the buffer back, so that
-                // thousands of idle clients cost little memory (PgBouncer returns
-                // pkt_buf the same way).
+            if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_READ_KEEP {
+                // Nothing buffered and no server: a buffer grown for a stream is given
+                // back. A small one is kept for the next request (one allocation per
+                // client, not one per transaction); parking frees it.
                 self.cbuf = BytesMut::new();
             }
             if parkable {
@@ -656,10 +692,11 @@ impl Session {
                         match self.client.take().detach() {
                             Ok(client) => {
                                 self.client = client;
-                                // What the next link rebuilds: the forwarding buffers
-                                // and the parameters' comparison strings.
+                                // What the next link rebuilds: the forwarding buffers,
+                                // the parameters' comparison strings, the read buffer.
                                 self.pump = None;
                                 self.vars_sig = None;
+                                self.cbuf = BytesMut::new();
                                 return Ok(Idle::Park);
                             }
                             Err(_) => return Err(Quiet::ClientEof.into()),
@@ -683,7 +720,7 @@ impl Session {
     }
 
     /// The tracker said the server is clean: back to the pool.
-    fn release(&mut self, mut l: Box<Linked>) {
+    fn release(&mut self, mut l: Linked) {
         let now = self.shared.now_at(l.now());
         let (conn, usage, _) = self.unlink(l);
         tracing::debug!("C-{}: releases S-{}", self.id.0, conn.id.0);
@@ -692,7 +729,7 @@ impl Session {
 
     /// The client is leaving while linked: a clean server goes back to the pool (with
     /// a reset in session mode), anything else is closed.
-    fn give_back(&mut self, mut l: Box<Linked>) {
+    fn give_back(&mut self, mut l: Linked) {
         let now = self.shared.now_at(l.now());
         let (conn, usage, clean) = self.unlink(l);
         tracing::debug!("C-{}: leaves S-{} (clean: {clean})", self.id.0, conn.id.0);
@@ -709,7 +746,7 @@ impl Session {
 
     /// The session ends with an error while linked: the server is closed unless the
     /// tracker proves it clean.
-    fn drop_link(&mut self, l: Box<Linked>) {
+    fn drop_link(&mut self, l: Linked) {
         self.give_back(l);
     }
 
@@ -776,7 +813,7 @@ enum Ran {
 /// How an idle wait ended.
 enum Idle {
     /// The client has a server for its next request.
-    Link(Box<Linked>),
+    Link(Linked),
     /// Terminate, or the socket failed.
     Goodbye,
     /// Asked to park: the socket is off the reactor.

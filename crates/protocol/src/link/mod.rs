@@ -150,6 +150,8 @@ pub struct Link {
     /// The buffer of the last held client message, kept for the next one (cleared).
     spare_hold: BytesMut,
     sbody: server::Body,
+    /// The buffer of the last captured server message, kept for the next one (cleared).
+    spare_capture: BytesMut,
     /// Tag of the server message being read.
     server_tag: u8,
     queue: Queue,
@@ -190,6 +192,7 @@ impl Link {
             cbody: client::Body::Forward,
             spare_hold: BytesMut::new(),
             sbody: server::Body::Forward,
+            spare_capture: BytesMut::new(),
             server_tag: 0,
             queue: Queue::default(),
             status: TransactionStatus::Idle,
@@ -288,6 +291,36 @@ impl Link {
     /// Ends the link: the client's names and the server's cache, to keep with each.
     pub fn into_statements(self) -> (ClientStatements, ServerStatements) {
         (self.client_statements, self.server_statements)
+    }
+
+    /// Ends the link like [`into_statements`](Self::into_statements) but keeps the
+    /// tracker, empty, for [`relink`](Self::relink): a caller that links again and again
+    /// (one link per transaction) then allocates its queue and buffers once.
+    pub fn take_statements(&mut self) -> (ClientStatements, ServerStatements) {
+        (
+            std::mem::take(&mut self.client_statements),
+            std::mem::take(&mut self.server_statements),
+        )
+    }
+
+    /// Makes this tracker what [`Link::new`] would return for these arguments, keeping
+    /// only its allocations (the queue and the spare buffers, all empty).
+    pub fn relink(
+        &mut self,
+        cfg: LinkConfig,
+        client_statements: ClientStatements,
+        server_statements: ServerStatements,
+    ) {
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.clear();
+        let spare_hold = std::mem::take(&mut self.spare_hold);
+        let spare_capture = std::mem::take(&mut self.spare_capture);
+        *self = Link {
+            queue,
+            spare_hold,
+            spare_capture,
+            ..Link::new(cfg, client_statements, server_statements)
+        };
     }
 
     fn prepared(&self) -> bool {

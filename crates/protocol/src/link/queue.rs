@@ -112,6 +112,11 @@ impl Queue {
         self.items.push_back(e);
     }
 
+    /// Forgets every entry (keeps the allocation).
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+    }
+
     pub(crate) fn front(&self) -> Option<&Expect> {
         self.items.front()
     }

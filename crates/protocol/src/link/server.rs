@@ -17,6 +17,8 @@ use crate::status::TransactionStatus;
 const PARAM_LIMIT: usize = 64 * 1024;
 /// `DEALLOCATE ALL\0` is the longest command tag we look at.
 const TAG_LIMIT: usize = 16;
+/// A capture buffer up to this size is kept for the next captured message.
+const CAPTURE_SPARE_LIMIT: usize = 4096;
 
 /// What to do with the body of the server message being read.
 #[derive(Debug)]
@@ -107,21 +109,21 @@ impl Link {
                 withhold: true,
                 at,
                 limit: 1,
-                buf: BytesMut::new(),
+                buf: std::mem::take(&mut self.spare_capture),
             },
             b::PARAMETER_STATUS => Body::Capture {
                 tag,
                 withhold: false,
                 at,
                 limit: PARAM_LIMIT,
-                buf: BytesMut::new(),
+                buf: std::mem::take(&mut self.spare_capture),
             },
             b::COMMAND_COMPLETE if self.prepared() => Body::Capture {
                 tag,
                 withhold: false,
                 at,
                 limit: TAG_LIMIT,
-                buf: BytesMut::new(),
+                buf: std::mem::take(&mut self.spare_capture),
             },
             b::PARSE_COMPLETE if self.front_is_injected(t::PARSE) => Body::Discard,
             b::CLOSE_COMPLETE if self.front_is_injected(t::CLOSE) => Body::Discard,
@@ -225,8 +227,19 @@ impl Link {
             }
             _ => {}
         }
+        self.keep_capture(captured);
         self.settle(&mut out.to_client);
         Ok(())
+    }
+
+    /// Keeps a capture buffer for the next captured message, unless it grew large (a
+    /// long ParameterStatus): every ReadyForQuery is captured, so this saves an
+    /// allocation per reply.
+    fn keep_capture(&mut self, mut buf: BytesMut) {
+        if buf.capacity() <= CAPTURE_SPARE_LIMIT && buf.capacity() > self.spare_capture.capacity() {
+            buf.clear();
+            self.spare_capture = buf;
+        }
     }
 
     /// Writes a withheld message: from the chunk when it is all there, else copied.

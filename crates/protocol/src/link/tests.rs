@@ -447,3 +447,64 @@ fn a_ready_for_query_of_the_wrong_length_is_refused() {
 }
 
 mod prepared;
+
+/// However the last link ended (clean, mid-message, confused, inside COPY), a tracker
+/// given back with `take_statements` and reused with `relink` is the tracker
+/// `Link::new` returns, and answers the next link's bytes the same way.
+#[test]
+fn a_relinked_tracker_is_a_new_one_with_its_buffers() {
+    let param = BackendMessage::ParameterStatus {
+        name: "application_name".into(),
+        value: "x".into(),
+    };
+    let endings: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        // A clean transaction with every kind of captured message.
+        (
+            fe(&[q("discard all")]),
+            be(&[param.clone(), cc("DISCARD ALL"), z(IDLE)]),
+        ),
+        // A ParameterStatus cut in the middle (its capture in progress).
+        (fe(&[q("set x")]), be(&[param.clone()])[..9].to_vec()),
+        // A client message cut in the middle, and a transaction left open.
+        (
+            fe(&[q("begin"), parse("s1", "select 1")])[..20].to_vec(),
+            vec![],
+        ),
+        // A reply nothing asked for: the tracker no longer trusts the server.
+        (vec![], be(&[z(IN_TX)])),
+        // Inside COPY.
+        (fe(&[q("copy t from stdin")]), be(&[copy_in()])),
+    ];
+    let next_client = fe(&[q("select 1"), parse("s2", "select 2"), bind("s2"), exec()]);
+    let next_server = be(&[row("1"), cc("SELECT 1"), z(IDLE), param, z(IN_TX)]);
+    for prepared in [0, 100] {
+        for (i, (client, server)) in endings.iter().enumerate() {
+            let mut used = H::new(cfg(prepared));
+            if !client.is_empty() {
+                let _ = used.client(client);
+            }
+            if !server.is_empty() {
+                let _ = used.server(server);
+            }
+            let (names, cache) = used.link.take_statements();
+            used.link.relink(cfg(prepared), names, cache);
+            let mut fresh = H::new(cfg(prepared));
+            assert_eq!(
+                format!("{:?}", used.link),
+                format!("{:?}", fresh.link),
+                "ending {i}, max_prepared_statements {prepared}"
+            );
+            assert_eq!(
+                used.client(&next_client).unwrap(),
+                fresh.client(&next_client).unwrap(),
+                "ending {i}"
+            );
+            assert_eq!(
+                used.server(&next_server).unwrap(),
+                fresh.server(&next_server).unwrap(),
+                "ending {i}"
+            );
+            assert_eq!(format!("{:?}", used.link), format!("{:?}", fresh.link));
+        }
+    }
+}
