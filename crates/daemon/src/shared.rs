@@ -365,6 +365,11 @@ impl Shared {
         Instant::from_micros(since.as_micros() as u64)
     }
 
+    /// The wall clock at pool-core's `at` (for a timer).
+    pub fn wall_at(&self, at: Instant) -> tokio::time::Instant {
+        self.epoch + std::time::Duration::from_micros(at.as_micros())
+    }
+
     /// A slot for a client about to authenticate, if `max_client_conn` leaves room for
     /// it beside the clients pool-core counts (PgBouncer counts a client from its
     /// startup packet on). Freed when dropped.
@@ -917,8 +922,7 @@ impl Shared {
             let sleep = async {
                 match wake {
                     Some(at) => {
-                        let deadline =
-                            self.epoch + std::time::Duration::from_micros(at.as_micros());
+                        let deadline = self.wall_at(at);
                         tokio::time::sleep_until(deadline).await;
                         true
                     }

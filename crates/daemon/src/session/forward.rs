@@ -3,8 +3,6 @@
 //! two-way pump: a direction stops reading while its output is not written, so memory
 //! stays bounded and a slow reader never blocks the other direction).
 
-use std::time::Instant as WallInstant;
-
 use pgbouncer_pool_core::Event;
 use pgbouncer_protocol::link::{FromClient, FromServer};
 
@@ -245,7 +243,7 @@ impl Session {
         if fc.requests {
             l.idle_in_xact_since = None;
             if l.query_start.is_none() {
-                let now = l.now();
+                let now = l.now(&self.shared);
                 l.query_start = Some(now);
                 l.xact_start.get_or_insert(now);
             }
@@ -285,15 +283,15 @@ impl Session {
             }
         }
         if fs.readies > 0 {
-            let now = l.now();
+            let now = l.now(&self.shared);
             if let Some(start) = l.query_start.take() {
                 l.usage.query_count += u64::from(fs.readies);
-                l.usage.query_time_us += (now - start).as_micros() as u64;
+                l.usage.query_time_us += now.as_micros().saturating_sub(start.as_micros());
             }
             if fs.idle_readies > 0 {
                 if let Some(start) = l.xact_start.take() {
                     l.usage.xact_count += u64::from(fs.idle_readies);
-                    l.usage.xact_time_us += (now - start).as_micros() as u64;
+                    l.usage.xact_time_us += now.as_micros().saturating_sub(start.as_micros());
                 }
             }
             if l.track.is_waiting_for_server() {
@@ -452,7 +450,7 @@ impl Wants {
 #[allow(clippy::too_many_arguments)]
 async fn wait_rare(
     shared: &Shared,
-    deadline: Option<(WallInstant, Fatal)>,
+    deadline: Option<(pgbouncer_pool_core::Instant, Fatal)>,
     blocked: bool,
     suspended: bool,
     wants: Wants,
@@ -464,7 +462,7 @@ async fn wait_rare(
     let timer = async {
         match deadline {
             Some((at, why)) => {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                tokio::time::sleep_until(shared.wall_at(at)).await;
                 why
             }
             None => std::future::pending().await,

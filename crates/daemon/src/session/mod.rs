@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant as WallInstant};
 
 use bytes::BytesMut;
-use pgbouncer_pool_core::{ClientId, PoolKey, PoolMode, Usage};
+use pgbouncer_pool_core::{ClientId, Instant as CoreInstant, PoolKey, PoolMode, Usage};
 use pgbouncer_protocol::link::{self, ClientStatements, LinkConfig};
 use pgbouncer_protocol::{
     encode_auth_ok, encode_backend_key_data, encode_error, encode_parameter_status,
@@ -187,19 +187,21 @@ struct Linked {
     /// the box itself is reused from link to link.
     track: Box<link::Link>,
     usage: Usage,
-    query_start: Option<WallInstant>,
-    xact_start: Option<WallInstant>,
+    // Times on pool-core's clock (microseconds): query timing is then integer
+    // arithmetic, and pool-core's events need no conversion.
+    query_start: Option<CoreInstant>,
+    xact_start: Option<CoreInstant>,
     /// Since when the client has been idle inside a transaction.
-    idle_in_xact_since: Option<WallInstant>,
+    idle_in_xact_since: Option<CoreInstant>,
     /// A clock reading taken during the current wake-up, if one was (reused for query
     /// timing and pool-core's events; cleared before every wait).
-    now: Option<WallInstant>,
+    now: Option<CoreInstant>,
 }
 
 impl Linked {
     /// The time of the current wake-up: the reading already taken, or a new one.
-    fn now(&mut self) -> WallInstant {
-        *self.now.get_or_insert_with(WallInstant::now)
+    fn now(&mut self, shared: &Shared) -> CoreInstant {
+        *self.now.get_or_insert_with(|| shared.now())
     }
 }
 
@@ -240,9 +242,9 @@ impl QueryTimeouts {
     }
 
     /// The next deadline for this link and the error it gives.
-    fn deadline(&self, l: &Linked) -> Option<(WallInstant, Fatal)> {
-        let mut best: Option<(WallInstant, Fatal)> = None;
-        let mut consider = |at: Option<WallInstant>, ms: u32, why: Fatal| {
+    fn deadline(&self, l: &Linked) -> Option<(CoreInstant, Fatal)> {
+        let mut best: Option<(CoreInstant, Fatal)> = None;
+        let mut consider = |at: Option<CoreInstant>, ms: u32, why: Fatal| {
             if let (Some(at), false) = (at, ms == 0) {
                 let at = at + Duration::from_millis(u64::from(ms));
                 if best.as_ref().is_none_or(|(b, _)| at < *b) {
@@ -288,7 +290,7 @@ impl Session {
     }
 
     /// Links the client to `conn`, `now` being a clock reading of this wake-up.
-    fn linked_at(&mut self, mut conn: Box<ServerConn>, now: Option<WallInstant>) -> Linked {
+    fn linked_at(&mut self, mut conn: Box<ServerConn>, now: Option<CoreInstant>) -> Linked {
         if let Err(e) = conn.bring_home() {
             // Its first read or write fails, and the link ends as a crashed server.
             tracing::warn!("S-{}: cannot move to this worker: {e}", conn.id.0);
@@ -499,7 +501,7 @@ impl Session {
 
     /// Asks pool-core for a server, with the clock reading of the request. `None`: none
     /// is free, and the client now waits in the pool's queue.
-    fn try_acquire(&mut self) -> Option<(Box<ServerConn>, WallInstant)> {
+    fn try_acquire(&mut self) -> Option<(Box<ServerConn>, CoreInstant)> {
         loop {
             let client = self.id;
             let event = if self.welcomed {
@@ -507,12 +509,10 @@ impl Session {
             } else {
                 pgbouncer_pool_core::Event::ClientWantsWelcome { client }
             };
-            let wall = WallInstant::now();
-            let mut conn = self
-                .shared
-                .handle_at(event, Some(self.id), self.shared.now_at(wall))?;
+            let now = self.shared.now();
+            let mut conn = self.shared.handle_at(event, Some(self.id), now)?;
             match usable(&mut conn) {
-                Ok(()) => return Some((conn, wall)),
+                Ok(()) => return Some((conn, now)),
                 Err(why) => self.shared.drop_server(self.id, conn, why),
             }
         }
@@ -522,7 +522,7 @@ impl Session {
     /// client for EOF). The waiting state is boxed so that it does not sit in every idle
     /// session. With the server comes the clock reading of this wake-up, if one was
     /// taken.
-    async fn acquire(&mut self) -> Result<(Box<ServerConn>, Option<WallInstant>), Exit> {
+    async fn acquire(&mut self) -> Result<(Box<ServerConn>, Option<CoreInstant>), Exit> {
         // (Not a `match`: its scrutinee would be kept across the await.)
         if let Some((conn, at)) = self.try_acquire() {
             return Ok((conn, Some(at)));
@@ -530,7 +530,7 @@ impl Session {
         Box::pin(self.acquire_waiting()).await
     }
 
-    async fn acquire_waiting(&mut self) -> Result<(Box<ServerConn>, Option<WallInstant>), Exit> {
+    async fn acquire_waiting(&mut self) -> Result<(Box<ServerConn>, Option<CoreInstant>), Exit> {
         loop {
             let mut conn = self.wait_for_link().await?;
             match usable(&mut conn) {
@@ -721,7 +721,7 @@ impl Session {
 
     /// The tracker said the server is clean: back to the pool.
     fn release(&mut self, mut l: Linked) {
-        let now = self.shared.now_at(l.now());
+        let now = l.now(&self.shared);
         let (conn, usage, _) = self.unlink(l);
         tracing::debug!("C-{}: releases S-{}", self.id.0, conn.id.0);
         let _ = self.shared.release(self.id, conn, usage, now);
@@ -730,7 +730,7 @@ impl Session {
     /// The client is leaving while linked: a clean server goes back to the pool (with
     /// a reset in session mode), anything else is closed.
     fn give_back(&mut self, mut l: Linked) {
-        let now = self.shared.now_at(l.now());
+        let now = l.now(&self.shared);
         let (conn, usage, clean) = self.unlink(l);
         tracing::debug!("C-{}: leaves S-{} (clean: {clean})", self.id.0, conn.id.0);
         if clean {
