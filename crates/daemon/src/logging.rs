@@ -35,12 +35,13 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "NOISE",
         };
-        let time = timestamp(std::time::SystemTime::now());
+        let now = std::time::SystemTime::now();
         if !self.json {
-            write!(w, "{time} [{}] {level} ", self.pid)?;
+            write!(w, "{} [{}] {level} ", Stamp(now), self.pid)?;
             write_fields(&mut w, event)?;
             return writeln!(w);
         }
+        let time = timestamp(now);
         let mut message = String::new();
         write_fields(&mut message, event)?;
         writeln!(w, "{}", json_line(&time, self.pid, level, &message))
@@ -150,17 +151,30 @@ fn json_line(time: &str, pid: u32, level: &str, message: &str) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.mmm UTC`.
 pub fn timestamp(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60,
-        d.subsec_millis()
-    )
+    Stamp(t).to_string()
+}
+
+/// [`timestamp`], written straight into a log line (no string per line).
+struct Stamp(std::time::SystemTime);
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = d.as_secs();
+        let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+        let s = secs % 86_400;
+        write!(
+            f,
+            "{y:04}-{m:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+            s / 3600,
+            (s / 60) % 60,
+            s % 60,
+            d.subsec_millis()
+        )
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.

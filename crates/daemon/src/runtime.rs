@@ -230,7 +230,7 @@ impl Runtime {
     }
 
     /// The database entry for `name`.
-    pub fn database(&self, name: &str) -> Option<DatabaseDef> {
+    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseDef>> {
         self.settings.database(name)
     }
 

@@ -327,18 +327,18 @@ impl Settings {
         self.typed().listen_port()
     }
 
-    /// The `[databases]` entry for `name`, falling back to `*`.
-    pub fn database(&self, name: &str) -> Option<DatabaseDef> {
-        self.databases
-            .iter()
-            .find(|d| d.name == name)
-            .cloned()
-            .or_else(|| {
-                self.autodb.as_ref().map(|d| DatabaseDef {
+    /// The `[databases]` entry for `name`, falling back to `*` (borrowed when the entry
+    /// exists: a login looks it up and clones nothing).
+    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseDef>> {
+        match self.databases.iter().find(|d| d.name == name) {
+            Some(d) => Some(std::borrow::Cow::Borrowed(d)),
+            None => self.autodb.as_ref().map(|d| {
+                std::borrow::Cow::Owned(DatabaseDef {
                     name: name.to_string(),
                     ..d.clone()
                 })
-            })
+            }),
+        }
     }
 
     /// The plain pool-core configuration.

@@ -68,6 +68,13 @@ impl Session {
         // parameter; both sides cache their string until a value changes).
         let sig = self.vars_sig.get_or_insert_with(|| {
             let mut sig = Box::<VarsSig>::default();
+            let (mut names, mut values) = (0, 0);
+            for (name, value) in wanted_vars(&self.vars, &self.defaults) {
+                names += name.len() + 1;
+                values += name.len() + value.len() + 2;
+            }
+            sig.names.reserve_exact(names);
+            sig.values.reserve_exact(values);
             for (name, value) in wanted_vars(&self.vars, &self.defaults) {
                 sig.names.push_str(name);
                 sig.names.push('\0');

@@ -220,7 +220,8 @@ impl Session {
         let Some(slot) = self.shared.login_slot() else {
             return Err(Fatal::Pool(pgbouncer_pool_core::DisconnectReason::MaxClientConn).into());
         };
-        let db = self.rt.database(&database);
+        let rt = self.rt.clone();
+        let db = rt.database(&database);
         let pool = match db.as_ref().and_then(|d| d.user.as_deref()) {
             Some(forced) => self.shared.lock().pooler.pool_key(&database, forced),
             None => self
@@ -229,7 +230,7 @@ impl Session {
                 .unwrap_or_else(|| PoolKey::new(&database, &user)),
         };
         let replicating = replication.as_deref().is_some_and(|r| r != "database");
-        let auth = self.authenticate(&user, &database, db.as_ref(), replicating);
+        let auth = self.authenticate(&user, &database, db.as_deref(), replicating);
         let ok = match deadline {
             Some(at) => tokio::time::timeout_at(at, auth)
                 .await

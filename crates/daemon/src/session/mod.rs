@@ -180,6 +180,19 @@ struct Session {
     local: Arc<(Arc<str>, u16)>,
 }
 
+/// [`Session::label`], written straight into the log line.
+struct Label<'a>(&'a Session);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        match &s.who {
+            Some(w) => write!(f, "{}/{}@{}:{}", w.database, w.user, s.addr, s.port),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A client linked to a server: the server connection and the tracker of the link.
 struct Linked {
     conn: Box<ServerConn>,
@@ -752,11 +765,8 @@ impl Session {
 
     /// `database/user@addr:port`, as PgBouncer's log lines name a client (empty before
     /// the startup packet).
-    fn label(&self) -> String {
-        match &self.who {
-            Some(w) => format!("{}/{}@{}:{}", w.database, w.user, self.addr, self.port),
-            None => String::new(),
-        }
+    fn label(&self) -> Label<'_> {
+        Label(self)
     }
 
     async fn finish(&mut self, exit: Exit) {
