@@ -193,7 +193,7 @@ impl fmt::Display for Stamp {
         ] {
             let mut v = v;
             for digit in b[range].iter_mut().rev() {
-                *digit = b'0' + (v % 10) as u8;
+                *digit = b"0123456789"[(v % 10) as usize];
                 v /= 10;
             }
         }

@@ -290,10 +290,7 @@ impl Link {
 
     /// Keeps a hold buffer for the next held message, unless a long name made it big.
     pub(super) fn recycle(&mut self, buf: &mut BytesMut) {
-        if buf.capacity() <= HOLD_SPARE_LIMIT && buf.capacity() > self.spare_hold.capacity() {
-            buf.clear();
-            self.spare_hold = std::mem::take(buf);
-        }
+        super::keep_spare(&mut self.spare_hold, std::mem::take(buf));
     }
 
     /// Sends the held header and bytes on unchanged and streams the rest of the body.
@@ -557,9 +554,6 @@ fn emit_header(out: &mut Output, at: Option<usize>, held: &[u8; Header::SIZE]) {
         None => out.own_bytes(held),
     }
 }
-
-/// Hold buffers up to this capacity are kept for the next held message.
-const HOLD_SPARE_LIMIT: usize = 4096;
 
 fn check_name_len(len: usize, kind: &'static str) -> Result<(), LinkError> {
     if len > NAME_LIMIT {

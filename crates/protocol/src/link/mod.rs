@@ -328,6 +328,19 @@ impl Link {
     }
 }
 
+/// Spare buffers (a held client message, a captured server message) up to this capacity
+/// are kept for the next message of their kind.
+const SPARE_LIMIT: usize = 4096;
+
+/// Keeps `buf`, emptied, as `spare` for the next message, unless it grew past
+/// [`SPARE_LIMIT`] (a long name or ParameterStatus) or `spare` is already larger.
+fn keep_spare(spare: &mut BytesMut, mut buf: BytesMut) {
+    if buf.capacity() <= SPARE_LIMIT && buf.capacity() > spare.capacity() {
+        buf.clear();
+        *spare = buf;
+    }
+}
+
 /// The type of the first message a client without a server sent: `Ok(None)` until its
 /// header is complete. Refuses what [`Link::from_client`] would refuse, so a client
 /// that sends nonsense never takes a server. Terminate is returned as its tag.

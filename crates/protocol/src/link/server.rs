@@ -17,8 +17,6 @@ use crate::status::TransactionStatus;
 const PARAM_LIMIT: usize = 64 * 1024;
 /// `DEALLOCATE ALL\0` is the longest command tag we look at.
 const TAG_LIMIT: usize = 16;
-/// A capture buffer up to this size is kept for the next captured message.
-const CAPTURE_SPARE_LIMIT: usize = 4096;
 
 /// What to do with the body of the server message being read.
 #[derive(Debug)]
@@ -178,15 +176,9 @@ impl Link {
         if !self.server.at_boundary() {
             return None;
         }
-        let &[b::DATA_ROW, l0, l1, l2, l3, ..] = data.get(pos..)? else {
-            return None;
-        };
-        let len = u32::from_be_bytes([l0, l1, l2, l3]);
-        if len < 4 || len > max {
-            return None;
-        }
-        let end = pos.checked_add(1 + len as usize)?;
-        (end <= data.len()).then_some(end)
+        let header = Header::peek(data.get(pos..)?, max).ok()??;
+        let end = pos.checked_add(header.total_len())?;
+        (header.tag == b::DATA_ROW && end <= data.len()).then_some(end)
     }
 
     /// The front of the queue is a request we injected with this tag.
@@ -262,11 +254,8 @@ impl Link {
     /// Keeps a capture buffer for the next captured message, unless it grew large (a
     /// long ParameterStatus): every ReadyForQuery is captured, so this saves an
     /// allocation per reply.
-    fn keep_capture(&mut self, mut buf: BytesMut) {
-        if buf.capacity() <= CAPTURE_SPARE_LIMIT && buf.capacity() > self.spare_capture.capacity() {
-            buf.clear();
-            self.spare_capture = buf;
-        }
+    fn keep_capture(&mut self, buf: BytesMut) {
+        super::keep_spare(&mut self.spare_capture, buf);
     }
 
     /// Writes a withheld message: from the chunk when it is all there, else copied.
