@@ -5,12 +5,15 @@
 #   xtask/instructions.sh [BIN] [SCENARIO...]
 #
 # BIN defaults to target/release/pgbouncer-rs. Scenarios: simple (pgbench -S), rows
-# (a 100-row SELECT), extended (-S -M extended), connect (-S -C). Each pooler runs
-# twice under callgrind, for 300 and for 1300 transactions per client (10 clients); the
+# (a 100-row SELECT), extended (-S -M extended), connect (-S -C), queued (-S with a pool
+# of 3 servers, so most transactions wait for a server another client releases). Each
+# pooler runs twice under callgrind, for 300 and for 1300 transactions per client (10 clients); the
 # difference of the two totals over the 10 000 extra transactions cancels start-up and
 # shutdown. A throwaway PostgreSQL cluster is started in a temp dir on a free port, and
 # stopped at the end. Needs valgrind, PostgreSQL's bin directory and pgbench; PgBouncer
 # is skipped when it is not installed. Takes about 3 minutes per scenario and pooler.
+# With KEEP=DIR, the longer run's callgrind output of each pooler and scenario is copied
+# to DIR (NAME.cg, for callgrind_annotate --inclusive=yes).
 set -euo pipefail
 
 BIN=${1:-target/release/pgbouncer-rs}
@@ -74,13 +77,15 @@ unix_socket_dir =
 auth_type = md5
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
-default_pool_size = 20
+default_pool_size = $POOL
 logfile = $dir/log
 EOF
     chmod 644 "$dir/p.ini"
     local pre=()
     [ "$pooler" != "$BIN" ] && pre=("${RUNAS[@]}")
-    "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
+    # One worker: under valgrind every thread looks busy, and sessions would spill to a
+    # second worker that the PostgreSQL-bound runs measured here never use.
+    "${pre[@]}" env TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
         "$pooler" "$dir/p.ini" > "$dir/vg.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do
@@ -103,6 +108,10 @@ per_txn() {
     shift 2
     read -r t1 n1 < <(run "$name" "$pooler" 300 "$@")
     read -r t2 n2 < <(run "$name" "$pooler" 1300 "$@")
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP"
+        cat "$WORK/$name-1300"/cg.out* > "$KEEP/$name.cg" 2> /dev/null || true
+    fi
     if [ "$n2" -le "$n1" ]; then
         echo "failed"
         return
@@ -113,8 +122,10 @@ per_txn() {
 PGBOUNCER=$(command -v pgbouncer || ls /usr/sbin/pgbouncer 2> /dev/null || true)
 printf '%-10s %14s %14s %8s\n' scenario pgbouncer-rs PgBouncer ratio
 for s in $SCENARIOS; do
+    POOL=20
     case $s in
         simple) args=(-S -M simple) ;;
+        queued) args=(-S -M simple); POOL=3 ;;
         rows) args=(-M simple -f "$WORK/rows.sql") ;;
         extended) args=(-S -M extended) ;;
         connect) args=(-S -C) ;;

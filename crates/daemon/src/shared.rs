@@ -41,6 +41,8 @@ pub enum SessionMsg {
     Disconnect(DisconnectReason),
     /// Your wait was cancelled by a cancel request.
     CancelWait,
+    /// You have waited `query_wait_notify` seconds: tell the client it is queued.
+    WaitNotice,
     /// `server_fast_close`: leave after the current transaction.
     FastClose,
     /// A replication client's own server: this id is reserved for it in the pool.
@@ -590,6 +592,11 @@ impl Shared {
             Action::CancelWait { client } => {
                 if let Some(mailbox) = core.sessions.get(&client) {
                     mailbox.send(SessionMsg::CancelWait);
+                }
+            }
+            Action::NotifyWaiting { client } => {
+                if let Some(mailbox) = core.sessions.get(&client) {
+                    mailbox.send(SessionMsg::WaitNotice);
                 }
             }
             Action::CloseAfterTransaction { client, .. } => {

@@ -72,6 +72,7 @@ impl Pooler {
                 cancel_key: 0,
                 has_cancel_key: false,
                 replication: false,
+                wait_notice: false,
                 locality: 0,
                 bypassed: 0,
             },
@@ -113,6 +114,16 @@ impl Pooler {
         if self.shutting_down {
             return self.disconnect_client(now, client, DisconnectReason::ServerShuttingDown);
         }
+        let locality = c.locality;
+        self.pools[pool].last_used = now;
+        // Nobody queued before it and an idle server is free: linked at once, without
+        // going through the queue (PgBouncer's find_server).
+        if self.pools[pool].waiting.is_empty() && !self.pool_paused(pool) {
+            if let Some(server) = self.take_idle(now, pool, locality) {
+                self.link(now, client, server);
+                return;
+            }
+        }
         let p = &self.pools[pool];
         if p.counts.servers() == 0 && fast_fail {
             if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {
@@ -123,10 +134,16 @@ impl Pooler {
             }
         }
         self.set_client_state(client, ClientState::Waiting);
+        if let Some(c) = self.clients.get_mut(&client) {
+            // Only a client that has its welcome is told it is queued.
+            c.wait_notice = fast_fail && !self.config.query_wait_notify.is_zero();
+        }
         self.pools[pool].waiting.push_back(client);
-        self.pools[pool].last_used = now;
         self.note(deadline(now, self.pools[pool].settings.query_wait_timeout));
         self.note(deadline(now, self.config.query_timeout));
+        if fast_fail {
+            self.note(deadline(now, self.config.wait_notice_after()));
+        }
         if self.pools[pool].settings.reserve_pool_size > 0 {
             self.note(deadline(now, self.config.reserve_pool_timeout));
         }

@@ -131,6 +131,12 @@ pub struct Config {
     pub server_fast_close: bool,
     /// Longest wait in the queue.
     pub query_wait_timeout: Duration,
+    /// A client with its welcome that has waited in the queue for more than this many
+    /// whole seconds is told so, once per wait ([`Action::NotifyWaiting`]); zero
+    /// disables.
+    ///
+    /// [`Action::NotifyWaiting`]: crate::Action::NotifyWaiting
+    pub query_wait_notify: Duration,
     /// Longest query (disconnects client and server); zero disables.
     pub query_timeout: Duration,
     /// Disconnect clients unlinked and idle this long; zero disables.
@@ -179,6 +185,7 @@ impl Default for Config {
             server_reset_query_always: false,
             server_fast_close: false,
             query_wait_timeout: Duration::from_secs(120),
+            query_wait_notify: Duration::from_secs(5),
             query_timeout: Duration::ZERO,
             client_idle_timeout: Duration::ZERO,
             client_login_timeout: Duration::from_secs(60),
@@ -193,6 +200,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How long a wait lasts before its client is told it is queued: more than
+    /// `query_wait_notify` whole seconds, as PgBouncer counts them. Zero: never.
+    pub(crate) fn wait_notice_after(&self) -> Duration {
+        if self.query_wait_notify.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(self.query_wait_notify.as_secs() + 1)
+        }
+    }
+
     /// The `[databases]` entry called `name`.
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
         self.databases.iter().find(|d| d.name == name)

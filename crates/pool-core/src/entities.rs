@@ -65,6 +65,9 @@ pub(crate) struct Client {
     pub(crate) has_cancel_key: bool,
     /// It waits for (or has) a replication server of its own.
     pub(crate) replication: bool,
+    /// It waits with its welcome sent and has not been told yet that it is queued
+    /// (`query_wait_notify`).
+    pub(crate) wait_notice: bool,
     /// Where the embedder serves it (`Pooler::set_client_locality`; 0 by default).
     pub(crate) locality: u16,
     /// Times a waiting client of another locality was served before it while it was

@@ -230,6 +230,13 @@ pub enum Action {
         /// The server running it.
         server: ServerId,
     },
+    /// `client` has waited in the queue for more than `query_wait_notify` seconds:
+    /// tell it so (PgBouncer's NOTICE `No server connection available in postgres
+    /// backend, client being queued`). Once per wait; it stays queued.
+    NotifyWaiting {
+        /// The client.
+        client: ClientId,
+    },
     /// `client` was waiting for a server and got cancelled: answer its pending request
     /// with a cancellation error; it is no longer queued.
     CancelWait {

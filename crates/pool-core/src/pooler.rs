@@ -429,7 +429,12 @@ impl Pooler {
 
     /// Pops an idle server ready for use. Servers due for a check are sent to
     /// `CheckServer` and skipped; expired ones are closed.
-    fn take_idle(&mut self, now: Instant, pool: usize, locality: u16) -> Option<ServerId> {
+    pub(crate) fn take_idle(
+        &mut self,
+        now: Instant,
+        pool: usize,
+        locality: u16,
+    ) -> Option<ServerId> {
         loop {
             let p = &mut self.pools[pool];
             let server = if self.config.server_round_robin {
@@ -473,7 +478,7 @@ impl Pooler {
         }
     }
 
-    fn link(&mut self, now: Instant, client: ClientId, server: ServerId) {
+    pub(crate) fn link(&mut self, now: Instant, client: ClientId, server: ServerId) {
         self.link_as(now, client, server, Action::Link { client, server });
     }
 
@@ -489,7 +494,10 @@ impl Pooler {
         let pool = c.pool;
         let locality = c.locality;
         c.bypassed = 0;
-        self.set_client_state(client, ClientState::Active);
+        c.wait_notice = false;
+        if c.state != ClientState::Active {
+            self.set_client_state(client, ClientState::Active);
+        }
         self.set_server_state(now, server, ServerState::Active);
         if let Some(s) = self.servers.get_mut(&server) {
             s.link = Some(client);

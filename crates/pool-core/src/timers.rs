@@ -157,7 +157,15 @@ impl Pooler {
         let cfg = &self.config;
         let mut next = None;
         let mut expired: Vec<(ClientId, DisconnectReason)> = Vec::new();
+        let mut told: Vec<ClientId> = Vec::new();
+        let notice_after = cfg.wait_notice_after();
         for (&id, c) in &self.clients {
+            if c.wait_notice && c.state == ClientState::Waiting {
+                match due(c.request_time, notice_after, now) {
+                    Ok(()) => told.push(id),
+                    Err(at) => next = earliest(next, at),
+                }
+            }
             let check = match (c.state, c.link) {
                 (ClientState::Login, _) => due(c.connect_time, cfg.client_login_timeout, now)
                     .map(|()| DisconnectReason::ClientLoginTimeout),
@@ -197,6 +205,13 @@ impl Pooler {
                 Ok(reason) => expired.push((id, reason)),
                 Err(at) => next = earliest(next, at),
             }
+        }
+        told.sort();
+        for client in told {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.wait_notice = false;
+            }
+            self.actions.push_back(Action::NotifyWaiting { client });
         }
         expired.sort_by_key(|(id, _)| *id);
         for (client, reason) in expired {

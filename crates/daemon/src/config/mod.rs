@@ -367,6 +367,7 @@ impl Settings {
             server_reset_query_always: t.server_reset_query_always,
             server_fast_close: t.server_fast_close,
             query_wait_timeout: t.query_wait_timeout,
+            query_wait_notify: Duration::from_secs(u64::try_from(t.query_wait_notify).unwrap_or(0)),
             query_timeout: t.query_timeout,
             client_idle_timeout: t.client_idle_timeout,
             client_login_timeout: t.client_login_timeout,

@@ -233,7 +233,9 @@ impl Session {
                         stray.terminate();
                     }
                     // (Only replication sessions get a replication server.)
-                    SessionMsg::CancelWait | SessionMsg::ReplicationServer(_) => {}
+                    SessionMsg::CancelWait
+                    | SessionMsg::WaitNotice
+                    | SessionMsg::ReplicationServer(_) => {}
                 },
                 Woke::Resumed => {}
             }

@@ -559,13 +559,10 @@ impl Session {
             return Err(Fatal::BouncerConfigError.into());
         };
         let mut full = false;
-        // query_wait_notify: a client with its welcome that waits more than that many
-        // whole seconds is told once, as PgBouncer's janitor does.
-        let notify_after = u64::try_from(self.rt.cfg.query_wait_notify).unwrap_or(0);
-        let mut notify = (self.welcomed && notify_after > 0)
-            .then(|| Box::pin(tokio::time::sleep(Duration::from_secs(notify_after + 1))));
         loop {
             // Polled directly (no future per wait and no waiter node on the socket).
+            // query_wait_notify comes from pool-core's timers as a mailbox message, so
+            // a wait arms no timer of its own.
             let client = &self.client;
             let woke = std::future::poll_fn(|cx| {
                 if let Poll::Ready(msg) = rx.poll_recv(cx) {
@@ -576,27 +573,20 @@ impl Session {
                         return Poll::Ready(Waited::Readable(r));
                     }
                 }
-                match notify
-                    .as_mut()
-                    .map(|n| std::future::Future::poll(n.as_mut(), cx))
-                {
-                    Some(Poll::Ready(())) => Poll::Ready(Waited::Notify),
-                    _ => Poll::Pending,
-                }
+                Poll::Pending
             })
             .await;
             match woke {
-                Waited::Notify => {
-                    notify = None;
-                    let mut out = BytesMut::new();
-                    pgbouncer_protocol::encode_notice(
-                        &mut out,
-                        "00000",
-                        "No server connection available in postgres backend, client being queued",
-                    );
-                    let _ = self.client.write_all(&out).await;
-                }
                 Waited::Msg(msg) => match msg {
+                    SessionMsg::WaitNotice => {
+                        let mut out = BytesMut::new();
+                        pgbouncer_protocol::encode_notice(
+                            &mut out,
+                            "00000",
+                            "No server connection available in postgres backend, client being queued",
+                        );
+                        let _ = self.client.write_all(&out).await;
+                    }
                     SessionMsg::Link(conn) => return Ok(conn),
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::CancelWait => {
@@ -698,6 +688,7 @@ impl Session {
                     SessionMsg::Disconnect(r) => return Err(r.into()),
                     SessionMsg::Link(conn) => return Ok(Idle::Link(self.linked(conn))),
                     SessionMsg::CancelWait
+                    | SessionMsg::WaitNotice
                     | SessionMsg::FastClose
                     | SessionMsg::ReplicationServer(_) => {}
                 },
@@ -839,8 +830,6 @@ enum IdleWake {
 
 /// What ended one wait for a server.
 enum Waited {
-    /// `query_wait_notify` passed.
-    Notify,
     Msg(SessionMsg),
     Readable(std::io::Result<()>),
 }

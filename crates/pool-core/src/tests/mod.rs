@@ -45,6 +45,8 @@ pub(crate) struct Sim {
     pub(crate) checks: Vec<ServerId>,
     pub(crate) cancels: Vec<(ClientId, ServerId)>,
     pub(crate) cancelled_waits: Vec<ClientId>,
+    /// Clients told they are queued (`query_wait_notify`), in order.
+    pub(crate) wait_notices: Vec<ClientId>,
     pub(crate) pause_done: Vec<Option<String>>,
     pub(crate) fast_closed: Vec<ClientId>,
     pub(crate) freed: Vec<PoolKey>,
@@ -66,6 +68,7 @@ impl Sim {
             checks: Vec::new(),
             cancels: Vec::new(),
             cancelled_waits: Vec::new(),
+            wait_notices: Vec::new(),
             pause_done: Vec::new(),
             fast_closed: Vec::new(),
             freed: Vec::new(),
@@ -103,6 +106,14 @@ impl Sim {
                 }
                 Action::SendCancel { client, server } => self.cancels.push((client, server)),
                 Action::CancelWait { client } => self.cancelled_waits.push(client),
+                Action::NotifyWaiting { client } => {
+                    assert_eq!(
+                        self.pooler.clients.get(&client).map(|c| c.state),
+                        Some(crate::entities::ClientState::Waiting),
+                        "{client} told it is queued while not waiting"
+                    );
+                    self.wait_notices.push(client);
+                }
                 Action::PauseDone { database } => self.pause_done.push(database),
                 Action::CloseAfterTransaction { client, .. } => self.fast_closed.push(client),
                 Action::PoolFreed { pool, .. } => self.freed.push(pool),

@@ -1479,3 +1479,99 @@ fn a_waiter_of_the_servers_locality_may_go_first_but_the_head_is_passed_over_a_b
     sim.release(b);
     assert_eq!(sim.linked(next), Some(s));
 }
+
+#[test]
+fn a_client_gets_a_free_idle_server_without_queueing_but_never_ahead_of_a_waiter() {
+    let config = Config {
+        default_pool_size: 1,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b, c) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    let s = sim.server_connects();
+    sim.release(a);
+    sim.advance(secs(61)); // a new stats period: its peaks start from the counts now
+                           // An idle server and nobody queued: linked at once, never counted as waiting.
+    sim.client_wants_server(b);
+    assert_eq!(sim.linked(b), Some(s));
+    assert_eq!(sim.pool("db", "app").stats.current.peaks.cl_waiting, 0);
+    assert_eq!(sim.pool("db", "app").cl_waiting, 0);
+    // Busy: the next one queues; when b releases, the queued client gets the server
+    // before a client asking at that moment.
+    sim.client_wants_server(a);
+    assert_eq!(sim.pool("db", "app").cl_waiting, 1);
+    sim.release(b);
+    assert_eq!(sim.linked(a), Some(s));
+    sim.client_wants_server(c);
+    sim.client_wants_server(b);
+    sim.release(a);
+    assert_eq!(sim.linked(c), Some(s), "c queued first");
+    assert_eq!(sim.linked(b), None);
+    sim.release(c);
+    assert_eq!(sim.linked(b), Some(s));
+    assert_eq!(sim.pool("db", "app").stats.current.peaks.cl_waiting, 2);
+}
+
+#[test]
+fn a_queued_client_is_told_once_after_query_wait_notify_whole_seconds() {
+    let config = Config {
+        default_pool_size: 1,
+        query_wait_notify: secs(2),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b, w) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+        sim.client_connects("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    // A client still waiting for its welcome is not told (PgBouncer: welcome_sent).
+    sim.event(Event::ClientWantsWelcome { client: w });
+    // More than 2 whole seconds: told at 3 s, not before, and only once.
+    sim.advance(Duration::from_millis(2_999));
+    assert!(sim.wait_notices.is_empty());
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(sim.wait_notices, vec![b]);
+    sim.advance(secs(30));
+    assert_eq!(sim.wait_notices, vec![b]);
+    // A new wait is told again; one that ends in time is not.
+    sim.release(a);
+    assert!(sim.linked(b).is_some());
+    sim.client_wants_server(a);
+    sim.advance(secs(1));
+    sim.release(b);
+    assert!(sim.linked(a).is_some());
+    sim.advance(secs(10));
+    assert_eq!(sim.wait_notices, vec![b], "a's wait ended before 3 s");
+    sim.client_wants_server(b);
+    sim.advance(secs(3));
+    assert_eq!(sim.wait_notices, vec![b, b]);
+}
+
+#[test]
+fn query_wait_notify_zero_tells_nobody() {
+    let config = Config {
+        default_pool_size: 1,
+        query_wait_notify: Duration::ZERO,
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let (a, b) = (
+        sim.client_logged_in("db", "app"),
+        sim.client_logged_in("db", "app"),
+    );
+    sim.client_wants_server(a);
+    sim.server_connects();
+    sim.client_wants_server(b);
+    sim.advance(secs(100));
+    assert!(sim.wait_notices.is_empty());
+    assert!(sim.linked(b).is_none());
+}
