@@ -289,7 +289,7 @@ async fn accept_tcp(shared: Arc<Shared>, l: tokio::net::TcpListener) {
             r = l.accept() => match r {
                 Ok((s, peer)) => {
                     net::tune_client_socket(&s, &shared.runtime().per_login.socket);
-                    let peer = (peer.ip().to_string(), peer.port());
+                    let peer = (net::ip_text(peer.ip()), peer.port());
                     let (shared, local) = (shared.clone(), local.clone());
                     crate::workers::spawn_session(Stream::Tcp(s), move |s| {
                         session::serve(shared, s, peer, local)

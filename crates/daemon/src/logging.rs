@@ -85,14 +85,37 @@ impl tracing::field::Visit for Fields<'_> {
         self.first = false;
         let name = field.name();
         self.result = if name == "message" {
-            fmt::Write::write_fmt(&mut Escaping(&mut *self.w), format_args!("{pad}{value:?}"))
+            escaped(&mut *self.w, format_args!("{pad}{value:?}"))
         } else {
             let name = name.strip_prefix("r#").unwrap_or(name);
-            write!(self.w, "{pad}{name}=").and_then(|()| {
-                fmt::Write::write_fmt(&mut Escaping(&mut *self.w), format_args!("{value:?}"))
-            })
+            write!(self.w, "{pad}{name}=")
+                .and_then(|()| escaped(&mut *self.w, format_args!("{value:?}")))
         };
     }
+}
+
+thread_local! {
+    /// Where a field is formatted before it is escaped and written.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Writes `args` to `w` through [`Escaping`]: formatted first into a per-thread buffer,
+/// so that the escape scan and the write to `w` run once per field instead of once per
+/// formatted piece (a connection's log line has about 15).
+fn escaped(w: &mut dyn fmt::Write, args: fmt::Arguments<'_>) -> fmt::Result {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            fmt::Write::write_fmt(&mut *buf, args)?;
+            let r = fmt::Write::write_str(&mut Escaping(w), &buf);
+            if buf.capacity() > 4096 {
+                *buf = String::new();
+            }
+            r
+        }
+        // Formatting a value logged something itself: escape piece by piece.
+        Err(_) => fmt::Write::write_fmt(&mut Escaping(w), args),
+    })
 }
 
 /// Escapes what could drive a terminal (ESC, BEL, BS, FF, DEL and the C1 controls) as

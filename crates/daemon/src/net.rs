@@ -198,6 +198,31 @@ async fn bind_unix(
     Ok((l, path))
 }
 
+/// `ip` as text, as `IpAddr`'s `Display` writes it. An IPv4 address (nearly every
+/// client's) is written by hand: `Display` pads and goes through the formatter for each
+/// of its four numbers, a third of the cost of a login's log line.
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        let digit = |d: u8| char::from_digit(u32::from(d), 10).unwrap_or('0');
+        let (h, t, o) = (octet / 100, (octet / 10) % 10, octet % 10);
+        if h > 0 {
+            out.push(digit(h));
+        }
+        if h > 0 || t > 0 {
+            out.push(digit(t));
+        }
+        out.push(digit(o));
+    }
+    out
+}
+
 /// Applies `tcp_keepalive*` and `tcp_user_timeout` to an accepted client socket.
 pub fn tune_client_socket(stream: &TcpStream, t: &SocketTuning) {
     let sock = socket2::SockRef::from(stream);
@@ -312,4 +337,24 @@ pub fn expected_fd_use(settings: &crate::config::Settings, users: usize) -> u64 
         })
         .sum();
     u64::from(crate::config::clamp_u32(cfg.max_client_conn)) + 10 + servers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        let mut ips: Vec<IpAddr> = [0u8, 1, 9, 10, 99, 100, 109, 110, 199, 200, 255]
+            .iter()
+            .flat_map(|&a| {
+                [0u8, 7, 42, 250].map(|b| IpAddr::V4(Ipv4Addr::new(a, b, 10 * (a % 26), 255 - a)))
+            })
+            .collect();
+        ips.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        ips.push("2001:db8::8a2e:370:7334".parse().unwrap());
+        for ip in ips {
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub struct Welcome {
     pub params: Vec<(String, String)>,
     /// The tracked ones, under their canonical names.
     pub tracked: Vec<(String, String)>,
+    /// The bytes `params` take as ParameterStatus messages (the welcome buffer is sized
+    /// from it, so building it never grows it).
+    pub params_len: usize,
 }
 
 impl Welcome {
@@ -69,8 +72,19 @@ impl Welcome {
                     .map(|t| (t.to_string(), v.clone()))
             })
             .collect();
-        Welcome { params, tracked }
+        let params_len = params.iter().map(|(n, v)| status_len(n, v)).sum();
+        Welcome {
+            params,
+            tracked,
+            params_len,
+        }
     }
+}
+
+/// The length of a ParameterStatus message for `name` and `value`.
+pub fn status_len(name: &str, value: &str) -> usize {
+    // Tag, length, and the two strings with their terminators.
+    1 + 4 + name.len() + 1 + value.len() + 1
 }
 
 /// SCRAM keys learned from a client login, for pass-through to servers.

@@ -99,17 +99,21 @@ pub async fn authenticate(
     plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
 ) -> Result<AuthSuccess, AuthFailure> {
     if rt.auth_type == AuthType::Hba {
-        return hba_auth(io, rt, user, facts, secret, plain_scram).await;
+        return Box::pin(hba_auth(io, rt, user, facts, secret, plain_scram)).await;
     }
     match rt.auth_type {
         AuthType::Any => Ok(AuthSuccess::default()),
         AuthType::Trust => trust(secret.as_ref()),
         AuthType::Plain => plain(io, user, usable(user, secret).as_ref(), plain_scram).await,
         AuthType::Md5 | AuthType::Hba => match usable(user, secret) {
-            Some(Secret::Scram(s)) => scram(io, rt, user, ScramSecret::parse(&s), true).await,
+            Some(Secret::Scram(s)) => {
+                Box::pin(scram(io, rt, user, ScramSecret::parse(&s), true)).await
+            }
             other => md5_exchange(io, user, other.as_ref()).await,
         },
-        AuthType::ScramSha256 => scram_any(io, rt, user, usable(user, secret), plain_scram).await,
+        AuthType::ScramSha256 => {
+            Box::pin(scram_any(io, rt, user, usable(user, secret), plain_scram)).await
+        }
         AuthType::Cert => cert(rt, user, facts, None),
         AuthType::Pam | AuthType::Ldap => {
             Err(AuthFailure("no authentication method is found".into()))
@@ -247,7 +251,7 @@ async fn plain(
     secret: Option<&Secret>,
     plain_scram: &(dyn Fn(&str, &str) -> ScramSecret + Sync),
 ) -> Result<AuthSuccess, AuthFailure> {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(64);
     encode_auth_cleartext(&mut out);
     io.send(&out).await?;
     let body = io.password_body().await?;
@@ -280,7 +284,7 @@ async fn md5_exchange(
     secret: Option<&Secret>,
 ) -> Result<AuthSuccess, AuthFailure> {
     let salt: [u8; 4] = rand::random();
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(64);
     encode_auth_md5(&mut out, salt);
     io.send(&out).await?;
     let body = io.password_body().await?;
@@ -325,7 +329,7 @@ async fn scram(
     // Over TLS, SCRAM-SHA-256-PLUS (channel binding to our certificate) is offered
     // first, as PostgreSQL does; libpq then binds unless told not to.
     let binding: Option<Vec<u8>> = io.stream.channel_binding().map(<[u8]>::to_vec);
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(64);
     if binding.is_some() {
         encode_auth_sasl(&mut out, &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
     } else {

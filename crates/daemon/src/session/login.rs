@@ -16,7 +16,8 @@ impl Session {
                 .is_some_and(|b| pgbouncer_protocol::is_direct_tls(*b))
                 && self.tls_offer().is_some()
             {
-                self.start_tls(true).await?;
+                // Boxed (as below): the handshake's state, kept out of every login.
+                Box::pin(self.start_tls(true)).await?;
                 continue;
             }
             match StartupPacket::decode(&mut self.cbuf, self.max) {
@@ -29,7 +30,7 @@ impl Session {
                             .write_all(pgbouncer_protocol::ENCRYPTION_ACCEPTED)
                             .await
                             .map_err(|_| Exit::Quiet(Quiet::ClientEof))?;
-                        self.start_tls(false).await?;
+                        Box::pin(self.start_tls(false)).await?;
                     } else {
                         self.refuse_encryption().await?;
                     }
@@ -209,7 +210,8 @@ impl Session {
             // The console authenticates on its own and counts its login (or failure).
             self.logged_in = true;
             let id = self.id;
-            return Err(crate::console::serve(self.console_io(deadline), id, &user, secret).await);
+            let serve = crate::console::serve(self.console_io(deadline), id, &user, secret);
+            return Err(Box::pin(serve).await);
         }
         if self.shared.is_shutting_down() {
             // Only the Unix socket still listens; it serves the console only.
@@ -590,7 +592,9 @@ impl Session {
             .clone()
             .or_else(|| Some(self.rt.cfg.auth_dbname.clone()).filter(|s| !s.is_empty()))
             .unwrap_or_else(|| database.to_string());
-        self.lookup_secret(user, &auth_user, &query, auth_db).await
+        // Boxed: an auth_query connection is the largest state a login can hold, and
+        // most logins find their secret in auth_file.
+        Box::pin(self.lookup_secret(user, &auth_user, &query, auth_db)).await
     }
 
     /// The secret of a console user: `auth_file`, else auth_query. The console has no
@@ -626,7 +630,9 @@ impl Session {
         let query = auto
             .and_then(|d| d.auth_query.clone())
             .unwrap_or_else(|| self.rt.cfg.auth_query.clone());
-        self.lookup_secret(user, &auth_user, &query, auth_db).await
+        // Boxed: an auth_query connection is the largest state a login can hold, and
+        // most logins find their secret in auth_file.
+        Box::pin(self.lookup_secret(user, &auth_user, &query, auth_db)).await
     }
 
     /// Runs `query` for `user` as `auth_user` on `auth_db`.
@@ -734,7 +740,15 @@ impl Session {
         self.vars_sig = None;
         self.welcomed = true;
         let server_params = &welcome.params;
-        let mut out = BytesMut::with_capacity(512);
+        // AuthenticationOk, the statuses (the client's own settings, the three of
+        // PgBouncer 1.26), BackendKeyData, a login notice and ReadyForQuery.
+        let vars_len: usize = self
+            .vars
+            .iter()
+            .map(|(n, v)| crate::shared::status_len(n, v))
+            .sum();
+        let notice = self.rt.cfg.login_notify_message.len();
+        let mut out = BytesMut::with_capacity(welcome.params_len + vars_len + notice + 256);
         encode_auth_ok(&mut out);
         for (name, value) in server_params.iter() {
             let v = get_var(&self.vars, name).unwrap_or(value);
