@@ -213,7 +213,7 @@ fn trust(secret: Option<&Secret>) -> Result<AuthSuccess, AuthFailure> {
 fn usable(user: &str, secret: Option<Secret>) -> Option<Secret> {
     match secret? {
         Secret::Plain(p) if p.is_empty() => None,
-        Secret::Md5(h) if h == md5::hash_password(user, b"") => None,
+        Secret::Md5(h) if md5::is_hash_of(&h, user, b"") => None,
         other => Some(other),
     }
 }
@@ -262,7 +262,7 @@ async fn plain(
     let ok = match secret {
         Some(Secret::Plain(p)) => constant_time_eq(p.as_bytes(), given),
         Some(Secret::Md5(h)) => {
-            constant_time_eq(md5::hash_password(user, given).as_bytes(), h.as_bytes())
+            md5::is_hash_of(h, user, given)
         }
         Some(Secret::Scram(s)) => ScramSecret::parse(s).is_some_and(|stored| {
             let mine = ScramSecret::from_password(given, &stored.salt, stored.iterations);

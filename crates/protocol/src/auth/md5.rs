@@ -5,19 +5,38 @@
 
 use md5::{Digest, Md5};
 
-use super::{constant_time_eq, hex};
+use super::constant_time_eq;
 
-fn md5_hex(parts: &[&[u8]]) -> String {
+/// `md5` and hex(md5(parts)), on the stack: a stored secret or a response.
+fn md5_form(parts: &[&[u8]]) -> [u8; 35] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut h = Md5::new();
     for p in parts {
         h.update(p);
     }
-    hex(&h.finalize())
+    let digest = h.finalize();
+    let mut out = *b"md5________________________________";
+    for (i, b) in digest.iter().enumerate() {
+        out[3 + 2 * i] = DIGITS[usize::from(b >> 4)];
+        out[4 + 2 * i] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+fn text(form: [u8; 35]) -> String {
+    // Only ASCII letters and digits.
+    form.iter().map(|&b| char::from(b)).collect()
 }
 
 /// The stored form of a password: `"md5" + hex(md5(password ++ user))`.
 pub fn hash_password(user: &str, password: &[u8]) -> String {
-    format!("md5{}", md5_hex(&[password, user.as_bytes()]))
+    text(md5_form(&[password, user.as_bytes()]))
+}
+
+/// Whether the `md5...` secret `secret` is the stored form of `password` for `user`
+/// (compared in constant time).
+pub fn is_hash_of(secret: &str, user: &str, password: &[u8]) -> bool {
+    constant_time_eq(&md5_form(&[password, user.as_bytes()]), secret.as_bytes())
 }
 
 /// Whether `secret` is an `md5...` secret (35 characters, `md5` and 32 hex digits).
@@ -27,19 +46,21 @@ pub fn is_md5_secret(secret: &[u8]) -> bool {
         && secret[3..].iter().all(u8::is_ascii_hexdigit)
 }
 
+/// [`client_response`] as bytes, without allocating.
+fn response_form(secret: &[u8], user: &str, salt: [u8; 4]) -> [u8; 35] {
+    if is_md5_secret(secret) {
+        md5_form(&[&secret[3..], &salt])
+    } else {
+        let stored = md5_form(&[secret, user.as_bytes()]);
+        md5_form(&[&stored[3..], &salt])
+    }
+}
+
 /// The PasswordMessage content answering AuthenticationMD5Password with `salt`:
 /// `"md5" + hex(md5(hex_part ++ salt))` where `hex_part` comes from the `md5...` secret or
 /// is computed from the plain password.
 pub fn client_response(secret: impl AsRef<[u8]>, user: &str, salt: [u8; 4]) -> String {
-    let secret = secret.as_ref();
-    let stored;
-    let hashed: &[u8] = if is_md5_secret(secret) {
-        secret
-    } else {
-        stored = hash_password(user, secret);
-        stored.as_bytes()
-    };
-    format!("md5{}", md5_hex(&[&hashed[3..], &salt]))
+    text(response_form(secret.as_ref(), user, salt))
 }
 
 /// Checks a client's MD5 response against a stored plain or `md5...` secret.
@@ -50,7 +71,7 @@ pub fn verify(stored_secret: impl AsRef<[u8]>, user: &str, salt: [u8; 4], respon
     if stored.starts_with(b"SCRAM-SHA-256$") {
         return false;
     }
-    constant_time_eq(client_response(stored, user, salt).as_bytes(), response)
+    constant_time_eq(&response_form(stored, user, salt), response)
 }
 
 #[cfg(test)]
@@ -76,6 +97,16 @@ mod tests {
             client_response(hash_password("bob", b"pw"), "bob", salt),
             expected
         );
+    }
+
+    #[test]
+    fn is_hash_of_matches_only_the_stored_form_of_that_password() {
+        let stored = hash_password("bob", b"pw");
+        assert!(is_hash_of(&stored, "bob", b"pw"));
+        assert!(!is_hash_of(&stored, "bob", b"pw2"));
+        assert!(!is_hash_of(&stored, "bobby", b"pw"));
+        assert!(!is_hash_of(&stored[..34], "bob", b"pw"));
+        assert!(is_hash_of(&hash_password("bob", b""), "bob", b""));
     }
 
     #[test]
