@@ -261,9 +261,7 @@ async fn plain(
     }
     let ok = match secret {
         Some(Secret::Plain(p)) => constant_time_eq(p.as_bytes(), given),
-        Some(Secret::Md5(h)) => {
-            md5::is_hash_of(h, user, given)
-        }
+        Some(Secret::Md5(h)) => md5::is_hash_of(h, user, given),
         Some(Secret::Scram(s)) => ScramSecret::parse(s).is_some_and(|stored| {
             let mine = ScramSecret::from_password(given, &stored.salt, stored.iterations);
             constant_time_eq(&mine.stored_key, &stored.stored_key)

@@ -190,19 +190,23 @@ impl Session {
             self.set_var("application_name", &with_host);
         }
         if self.rt.log_connections {
-            tracing::info!(
-                "C-{}: {} login attempt: db={database} user={user} tls={} replication={}",
-                self.id.0,
-                self.label(),
-                match self.client.tls_info() {
-                    "" => "no",
-                    info => info,
+            let tls = match self.client.tls_info() {
+                "" => "no",
+                info => info,
+            };
+            let replication = match replication.as_deref() {
+                None => "no",
+                Some("database") => "database",
+                Some(_) => "yes",
+            };
+            crate::logging::compose(
+                |t| {
+                    t.s("C-").n(self.id.0.into()).s(": ");
+                    self.label_into(t);
+                    t.s(" login attempt: db=").s(&database).s(" user=").s(&user);
+                    t.s(" tls=").s(tls).s(" replication=").s(replication);
                 },
-                match replication.as_deref() {
-                    None => "no",
-                    Some("database") => "database",
-                    Some(_) => "yes",
-                }
+                |line| tracing::info!("{line}"),
             );
         }
         if database == "pgbouncer" {

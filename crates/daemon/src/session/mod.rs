@@ -760,6 +760,14 @@ impl Session {
         Label(self)
     }
 
+    /// [`Session::label`], appended to a composed log line.
+    fn label_into(&self, t: &mut crate::logging::LineText<'_>) {
+        if let Some(w) = &self.who {
+            t.s(&w.database).s("/").s(&w.user).s("@").s(&self.addr);
+            t.s(":").n(self.port.into());
+        }
+    }
+
     async fn finish(&mut self, exit: Exit) {
         let age = seconds().wrapping_sub(self.started);
         let reason = exit.reason();
@@ -784,10 +792,17 @@ impl Session {
             }
         }
         if self.rt.log_disconnections && self.who.is_some() {
-            tracing::info!(
-                "C-{}: {} closing because: {reason} (age={age}s)",
-                self.id.0,
-                self.label()
+            crate::logging::compose(
+                |t| {
+                    t.s("C-").n(self.id.0.into()).s(": ");
+                    self.label_into(t);
+                    t.s(" closing because: ")
+                        .s(&reason)
+                        .s(" (age=")
+                        .n(age.into())
+                        .s("s)");
+                },
+                |line| tracing::info!("{line}"),
             );
         }
         if let Exit::Fatal(f) = &exit {

@@ -189,10 +189,10 @@ impl Fatal {
 
 impl Exit {
     /// The `closing because:` text of the log line.
-    pub(crate) fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Exit::Quiet(q) => q.reason().to_string(),
-            Exit::Fatal(f) => f.message(),
+            Exit::Quiet(q) => q.reason().into(),
+            Exit::Fatal(f) => f.message().into(),
         }
     }
 }
