@@ -186,9 +186,10 @@ impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Nearly every string has none of them: one pass over the bytes (the C1
         // controls are 0xc2 0x80-0x9f in UTF-8), then one write.
-        if !s
-            .bytes()
-            .any(|b| matches!(b, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2))
+        if !may_need_escaping(s.as_bytes())
+            || !s
+                .bytes()
+                .any(|b| matches!(b, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2))
         {
             return self.0.write_str(s);
         }
@@ -207,6 +208,29 @@ impl fmt::Write for Escaping<'_> {
         }
         self.0.write_str(&s[start..])
     }
+}
+
+/// Whether `bytes` has anything outside printable ASCII (a control, DEL, or a byte of a
+/// multi-byte character), eight bytes at a time: false for nearly every log line, which
+/// then needs no byte-by-byte look.
+fn may_need_escaping(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte below 0x20 (the borrow sets its high bit), at or above 0x80, or 0x7f (+1
+    // carries into the high bit).
+    let odd = |x: u64| (x.wrapping_sub(ONES * 0x20) | x | x.wrapping_add(ONES)) & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        if odd(u64::from_ne_bytes(word)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| !(0x20..0x7f).contains(&b))
 }
 
 /// One JSON log object: the text line's timestamp, pid, level and message, and the
@@ -507,6 +531,27 @@ mod tests {
             serde_json::from_str(&json_line("t", 1, "WARNING", "stats: 1 xacts/s \"q\"")).unwrap();
         assert_eq!(plain["message"], "stats: 1 xacts/s \"q\"");
         assert!(plain.get("connection").is_none());
+    }
+
+    #[test]
+    fn the_word_scan_finds_every_byte_outside_printable_ascii() {
+        for len in [1usize, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = "a".repeat(len).into_bytes();
+                    bytes[at] = b;
+                    let naive = bytes.iter().any(|&x| !(0x20..0x7f).contains(&x));
+                    assert_eq!(
+                        may_need_escaping(&bytes),
+                        naive,
+                        "len {len} at {at} byte {b:#x}"
+                    );
+                }
+            }
+        }
+        assert!(!may_need_escaping(
+            b"C-12: db/user@127.0.0.1:5432 login attempt: db=x"
+        ));
     }
 
     #[test]

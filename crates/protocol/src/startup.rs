@@ -149,8 +149,11 @@ impl StartupMessage {
         if body.last() != Some(&0) {
             return Err(DecodeError::InvalidStartupLayout);
         }
+        // One NUL ends each name and value, one the list: the pairs, counted up front
+        // so the list is allocated once.
+        let pairs = body.iter().filter(|&&b| b == 0).count() / 2;
         let mut cur = Cursor::new(body);
-        let mut params = Vec::new();
+        let mut params = Vec::with_capacity(pairs);
         loop {
             let name = cur
                 .cstr("startup parameter name")
