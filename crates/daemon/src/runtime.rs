@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::auth::userlist::{self, Secret, Userlist};
-use crate::config::{AuthType, DatabaseDef, Settings};
+use crate::config::{AuthType, DbEntry, Settings};
 
 /// Parameters PgBouncer always tracks per client and re-applies to servers.
 pub const TRACKED: &[&str] = &[
@@ -230,7 +230,7 @@ impl Runtime {
     }
 
     /// The database entry for `name`.
-    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseDef>> {
+    pub fn database(&self, name: &str) -> Option<DbEntry<'_>> {
         self.settings.database(name)
     }
 

@@ -180,6 +180,29 @@ pub struct Settings {
 /// Environment variables the loader reads, passed in so tests stay hermetic.
 pub type Env = Vec<(String, String)>;
 
+
+/// A `[databases]` entry: one of the settings', or made from the `*` entry for an
+/// auto-database. The made one is boxed: an entry is some 400 bytes, and a login holds
+/// one across its waits.
+#[derive(Debug)]
+pub enum DbEntry<'a> {
+    /// Listed in `[databases]`.
+    Listed(&'a DatabaseDef),
+    /// An auto-database's, from the `*` entry.
+    Auto(Box<DatabaseDef>),
+}
+
+impl std::ops::Deref for DbEntry<'_> {
+    type Target = DatabaseDef;
+
+    fn deref(&self) -> &DatabaseDef {
+        match self {
+            DbEntry::Listed(d) => d,
+            DbEntry::Auto(d) => d,
+        }
+    }
+}
+
 impl Settings {
     /// Loads `file` (if any) and the environment overrides from `env`.
     pub fn load(file: Option<&Path>, env: &Env) -> Result<Settings, ConfigError> {
@@ -329,14 +352,14 @@ impl Settings {
 
     /// The `[databases]` entry for `name`, falling back to `*` (borrowed when the entry
     /// exists: a login looks it up and clones nothing).
-    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseDef>> {
+    pub fn database(&self, name: &str) -> Option<DbEntry<'_>> {
         match self.databases.iter().find(|d| d.name == name) {
-            Some(d) => Some(std::borrow::Cow::Borrowed(d)),
+            Some(d) => Some(DbEntry::Listed(d)),
             None => self.autodb.as_ref().map(|d| {
-                std::borrow::Cow::Owned(DatabaseDef {
+                DbEntry::Auto(Box::new(DatabaseDef {
                     name: name.to_string(),
                     ..d.clone()
-                })
+                }))
             }),
         }
     }

@@ -13,6 +13,14 @@ use super::*;
 /// not reading what we answer).
 const CLIENT_REPLY_LIMIT: usize = 64 * 1024;
 
+/// Forwarding states kept per worker thread for the next sessions ([`Pump::take_spare`]).
+const SPARE_PUMPS_MAX: usize = 32;
+
+thread_local! {
+    static SPARE_PUMPS: std::cell::RefCell<Vec<Box<Pump>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The forwarding state of one link: what each direction still has to write. Kept by
 /// the session between links, so its buffers are allocated once per client, not once
 /// per transaction.
@@ -49,6 +57,33 @@ impl Pump {
         if self.replies.capacity() > CLIENT_REPLY_LIMIT {
             self.replies = BytesMut::new();
         }
+    }
+
+    /// A forwarding state for a session that has none: one a session of this thread
+    /// gave back (emptied by [`Pump::reset`], its tracker emptied by `Link::relink`
+    /// before any use), else a new one. A connection per transaction then allocates no
+    /// forwarding state, tracker or forwarding buffers.
+    pub(super) fn take_spare() -> Box<Pump> {
+        SPARE_PUMPS
+            .with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .unwrap_or_default()
+    }
+
+    /// Keeps the forwarding state of a session that parks or ends for the next
+    /// session of this thread (at most [`SPARE_PUMPS_MAX`]; the rest are freed).
+    pub(super) fn give_back(mut p: Box<Pump>) {
+        p.reset();
+        if p.replies.capacity() > 0 {
+            // Made-up replies are rare: a kept state holds no buffer for them.
+            p.replies = BytesMut::new();
+        }
+        SPARE_PUMPS.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_PUMPS_MAX {
+                    s.push(p);
+                }
+            }
+        });
     }
 
     fn flushed(&self) -> bool {
@@ -127,7 +162,7 @@ impl Session {
     /// Forwards in both directions until the server can be released or the client
     /// leaves.
     pub(super) async fn forward(&mut self, l: &mut Linked) -> Result<Released, Exit> {
-        let mut p = self.pump.take().unwrap_or_default();
+        let mut p = self.pump.take().unwrap_or_else(Pump::take_spare);
         let result = self.pump(l, &mut p).await;
         p.reset();
         self.pump = Some(p);
@@ -491,5 +526,33 @@ async fn dropped(stuck: &mut Option<crate::flush::BlockedWrite<'_>>) {
     match stuck {
         Some(s) => s.dropped().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_forwarding_state_comes_back_empty_and_the_keep_is_bounded() {
+        let mut p = Box::<Pump>::default();
+        p.replies.extend_from_slice(b"made-up reply");
+        p.to_server = Some(Progress::start());
+        p.to_client = Some(Progress::start());
+        p.client_done = Some(Quiet::ClientEof);
+        p.client_unflushed = true;
+        Pump::give_back(p);
+        let q = Pump::take_spare();
+        assert!(q.flushed());
+        assert!(q.client_done.is_none());
+        assert!(q.from_client.to_server.pieces().is_empty());
+        assert!(q.from_server.to_client.pieces().is_empty());
+        assert_eq!(q.replies.capacity(), 0);
+        // More given back than kept: the keep stays at its bound.
+        for _ in 0..SPARE_PUMPS_MAX + 5 {
+            Pump::give_back(Box::default());
+        }
+        assert_eq!(SPARE_PUMPS.with(|s| s.borrow().len()), SPARE_PUMPS_MAX);
+        SPARE_PUMPS.with(|s| s.borrow_mut().clear());
     }
 }

@@ -227,26 +227,37 @@ impl Session {
             return Err(Fatal::Pool(pgbouncer_pool_core::DisconnectReason::MaxClientConn).into());
         };
         let rt = self.rt.clone();
-        let db = rt.database(&database);
-        let pool = match db.as_ref().and_then(|d| d.user.as_deref()) {
-            Some(forced) => self.shared.lock().pooler.pool_key(&database, forced),
-            None => self
-                .who
-                .clone()
-                .unwrap_or_else(|| PoolKey::new(&database, &user)),
-        };
         let replicating = replication.as_deref().is_some_and(|r| r != "database");
-        let auth = self.authenticate(&user, &database, db.as_deref(), replicating);
-        let ok = match deadline {
-            Some(at) => tokio::time::timeout_at(at, auth)
-                .await
-                .map_err(|_| Exit::Fatal(Fatal::ClientLoginTimeout))??,
-            None => auth.await?,
+        // The exchange is boxed, and the `[databases]` entry moves into it, in a block:
+        // with either kept here the login's state would be past 1 KiB, where every
+        // allocation of it missed malloc's per-thread cache and often made malloc
+        // consolidate its free lists.
+        let (pool, known_db, auth) = {
+            let db = rt.database(&database);
+            let pool = match db.as_ref().and_then(|d| d.user.as_deref()) {
+                Some(forced) => self.shared.lock().pooler.pool_key(&database, forced),
+                None => self
+                    .who
+                    .clone()
+                    .unwrap_or_else(|| PoolKey::new(&database, &user)),
+            };
+            let known = db.is_some();
+            let auth = Box::pin(self.authenticate(&user, &database, db, replicating));
+            (pool, known, auth)
         };
-        if let Some(keys) = ok.scram_keys {
-            self.shared.lock().scram_keys.insert(user.clone(), keys);
+        {
+            // (A block: the outcome's storage ends here too.)
+            let ok = match deadline {
+                Some(at) => tokio::time::timeout_at(at, auth)
+                    .await
+                    .map_err(|_| Exit::Fatal(Fatal::ClientLoginTimeout))??,
+                None => auth.await?,
+            };
+            if let Some(keys) = ok.scram_keys {
+                self.shared.lock().scram_keys.insert(user.clone(), keys);
+            }
         }
-        if db.is_none() {
+        if !known_db {
             return Err(Fatal::NoSuchDatabase(database).into());
         }
         if !self
@@ -541,10 +552,14 @@ impl Session {
         &mut self,
         user: &str,
         database: &str,
-        db: Option<&crate::config::DatabaseDef>,
+        db: Option<crate::config::DbEntry<'_>>,
         replication: bool,
     ) -> Result<auth::AuthSuccess, Exit> {
-        let secret = self.find_secret(user, database, db).await?;
+        // In a block, so the entry's storage ends before the exchange's begins.
+        let secret = {
+            let db = db;
+            self.find_secret(user, database, db.as_deref()).await?
+        };
         let rt = self.rt.clone();
         let shared = self.shared.clone();
         let plain_scram = move |u: &str, p: &str| shared.plain_scram_secret(u, p);

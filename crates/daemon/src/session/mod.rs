@@ -319,7 +319,8 @@ impl Session {
         );
         // The last link's tracker, if the session kept one: its queue and buffers are
         // reused (no allocation per transaction).
-        let track = match self.pump.as_mut().and_then(|p| p.spare_track.take()) {
+        let pump = self.pump.get_or_insert_with(forward::Pump::take_spare);
+        let track = match pump.spare_track.take() {
             Some(mut track) => {
                 track.relink(cfg, client, server);
                 track
@@ -699,7 +700,9 @@ impl Session {
                                 self.client = client;
                                 // What the next link rebuilds: the forwarding buffers
                                 // and the parameters' comparison strings.
-                                self.pump = None;
+                                if let Some(p) = self.pump.take() {
+                                    forward::Pump::give_back(p);
+                                }
                                 self.vars_sig = None;
                                 return Ok(Idle::Park);
                             }
@@ -769,6 +772,9 @@ impl Session {
     }
 
     async fn finish(&mut self, exit: Exit) {
+        if let Some(p) = self.pump.take() {
+            forward::Pump::give_back(p);
+        }
         let age = seconds().wrapping_sub(self.started);
         let reason = exit.reason();
         // Logged before the client hears it, as PgBouncer does (a test that reads the
