@@ -180,7 +180,6 @@ pub struct Settings {
 /// Environment variables the loader reads, passed in so tests stay hermetic.
 pub type Env = Vec<(String, String)>;
 
-
 /// A `[databases]` entry: one of the settings', or made from the `*` entry for an
 /// auto-database. The made one is boxed: an entry is some 400 bytes, and a login holds
 /// one across its waits.
