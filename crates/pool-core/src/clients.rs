@@ -32,7 +32,7 @@ impl Pooler {
             return;
         }
         let db_max = self.config.max_db_client_connections(&key.database);
-        let db = self.database_mut(&key.database);
+        let db = self.database_at(&key.database);
         if db.disabled {
             let reason = DisconnectReason::DatabaseDisabled {
                 database: key.database.to_string(),
@@ -46,14 +46,14 @@ impl Pooler {
             return;
         }
         let user_max = self.config.max_user_client_connections(&login_user);
-        if user_max > 0 && self.user_mut(&login_user).clients >= user_max {
+        if user_max > 0 && self.user_at(&login_user).clients >= user_max {
             self.actions
                 .push_back(refuse(DisconnectReason::MaxUserClientConnections));
             return;
         }
         let pool = self.pool_for(&key, now);
-        self.database_mut(&key.database).clients += 1;
-        self.user_mut(&login_user).clients += 1;
+        self.database_at(&key.database).clients += 1;
+        self.user_at(&login_user).clients += 1;
         self.client_count += 1;
         self.client_peak.current = self.client_peak.current.max(self.client_count);
         let p = &mut self.pools[pool];
@@ -226,8 +226,8 @@ impl Pooler {
         }
         let c = self.clients.remove(&client).expect("looked up above");
         let database = self.pools[pool].key.database.clone();
-        self.database_mut(&database).clients -= 1;
-        self.user_mut(&c.login_user).clients -= 1;
+        self.database_at(&database).clients -= 1;
+        self.user_at(&c.login_user).clients -= 1;
         self.client_count -= 1;
         if let Some(server) = link {
             if let Some(s) = self.servers.get_mut(&server) {

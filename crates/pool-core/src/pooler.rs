@@ -537,7 +537,7 @@ impl Pooler {
         }
         let key = p.key.clone();
         let db_max = self.config.max_db_connections(&key.database);
-        if db_max > 0 && self.database_mut(&key.database).servers >= db_max {
+        if db_max > 0 && self.database_at(&key.database).servers >= db_max {
             let evict = |s: &Server, pools: &[Pool]| {
                 s.pool != pool && pools[s.pool].key.database == key.database
             };
@@ -546,7 +546,7 @@ impl Pooler {
             }
         }
         let user_max = self.config.max_user_connections(&key.user);
-        if user_max > 0 && self.user_mut(&key.user).servers >= user_max {
+        if user_max > 0 && self.user_at(&key.user).servers >= user_max {
             let evict =
                 |s: &Server, pools: &[Pool]| s.pool != pool && pools[s.pool].key.user == key.user;
             if !self.evict_idle(now, evict) {
@@ -609,8 +609,8 @@ impl Pooler {
         let p = &mut self.pools[pool];
         p.counts.sv_login += 1;
         p.stats.current.peaks.observe(&p.counts);
-        self.database_mut(&key.database).servers += 1;
-        self.user_mut(&key.user).servers += 1;
+        self.database_at(&key.database).servers += 1;
+        self.user_at(&key.user).servers += 1;
         server
     }
 
@@ -821,8 +821,8 @@ impl Pooler {
             self.pools[pool].idle.retain(|i| *i != server);
         }
         let key = self.pools[pool].key.clone();
-        self.database_mut(&key.database).servers -= 1;
-        self.user_mut(&key.user).servers -= 1;
+        self.database_at(&key.database).servers -= 1;
+        self.user_at(&key.user).servers -= 1;
     }
 
     pub(crate) fn set_server_state(&mut self, now: Instant, server: ServerId, state: ServerState) {
@@ -883,11 +883,11 @@ impl Pooler {
             }
             let key = self.pools[pool].key.clone();
             let db_max = self.config.max_db_connections(&key.database);
-            if db_max > 0 && self.database_mut(&key.database).servers >= db_max {
+            if db_max > 0 && self.database_at(&key.database).servers >= db_max {
                 return;
             }
             let user_max = self.config.max_user_connections(&key.user);
-            if user_max > 0 && self.user_mut(&key.user).servers >= user_max {
+            if user_max > 0 && self.user_at(&key.user).servers >= user_max {
                 return;
             }
             self.open_server(now, pool);
@@ -924,6 +924,18 @@ impl Pooler {
             self.users.insert(name.into(), User::default());
         }
         self.users.get_mut(name).expect("inserted above")
+    }
+
+    /// [`Pooler::database_mut`] for a name held as an `Arc` (a pool's key): one hash of
+    /// the name (the entry API, with a clone of the `Arc`) instead of two, on every
+    /// login, logout and server open and close.
+    pub(crate) fn database_at(&mut self, name: &Arc<str>) -> &mut Database {
+        self.databases.entry(Arc::clone(name)).or_default()
+    }
+
+    /// [`Pooler::user_mut`] for a name held as an `Arc`, as [`Pooler::database_at`].
+    pub(crate) fn user_at(&mut self, name: &Arc<str>) -> &mut User {
+        self.users.entry(Arc::clone(name)).or_default()
     }
 
     /// Moves the next wake-up earlier if `at` is earlier.
