@@ -14,7 +14,7 @@ use super::*;
 const CLIENT_REPLY_LIMIT: usize = 64 * 1024;
 
 /// Forwarding states kept per worker thread for the next sessions ([`Pump::take_spare`]).
-const SPARE_PUMPS_MAX: usize = 32;
+const SPARE_PUMPS_MAX: usize = 8;
 
 thread_local! {
     // Boxed in the keep too: a session holds its state boxed, so handing one over moves
