@@ -97,6 +97,47 @@ impl tracing::field::Visit for Fields<'_> {
 thread_local! {
     /// Where [`compose`] builds a line's text.
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// Where a field is formatted before it is escaped and written.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Runs `f` with the per-thread buffer `key`, emptied (a buffer grown past 4 KiB is
+/// freed afterwards). Re-entered (a value being formatted logs something itself), it is
+/// busy: `f` gets a buffer of its own.
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<String>>,
+    f: impl FnOnce(&mut String) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > 4096 {
+                *buf = String::new();
+            }
+            r
+        }
+        Err(_) => f(&mut String::new()),
+    })
+}
+
+/// Appends `n` in decimal to `out`, without the formatter.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        // `n % 10` is a digit: the cast cannot truncate.
+        digits[i] = (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from_digit(u32::from(d), 10).unwrap_or('0'));
+    }
 }
 
 /// A log line's text, appended piece by piece (see [`compose`]).
@@ -111,22 +152,7 @@ impl LineText<'_> {
 
     /// Appends `n` in decimal.
     pub fn n(&mut self, n: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            // `n % 10` is a digit: the cast cannot truncate.
-            digits[i] = (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
-            self.0
-                .push(char::from_digit(u32::from(d), 10).unwrap_or('0'));
-        }
+        push_decimal(self.0, n);
         self
     }
 }
@@ -136,45 +162,19 @@ impl LineText<'_> {
 /// `closing because` lines carry, without a pass through the formatter for each of
 /// their ten or so values (that was most of a login's logging cost).
 pub fn compose(build: impl FnOnce(&mut LineText<'_>), log: impl FnOnce(&str)) {
-    LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            build(&mut LineText(&mut buf));
-            log(&buf);
-            if buf.capacity() > 4096 {
-                *buf = String::new();
-            }
-        }
-        // A line composed while composing one (logged from `build`): its own buffer.
-        Err(_) => {
-            let mut text = String::new();
-            build(&mut LineText(&mut text));
-            log(&text);
-        }
-    })
-}
-
-thread_local! {
-    /// Where a field is formatted before it is escaped and written.
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    with_buffer(&LINE, |buf| {
+        build(&mut LineText(buf));
+        log(buf);
+    });
 }
 
 /// Writes `args` to `w` through [`Escaping`]: formatted first into a per-thread buffer,
 /// so that the escape scan and the write to `w` run once per field instead of once per
 /// formatted piece (a connection's log line has about 15).
 fn escaped(w: &mut dyn fmt::Write, args: fmt::Arguments<'_>) -> fmt::Result {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            fmt::Write::write_fmt(&mut *buf, args)?;
-            let r = fmt::Write::write_str(&mut Escaping(w), &buf);
-            if buf.capacity() > 4096 {
-                *buf = String::new();
-            }
-            r
-        }
-        // Formatting a value logged something itself: escape piece by piece.
-        Err(_) => fmt::Write::write_fmt(&mut Escaping(w), args),
+    with_buffer(&SCRATCH, |buf| {
+        fmt::Write::write_fmt(buf, args)?;
+        fmt::Write::write_str(&mut Escaping(w), buf)
     })
 }
 

@@ -210,15 +210,7 @@ pub fn ip_text(ip: IpAddr) -> String {
         if i > 0 {
             out.push('.');
         }
-        let digit = |d: u8| char::from_digit(u32::from(d), 10).unwrap_or('0');
-        let (h, t, o) = (octet / 100, (octet / 10) % 10, octet % 10);
-        if h > 0 {
-            out.push(digit(h));
-        }
-        if h > 0 || t > 0 {
-            out.push(digit(t));
-        }
-        out.push(digit(o));
+        crate::logging::push_decimal(&mut out, u64::from(octet));
     }
     out
 }
