@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--no-split | --split-only] [--save NAME | --baseline NAME]`
+//! `cargo xtask bench [--quick] [--micro-only | --no-micro] [--no-macro] [--no-scale | --scale-only] [--no-latency | --latency-only] [--no-split | --split-only] [--relay | --relay-only] [--save NAME | --baseline NAME]`
 //! `cargo xtask bench --soak [MINUTES]`: only the soak (`soak.rs`), 30 minutes by default.
 //!
 //! 1. criterion micro-benches: protocol decode/encode MB/s, pool-core checkout+checkin
@@ -10,6 +10,9 @@
 //! 4. latency (`latency.rs`): p50/p95/p99 at 1000 clients, PgBouncer next to pgbouncer-rs.
 //! 5. CPU split (`cpusplit.rs`): the harness's scenarios through PgBouncer and
 //!    pgbouncer-rs, user and kernel µs and context switches per transaction, with ratios.
+//!    With `--relay` (not run by default), the same through two byte relays that do no
+//!    pooling (`xtask/relay`: tokio's epoll reactor and io_uring), the floor of each I/O
+//!    layer.
 //! 6. macro: the reference pgbench harness (`../shared/bench/run.sh`, or `$BENCH_HARNESS`)
 //!    with direct PostgreSQL, PgBouncer and pgbouncer-rs interleaved in one run; it prints
 //!    the ratio table. Numbers never gate CI.
@@ -28,6 +31,7 @@ struct Opts {
     scale: bool,
     latency: bool,
     split: bool,
+    relay: bool,
     soak: Option<u64>,
     criterion_args: Vec<String>,
 }
@@ -41,6 +45,7 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
         scale: true,
         latency: true,
         split: true,
+        relay: false,
         soak: None,
         criterion_args: vec![],
     };
@@ -57,6 +62,16 @@ fn parse(args: &[&str]) -> Result<Opts, Failure> {
             }
             "--no-latency" => o.latency = false,
             "--no-split" => o.split = false,
+            "--relay" => o.relay = true,
+            "--relay-only" => {
+                o.relay = true;
+                o.micro = false;
+                o.pooler_bound = false;
+                o.macro_bench = false;
+                o.scale = false;
+                o.latency = false;
+                o.split = false;
+            }
             "--split-only" => {
                 o.micro = false;
                 o.pooler_bound = false;
@@ -132,6 +147,12 @@ pub(crate) fn run(args: &[&str]) -> Outcome {
     }
     if o.split {
         crate::cpusplit::run(&root, o.quick)?;
+    }
+    if o.relay {
+        let mut build = cmd::cargo();
+        build.args(["build", "--release", "-p", "relay-floor"]);
+        cmd::run(&mut build)?;
+        crate::cpusplit::relay(&root, o.quick)?;
     }
     if o.macro_bench {
         macro_bench(&root, &o)?;

@@ -7,12 +7,12 @@
 //! `status`), next to the ratios. The reference harness reports only the total.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use pg_harness::{APP_DB, MD5_PASSWORD, MD5_USER};
 
-use crate::bench::{clock_ticks, cpu_split, pgbench_tps, pgbench_txns};
-use crate::latency::{pgbench_cluster, start_target};
+use crate::bench::{clock_ticks, cpu_split, free_port, pgbench_tps, pgbench_txns, wait_port, Proc};
+use crate::latency::{pgbench_cluster_with, start_target};
 use crate::{Failure, Outcome};
 
 /// The scenarios: a name and pgbench's arguments.
@@ -51,16 +51,76 @@ fn failed(e: impl std::fmt::Display) -> Failure {
     Failure::Failed(e.to_string())
 }
 
+/// The relay part's scenarios. A relay opens one PostgreSQL connection per client, so
+/// this part's cluster has room for [`RELAY_MAX_CONNECTIONS`].
+const RELAY_SCENARIOS: &[(&str, &[&str])] = &[
+    ("select -c 10", &["-S", "-M", "simple", "-c", "10"]),
+    ("select -c 100", &["-S", "-M", "simple", "-c", "100"]),
+    ("extended -c 50", &["-S", "-M", "extended", "-c", "50"]),
+];
+
+/// 100 relayed clients, the poolers' 20 servers, and the warm-up's 20.
+const RELAY_MAX_CONNECTIONS: u32 = 150;
+
 pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
-    let pgbouncer = Path::new(crate::latency::PGBOUNCER);
     println!("\n== CPU split: user and kernel time and context switches per transaction");
     let mut targets = vec!["pgbouncer-rs"];
-    if pgbouncer.exists() {
+    with_pgbouncer(&mut targets);
+    measure(root, quick, &targets, SCENARIOS, 100)
+}
+
+/// `--relay`: the same measurement through two relays that forward bytes and do nothing
+/// else (`xtask/relay`, one thread each: tokio's epoll reactor, and io_uring through
+/// tokio-uring), next to both poolers. No pooler built on an I/O layer can cost less
+/// than the relay built on it, so the relays bound what io_uring could save and how much
+/// of pgbouncer-rs's cost is its own work rather than the I/O layer's.
+pub(crate) fn relay(root: &Path, quick: bool) -> Outcome {
+    println!("\n== Relay floor: a byte relay on epoll (tokio) and on io_uring (tokio-uring), next to the poolers");
+    let mut targets = vec!["pgbouncer-rs", "relay-epoll", "relay-uring"];
+    with_pgbouncer(&mut targets);
+    measure(
+        root,
+        quick,
+        &targets,
+        RELAY_SCENARIOS,
+        RELAY_MAX_CONNECTIONS,
+    )
+}
+
+fn with_pgbouncer(targets: &mut Vec<&str>) {
+    if Path::new(crate::latency::PGBOUNCER).exists() {
         targets.insert(0, "pgbouncer");
     } else {
         println!("   (PgBouncer not installed: apt-get install -y pgbouncer to compare)");
     }
-    let pg = pgbench_cluster()?;
+}
+
+/// Starts `target`: a pooler (`start_target`), or `relay-epoll` / `relay-uring`.
+fn start(root: &Path, dir: &Path, target: &str, pg_port: u16) -> Result<(Proc, u16), Failure> {
+    let Some(mode) = target.strip_prefix("relay-") else {
+        return start_target(root, dir, target, pg_port);
+    };
+    let port = free_port()?;
+    let child = Command::new(root.join("target/release/relay-floor"))
+        .args([mode, &port.to_string(), &pg_port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(failed)?;
+    let proc = Proc(child);
+    if !wait_port(port) {
+        return Err(failed(format!("{target} did not start")));
+    }
+    Ok((proc, port))
+}
+
+fn measure(
+    root: &Path,
+    quick: bool,
+    targets: &[&str],
+    scenarios: &[(&'static str, &[&str])],
+    max_connections: u32,
+) -> Outcome {
+    let pg = pgbench_cluster_with(max_connections)?;
     let bin = pg.bin_dir().to_path_buf();
     let dir = std::env::temp_dir().join(format!("pgbrs-split-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(failed)?;
@@ -70,10 +130,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Outcome {
     let (reps, seconds) = if quick { (1, 5) } else { (3, 10) };
     let ticks = clock_ticks();
     let mut table: Vec<(&str, &str, Sample)> = Vec::new();
-    for (scenario, args) in SCENARIOS {
+    for (scenario, args) in scenarios {
         for _ in 0..reps {
-            for target in &targets {
-                let (proc, port) = start_target(root, &dir, target, pg.port())?;
+            for target in targets {
+                let (proc, port) = start(root, &dir, target, pg.port())?;
                 let pid = proc.0.id();
                 // Warm-up: the pool's servers are connected before the measured run.
                 pgbench(&bin, port, &["-S", "-c", "20"], 2)?;

@@ -94,7 +94,16 @@ pub(crate) fn start_target(
 /// A throwaway PostgreSQL (`max_connections = 100`) with pgbench's tables (scale 10) in
 /// the test database, owned by the md5 test user.
 pub(crate) fn pgbench_cluster() -> Result<PgCluster, Failure> {
-    let pg = PgCluster::start(ClusterOptions::default()).map_err(failed)?;
+    pgbench_cluster_with(100)
+}
+
+/// `pgbench_cluster` with room for `max_connections` connections.
+pub(crate) fn pgbench_cluster_with(max_connections: u32) -> Result<PgCluster, Failure> {
+    let pg = PgCluster::start(ClusterOptions {
+        max_connections,
+        ..ClusterOptions::default()
+    })
+    .map_err(failed)?;
     let init = Command::new(pg.bin_dir().join("pgbench"))
         .args(["-i", "-q", "-s", "10"])
         .arg(pg.conninfo(MD5_USER, Some(MD5_PASSWORD), APP_DB))
