@@ -34,9 +34,10 @@ pub(crate) use outcome::{Exit, Fatal, Quiet};
 
 /// Client reads start small (queries are small, and a thousand waiting clients each hold
 /// their pending query) and grow to `READ_CHUNK` while the client streams (COPY, big
-/// binds). An idle client holds no buffer at all, so this buffer is allocated once per
-/// transaction: 1000 bytes keeps it within glibc's per-thread cache (chunks up to 1032
-/// bytes), where 1024 took the large-chunk path and its consolidation every time.
+/// binds). An idle client holds no buffer at all: it gives it to its worker's keep
+/// ([`give_back_read`]) and takes one from there for its next request. 1000 bytes keeps
+/// one that is allocated within glibc's per-thread cache (chunks up to 1032 bytes),
+/// where 1024 took the large-chunk path and its consolidation every time.
 const SMALL_READ: usize = 1000;
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -654,11 +655,11 @@ impl Session {
             if self.cbuf.is_empty() {
                 // Nothing buffered and no server: give the buffer back, so that
                 // thousands of idle clients cost little memory (PgBouncer returns
-                // pkt_buf the same way). Keeping it until the session parks saved one
-                // small allocation per transaction but cost 1 KB for every client in the
-                // last tick of a burst of logins (peak RSS 15.6 -> 16.5 MiB at 10 000
-                // clients that ran one query each).
-                self.cbuf = BytesMut::new();
+                // pkt_buf the same way). Keeping it in the session until it parks cost
+                // 1 KB for every client in the last tick of a burst of logins (peak RSS
+                // 15.6 -> 16.5 MiB at 10 000 clients that ran one query each); the
+                // worker's small keep costs a few KB and saves the allocation.
+                give_back_read(&mut self.cbuf);
             }
             if parkable {
                 if let Some(tick) = park::tick() {
@@ -775,6 +776,7 @@ impl Session {
         if let Some(p) = self.pump.take() {
             forward::Pump::give_back(p);
         }
+        give_back_read(&mut self.cbuf);
         let age = seconds().wrapping_sub(self.started);
         let reason = exit.reason();
         // Logged before the client hears it, as PgBouncer does (a test that reads the
@@ -913,7 +915,44 @@ fn get_var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// A buffer that already holds a lot means the client is streaming: read more at once.
+/// Client read buffers kept per worker thread ([`give_back_read`]).
+const SPARE_READS_MAX: usize = 16;
+
+thread_local! {
+    static SPARE_READS: std::cell::RefCell<Vec<BytesMut>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Takes `cbuf`'s buffer from a session that goes idle or ends, leaving it none, and
+/// keeps it for the next read of any session on this thread (at most
+/// [`SPARE_READS_MAX`]; a buffer grown past a small read by a large message is freed).
+/// A transaction then allocates no read buffer, and an idle client still holds none.
+fn give_back_read(cbuf: &mut BytesMut) {
+    let mut buf = std::mem::take(cbuf);
+    if buf.capacity() < SMALL_READ || buf.capacity() > 2 * SMALL_READ {
+        return;
+    }
+    buf.clear();
+    SPARE_READS.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.len() < SPARE_READS_MAX {
+                s.push(buf);
+            }
+        }
+    });
+}
+
+/// A kept read buffer ([`give_back_read`]), if this thread has one.
+fn take_spare_read() -> Option<BytesMut> {
+    SPARE_READS.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+}
+
 fn reserve_client_read(cbuf: &mut BytesMut) {
+    if cbuf.capacity() == 0 {
+        if let Some(kept) = take_spare_read() {
+            *cbuf = kept;
+        }
+    }
     let want = if cbuf.len() >= SMALL_READ {
         READ_CHUNK
     } else {
@@ -924,6 +963,33 @@ fn reserve_client_read(cbuf: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_read_buffer_comes_back_empty_and_only_small_ones_are_kept() {
+        // (Each test runs on its own thread: the keep starts empty.)
+        let mut cbuf = BytesMut::new();
+        reserve_client_read(&mut cbuf);
+        assert_eq!(cbuf.capacity(), SMALL_READ);
+        cbuf.extend_from_slice(b"Q\0\0\0\x0dselect 1\0");
+        cbuf.clear();
+        let ptr = cbuf.as_ptr();
+        give_back_read(&mut cbuf);
+        assert_eq!(cbuf.capacity(), 0, "the session holds no buffer");
+        // The next read takes the same buffer, empty, and allocates nothing.
+        let mut next = BytesMut::new();
+        reserve_client_read(&mut next);
+        assert_eq!((next.as_ptr(), next.len()), (ptr, 0));
+        assert!(take_spare_read().is_none());
+        // A buffer grown by a large message is freed; the keep is bounded.
+        let mut big = BytesMut::with_capacity(READ_CHUNK);
+        give_back_read(&mut big);
+        assert!(take_spare_read().is_none());
+        for _ in 0..SPARE_READS_MAX + 3 {
+            let mut b = BytesMut::with_capacity(SMALL_READ);
+            give_back_read(&mut b);
+        }
+        assert_eq!(SPARE_READS.with(|s| s.borrow().len()), SPARE_READS_MAX);
+    }
 
     fn shared() -> Arc<Shared> {
         let ini = crate::config::ini::Ini::parse(

@@ -128,12 +128,9 @@ impl Link {
                 _ => None,
             };
             if let Some(kind) = kind {
-                // A Parse may turn out named: its buffer then becomes the statement's
-                // shared text for good, so it gets one of its own size, not the spare.
-                let buf = match kind {
-                    Hold::ParseName => BytesMut::new(),
-                    _ => std::mem::take(&mut self.spare_hold),
-                };
+                // Held in the spare buffer, a Parse too: most are unnamed, and a named
+                // one moves to a buffer of its own once its name ends (`client_body`).
+                let buf = std::mem::take(&mut self.spare_hold);
                 self.cbody = Body::Hold {
                     kind,
                     hdr: *self.client.held_header(),
@@ -192,7 +189,7 @@ impl Link {
         end: usize,
         out: &mut FromClient,
     ) -> Result<(), LinkError> {
-        let Body::Hold { kind, buf, .. } = &mut self.cbody else {
+        let Body::Hold { kind, buf, hdr, .. } = &mut self.cbody else {
             out.to_server.input(start..end);
             return Ok(());
         };
@@ -200,7 +197,19 @@ impl Link {
         match *kind {
             Hold::ParseName => match buf.iter().position(|&b| b == 0) {
                 Some(0) => self.release_held(t::PARSE, out),
-                Some(i) => *kind = Hold::Parse { name_len: i },
+                Some(i) => {
+                    *kind = Hold::Parse { name_len: i };
+                    // A named Parse's buffer becomes the statement's shared text for
+                    // good: it moves to one of the body's size, and the spare stays.
+                    let body_len = Header::peek(&hdr[..], u32::MAX)
+                        .ok()
+                        .flatten()
+                        .map_or(buf.len(), |h| h.body_len().max(buf.len()));
+                    let mut own = BytesMut::with_capacity(body_len);
+                    own.extend_from_slice(buf);
+                    let spare = std::mem::replace(buf, own);
+                    super::keep_spare(&mut self.spare_hold, spare);
+                }
                 None => check_name_len(buf.len(), "Parse")?,
             },
             Hold::Parse { .. } => {}

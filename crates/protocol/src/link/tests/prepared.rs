@@ -275,3 +275,54 @@ fn a_message_held_while_the_server_began_skipping_owes_nothing() {
     h.server_msgs(&[z(IDLE)]);
     assert!(h.link.is_clean(), "{:?}", h.link);
 }
+
+/// A Parse is held in the link's spare buffer until its name ends; a named one then
+/// moves to a buffer of its own (its text is kept as the statement's). Whatever the
+/// chunk size, the bytes forwarded are the same and the spare survives for the next
+/// held message.
+#[test]
+fn parses_read_the_same_in_every_chunk_size_and_the_spare_buffer_survives() {
+    let data = fe(&[
+        parse("", "select 1"),
+        bind(""),
+        exec(),
+        FrontendMessage::Sync,
+        parse("s1", "select $1"),
+        bind("s1"),
+        exec(),
+        FrontendMessage::Sync,
+        parse("", "select 2"),
+        describe("s1"),
+        FrontendMessage::Sync,
+    ]);
+    let mut whole = H::new(cfg(100));
+    let (expected, made_up) = whole.client(&data).unwrap();
+    assert!(made_up.is_empty());
+    assert_eq!(
+        names(&expected),
+        [
+            "P ",
+            "B ",
+            "E",
+            "S",
+            "P PGBOUNCER_1",
+            "B PGBOUNCER_1",
+            "E",
+            "S",
+            "P ",
+            "D PGBOUNCER_1",
+            "S"
+        ]
+    );
+    for size in 1..=data.len() {
+        let mut h = H::new(cfg(100));
+        let mut got = Vec::new();
+        for chunk in data.chunks(size) {
+            let (to_server, to_client) = h.client(chunk).unwrap();
+            assert!(to_client.is_empty(), "chunk size {size}");
+            got.extend(to_server);
+        }
+        assert_eq!(got, expected, "chunk size {size}");
+        assert!(h.link.spare_hold.capacity() > 0, "chunk size {size}");
+    }
+}
