@@ -1,5 +1,6 @@
-//! The state every session shares: the `Pooler` plus the I/O objects it refers to
-//! (idle server connections, session mailboxes), behind one mutex.
+//! The state every session shares: pool-core's `Custody` (the `Pooler` and the idle
+//! server connections it holds) plus the I/O objects it refers to (session mailboxes),
+//! behind one mutex.
 //!
 //! Design (measured in `docs/ARCHITECTURE.md`): sessions run on every core and take the
 //! lock only at transaction boundaries (want a server, release it) for about a
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use pgbouncer_pool_core::{
-    Action, ClientId, DisconnectReason, Event, IdMap, Instant, PoolKey, Pooler, ServerId,
+    Action, ClientId, Custody, DisconnectReason, Event, IdMap, Instant, PoolKey, Pooler, ServerId,
 };
 use tokio::sync::Notify;
 
@@ -103,11 +104,10 @@ pub struct ScramKeys {
 /// Everything behind the lock.
 #[derive(Debug)]
 pub struct Core {
-    /// The pool state machine.
-    pub pooler: Pooler,
+    /// The pool state machine, holding the connections of the servers in the pool
+    /// (boxed once when connected: a hand-off moves a pointer, not the connection).
+    pub pooler: Custody<Box<ServerConn>>,
     sessions: IdMap<ClientId, Arc<Mailbox>>,
-    /// Boxed once when connected: a hand-off moves a pointer, not the connection.
-    idle: IdMap<ServerId, Box<ServerConn>>,
     cancel_targets: IdMap<ServerId, (String, u16, i32, i32)>,
     /// Server parameters per pool from the first login (PgBouncer's welcome message).
     pub welcome: HashMap<PoolKey, Arc<Welcome>>,
@@ -193,7 +193,10 @@ impl Shared {
     pub fn new(runtime: Arc<Runtime>) -> Arc<Shared> {
         let ids = Arc::new(AtomicU32::new(1));
         let max_prepared = runtime.per_login.max_prepared_statements;
-        let pooler = Pooler::with_ids(runtime.settings.pool_config(), ids.clone());
+        let pooler = Custody::new(Pooler::with_ids(
+            runtime.settings.pool_config(),
+            ids.clone(),
+        ));
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let (close_unix, _) = tokio::sync::watch::channel(false);
         let (shutdown_request, _) = tokio::sync::watch::channel(None);
@@ -201,7 +204,6 @@ impl Shared {
             core: Mutex::new(Core {
                 pooler,
                 sessions: IdMap::default(),
-                idle: IdMap::default(),
                 cancel_targets: IdMap::default(),
                 welcome: HashMap::new(),
                 scram_keys: HashMap::new(),
@@ -450,16 +452,23 @@ impl Shared {
     /// A server linked to a client that is already gone is still clean: it goes back to
     /// the pool (pool-core is told the client released it).
     fn take_back(&self, core: &mut Core, client: ClientId, conn: Box<ServerConn>) {
-        core.idle.insert(conn.id, conn);
         let now = self.now();
-        core.pooler.handle(
-            now,
-            Event::ClientReleasedServer {
-                client,
-                reusable: true,
-                usage: Default::default(),
-            },
-        );
+        let event = Event::ClientReleasedServer {
+            client,
+            reusable: true,
+            usage: Default::default(),
+        };
+        if let Some(conn) = core.pooler.handle(now, event, Some(conn)) {
+            conn.terminate();
+        }
+    }
+
+    /// Feeds pool-core an event that hands in no server; a connection it gives back
+    /// (one it held for a server the event says is gone) is closed.
+    fn feed(core: &mut Core, now: Instant, event: Event) {
+        if let Some(conn) = core.pooler.handle(now, event, None) {
+            conn.terminate();
+        }
     }
 
     /// Feeds an event to pool-core and dispatches the resulting actions. If `me` gets a
@@ -498,7 +507,7 @@ impl Shared {
         me: Option<ClientId>,
         now: Instant,
     ) -> Option<Box<ServerConn>> {
-        core.pooler.handle(now, event);
+        Self::feed(core, now, event);
         let mine = self.drain(core, me);
         self.rearm(core);
         mine
@@ -514,8 +523,8 @@ impl Shared {
 
     fn drain(self: &Arc<Self>, core: &mut Core, me: Option<ClientId>) -> Option<Box<ServerConn>> {
         let mut mine = None;
-        while let Some(action) = core.pooler.poll_action() {
-            self.dispatch(core, action, me, &mut mine);
+        while let Some((action, conn)) = core.pooler.poll_action() {
+            self.dispatch(core, action, conn, me, &mut mine);
         }
         mine
     }
@@ -524,16 +533,17 @@ impl Shared {
         self: &Arc<Self>,
         core: &mut Core,
         action: Action,
+        conn: Option<Box<ServerConn>>,
         me: Option<ClientId>,
         mine: &mut Option<Box<ServerConn>>,
     ) {
         match action {
             Action::ConnectServer { server, pool } => self.spawn_connect(core, server, pool),
             Action::Link { client, server } => {
-                let Some(conn) = core.idle.remove(&server) else {
+                let Some(conn) = conn else {
                     tracing::error!(%server, %client, "linked server has no connection");
                     let now = self.now();
-                    core.pooler.handle(now, Event::ServerClosed { server });
+                    Self::feed(core, now, Event::ServerClosed { server });
                     return;
                 };
                 if Some(client) == me {
@@ -547,22 +557,23 @@ impl Shared {
                         // server back (it is clean) and forget the client.
                         self.take_back(core, client, conn);
                         let now = self.now();
-                        core.pooler.handle(now, Event::ClientClosed { client });
+                        Self::feed(core, now, Event::ClientClosed { client });
                     }
                 }
             }
             Action::ResetServer { server } => {
                 let q = self.runtime().server_reset_query.clone();
-                self.spawn_internal_query(core, server, q);
+                self.spawn_internal_query(core, server, conn, q);
             }
             Action::CheckServer { server } => {
                 let q = self.runtime().server_check_query.clone();
-                self.spawn_internal_query(core, server, q);
+                self.spawn_internal_query(core, server, conn, q);
             }
             Action::CloseServer { server, reason } => {
                 core.cancel_targets.remove(&server);
                 core.server_info.remove(&server);
-                if let Some(conn) = core.idle.remove(&server) {
+                // Held by pool-core when idle; a server in use is closed by its session.
+                if let Some(conn) = conn {
                     conn.close(reason.message());
                 }
             }
@@ -574,7 +585,7 @@ impl Shared {
             Action::SendCancel { client, server } => {
                 let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() else {
                     let now = self.now();
-                    core.pooler.handle(now, Event::CancelFinished { server });
+                    Self::feed(core, now, Event::CancelFinished { server });
                     return;
                 };
                 {
@@ -659,7 +670,7 @@ impl Shared {
                 Some(mailbox) => mailbox.send(SessionMsg::ReplicationServer(server)),
                 None => {
                     let now = self.now();
-                    core.pooler.handle(now, Event::ClientClosed { client });
+                    Self::feed(core, now, Event::ClientClosed { client });
                 }
             },
             _ => tracing::warn!(?action, "unhandled pool action"),
@@ -761,14 +772,12 @@ impl Shared {
     fn spawn_connect(self: &Arc<Self>, core: &mut Core, server: ServerId, pool: PoolKey) {
         let Some(target) = self.server_target(core, &pool) else {
             let now = self.now();
-            core.pooler.handle(
-                now,
-                Event::ServerConnectFailed {
-                    server,
-                    code: "08P01".into(),
-                    message: format!("no such database: {}", pool.database),
-                },
-            );
+            let event = Event::ServerConnectFailed {
+                server,
+                code: "08P01".into(),
+                message: format!("no such database: {}", pool.database),
+            };
+            Self::feed(core, now, event);
             return;
         };
         let timeout = core.pooler.config().server_connect_timeout;
@@ -823,8 +832,15 @@ impl Shared {
                             ..Default::default()
                         },
                     );
-                    core.idle.insert(server, Box::new(conn));
-                    Event::ServerConnected { server }
+                    let now = shared.now();
+                    let event = Event::ServerConnected { server };
+                    if let Some(conn) = core.pooler.handle(now, event, Some(Box::new(conn))) {
+                        conn.terminate();
+                    }
+                    let mine = shared.drain(&mut core, None);
+                    debug_assert!(mine.is_none());
+                    shared.rearm(&core);
+                    return;
                 }
                 Err(e) => {
                     // `load_balance_hosts = disable`: the next attempt tries the host after
@@ -861,11 +877,16 @@ impl Shared {
         });
     }
 
-    fn spawn_internal_query(self: &Arc<Self>, core: &mut Core, server: ServerId, sql: String) {
-        let Some(mut conn) = core.idle.remove(&server) else {
+    fn spawn_internal_query(
+        self: &Arc<Self>,
+        core: &mut Core,
+        server: ServerId,
+        conn: Option<Box<ServerConn>>,
+        sql: String,
+    ) {
+        let Some(mut conn) = conn else {
             let now = self.now();
-            core.pooler
-                .handle(now, Event::ServerResetDone { server, ok: false });
+            Self::feed(core, now, Event::ServerResetDone { server, ok: false });
             return;
         };
         let shared = self.clone();
@@ -882,12 +903,22 @@ impl Shared {
                 }
             };
             let mut core = shared.lock();
-            if ok {
-                core.idle.insert(server, conn);
+            let kept = if ok {
+                Some(conn)
             } else {
                 conn.close(pgbouncer_pool_core::ServerCloseReason::ResetFailed.message());
+                None
+            };
+            let now = shared.now();
+            if let Some(conn) = core
+                .pooler
+                .handle(now, Event::ServerResetDone { server, ok }, kept)
+            {
+                conn.terminate();
             }
-            shared.handle_locked(&mut core, Event::ServerResetDone { server, ok }, None);
+            let mine = shared.drain(&mut core, None);
+            debug_assert!(mine.is_none());
+            shared.rearm(&core);
         });
     }
 
@@ -915,22 +946,18 @@ impl Shared {
         now: Instant,
     ) -> Option<Box<ServerConn>> {
         let mut core = self.lock();
-        let server = conn.id;
-        if core.pooler.server_state(server).is_some() {
-            core.idle.insert(server, conn);
-        } else {
+        let event = Event::ClientReleasedServer {
+            client,
+            reusable: true,
+            usage,
+        };
+        // A server pool-core forgot meanwhile (closed while in use) comes back here.
+        if let Some(conn) = core.pooler.handle(now, event, Some(conn)) {
             conn.terminate();
         }
-        self.handle_locked_at(
-            &mut core,
-            Event::ClientReleasedServer {
-                client,
-                reusable: true,
-                usage,
-            },
-            Some(client),
-            now,
-        )
+        let mine = self.drain(&mut core, Some(client));
+        self.rearm(&core);
+        mine
     }
 
     /// Drives pool-core's timers until shutdown.

@@ -4,7 +4,9 @@
 //! proxy) reports facts as [`Event`]s together with the current [`Instant`], drains the
 //! [`Action`]s it queues, and calls [`Pooler::handle_timeout`] when
 //! [`Pooler::poll_timeout`] says so. pool-core opens no socket, reads no clock and draws
-//! no random numbers; it does not know the wire protocol either.
+//! no random numbers; it does not know the wire protocol either. A driver that wants
+//! pool-core to keep its idle server connections too wraps the `Pooler` in a
+//! [`Custody`]: events then hand connections in, and actions carry them out.
 //!
 //! ```
 //! use pgbouncer_pool_core::{Action, ClientId, Config, Event, Instant, PoolKey, Pooler};
@@ -25,6 +27,7 @@
 
 mod clients;
 mod config;
+mod custody;
 mod entities;
 mod event;
 mod ids;
@@ -40,6 +43,7 @@ mod view;
 mod tests;
 
 pub use config::{Config, DatabaseConfig, PoolMode, PoolSettings, UserConfig};
+pub use custody::Custody;
 pub use entities::{ClientState, ServerState};
 pub use event::{Action, Event};
 pub use ids::{ClientId, PoolKey, ServerId};

@@ -31,9 +31,16 @@ pub(crate) fn test_config() -> Config {
     }
 }
 
-/// The simulated world around a `Pooler`.
+/// A simulated server connection: it knows which server it is, so the harness can check
+/// that every order carries the right one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Conn(pub(crate) ServerId);
+
+/// The simulated world around a `Pooler`, in [`Custody`] of the simulated connections.
 pub(crate) struct Sim {
-    pub(crate) pooler: Pooler,
+    pub(crate) pooler: Custody<Conn>,
+    /// Connections the driver has: linked to a client, or running a reset or check.
+    out: HashMap<ServerId, Conn>,
     pub(crate) now: Instant,
     next_client: u32,
     /// Servers the pooler asked for that have not connected yet, in order.
@@ -57,7 +64,8 @@ pub(crate) struct Sim {
 impl Sim {
     pub(crate) fn new(config: Config) -> Self {
         Sim {
-            pooler: Pooler::new(config),
+            pooler: Custody::new(Pooler::new(config)),
+            out: HashMap::new(),
             now: Instant::from_micros(1_000_000),
             next_client: 1,
             pending_connects: Vec::new(),
@@ -77,13 +85,66 @@ impl Sim {
     }
 
     pub(crate) fn event(&mut self, e: Event) {
-        self.pooler.handle(self.now, e);
+        // What a driver hands in with the event: a new connection, one back from its
+        // reset or check query, or a client's server released clean. Connections it
+        // closes itself (a failed query, a dirty release, a server gone) are dropped.
+        let conn = match &e {
+            Event::ServerConnected { server } => Some(Conn(*server)),
+            Event::ServerResetDone { server, ok } => self.out.remove(server).filter(|_| *ok),
+            Event::ClientReleasedServer {
+                client, reusable, ..
+            } => self
+                .pooler
+                .clients
+                .get(client)
+                .and_then(|c| c.link)
+                .and_then(|s| self.out.remove(&s))
+                .filter(|_| *reusable),
+            Event::ServerClosed { server } => {
+                self.out.remove(server);
+                None
+            }
+            _ => None,
+        };
+        let refused = self.pooler.handle(self.now, e, conn);
+        if let Some(Conn(server)) = refused {
+            assert!(
+                !self.pooler.servers.contains_key(&server),
+                "the connection of {server}, which pool-core knows, was refused"
+            );
+        }
         self.drain();
     }
 
     fn drain(&mut self) {
-        while let Some(a) = self.pooler.poll_action() {
+        while let Some((a, conn)) = self.pooler.poll_action() {
             self.all_actions.push(a.clone());
+            match &a {
+                Action::Link { server, .. }
+                | Action::ResetServer { server }
+                | Action::CheckServer { server } => {
+                    assert_eq!(
+                        conn.as_ref(),
+                        Some(&Conn(*server)),
+                        "{a:?} carries its connection"
+                    );
+                    assert!(!self.out.contains_key(server), "{server} given out twice");
+                }
+                Action::CloseServer { server, .. } => match &conn {
+                    Some(c) => {
+                        assert_eq!(c, &Conn(*server), "{a:?} carries its own connection");
+                        assert!(!self.out.contains_key(server), "{server} was out and held");
+                    }
+                    // In use: the driver closes the connection it has.
+                    None => {
+                        self.out.remove(server);
+                    }
+                },
+                _ => assert!(conn.is_none(), "{a:?} carries a connection"),
+            }
+            if let (Some(c), false) = (conn, matches!(a, Action::CloseServer { .. })) {
+                self.out.insert(c.0, c);
+            }
             match a {
                 Action::ConnectServer { server, .. } => self.pending_connects.push(server),
                 Action::Link { client, server } => {
@@ -279,6 +340,21 @@ impl Sim {
                 assert_eq!(server.state, ServerState::Active);
                 assert_eq!(c.state, ClientState::Active);
             }
+        }
+        // pool-core holds the connection of every idle server, and of no server it does
+        // not know or that the driver has.
+        for (id, s) in &p.servers {
+            if s.state == ServerState::Idle {
+                assert!(self.pooler.holds(*id), "idle {id} without its connection");
+            }
+        }
+        for id in self.pooler.held_ids() {
+            let state = p.servers.get(id).map(|s| s.state);
+            assert!(
+                matches!(state, Some(ServerState::Idle | ServerState::BeingCanceled)),
+                "{id} held in {state:?}"
+            );
+            assert!(!self.out.contains_key(id), "{id} held and out");
         }
         for (id, s) in &p.servers {
             if s.state == ServerState::Active {

@@ -1,0 +1,151 @@
+//! The server connections themselves, kept by pool-core while nobody uses them.
+//!
+//! [`Pooler`] decides with ids; [`Custody`] is a [`Pooler`] that also keeps the driver's
+//! handle of every server that is in the pool and not in use (idle, or released while
+//! a cancel for it is in flight), and gives it out with the order that needs it: a
+//! `Link` hands the client its server's handle, a `ResetServer` or `CheckServer` the
+//! handle to run the query on, a `CloseServer` the handle to close when pool-core held
+//! it. The driver hands handles in with the events that give a server to the pool. So
+//! the driver keeps no map of idle servers of its own, and a server can only reach a
+//! client through pool-core's decision.
+//!
+//! ```
+//! use pgbouncer_pool_core::{Action, ClientId, Config, Custody, Event, Instant, PoolKey, Pooler};
+//!
+//! // The handle is whatever the driver uses for a server connection.
+//! let mut pool: Custody<&str> = Custody::new(Pooler::new(Config::default()));
+//! let now = Instant::ZERO;
+//! let client = ClientId(1);
+//! let key = PoolKey::new("app", "alice");
+//! let login_user = "alice".into();
+//! let _ = pool.handle(now, Event::ClientConnected { client, pool: key, login_user }, None);
+//! let _ = pool.handle(now, Event::ClientLoggedIn { client, cancel_key: 7 }, None);
+//! let _ = pool.handle(now, Event::ClientWantsServer { client }, None);
+//! let Some((Action::ConnectServer { server, .. }, None)) = pool.poll_action() else {
+//!     panic!("a server is opened for the client");
+//! };
+//! // The connection is up: its handle goes to pool-core, which links it at once.
+//! assert!(pool.handle(now, Event::ServerConnected { server }, Some("socket")).is_none());
+//! let Some((Action::Link { .. }, Some(conn))) = pool.poll_action() else {
+//!     panic!("the client gets the server");
+//! };
+//! assert_eq!(conn, "socket");
+//! ```
+
+use std::ops::{Deref, DerefMut};
+
+use crate::event::{Action, Event};
+use crate::ids::ServerId;
+use crate::pooler::{IdMap, Pooler};
+use crate::time::Instant;
+
+/// A [`Pooler`] that keeps the handles (`S`) of the servers in its pool.
+///
+/// Reads go to the pooler through `Deref`; events go through [`Custody::handle`] and
+/// orders come out of [`Custody::poll_action`], which shadow the pooler's own.
+#[derive(Debug)]
+pub struct Custody<S> {
+    pooler: Pooler,
+    handles: IdMap<ServerId, S>,
+}
+
+impl<S> Custody<S> {
+    /// Takes `pooler` (with no servers yet) into custody.
+    pub fn new(pooler: Pooler) -> Self {
+        Custody {
+            pooler,
+            handles: IdMap::default(),
+        }
+    }
+
+    /// Feeds `event` to the pooler. `conn` is the handle of the server the event gives
+    /// to the pool:
+    /// - `ServerConnected`: the new server;
+    /// - `ServerResetDone` with `ok`: the server the reset or check query ran on;
+    /// - `ClientReleasedServer` with `reusable`: the client's server.
+    ///
+    /// A handle pool-core cannot take (any other event, a server or client it does not
+    /// know, a server it closed meanwhile) is returned, for the driver to close.
+    #[must_use = "a handle pool-core did not take is the driver's to close"]
+    pub fn handle(&mut self, now: Instant, event: Event, conn: Option<S>) -> Option<S> {
+        let refused = match (&event, conn) {
+            (Event::ServerConnected { server }, Some(conn))
+            | (Event::ServerResetDone { server, ok: true }, Some(conn)) => self.keep(*server, conn),
+            (
+                Event::ClientReleasedServer {
+                    client,
+                    reusable: true,
+                    ..
+                },
+                Some(conn),
+            ) => match self.pooler.clients.get(client).and_then(|c| c.link) {
+                Some(server) => self.keep(server, conn),
+                None => Some(conn),
+            },
+            // The driver says the connection is gone: whatever was kept for it is stale.
+            (Event::ServerClosed { server }, conn) => conn.or_else(|| self.handles.remove(server)),
+            (_, conn) => conn,
+        };
+        self.pooler.handle(now, event);
+        refused
+    }
+
+    fn keep(&mut self, server: ServerId, conn: S) -> Option<S> {
+        if self.pooler.servers.contains_key(&server) {
+            if let Some(old) = self.handles.insert(server, conn) {
+                // Two handles for one server: keep the newer, give the older back.
+                return Some(old);
+            }
+            None
+        } else {
+            Some(conn)
+        }
+    }
+
+    /// The next order, with the handle it needs: `Link`, `ResetServer` and
+    /// `CheckServer` carry their server's handle (`None` only if the driver never
+    /// handed one in, which it should treat as a server gone), `CloseServer` the handle
+    /// when pool-core held it (an idle server) and `None` when the server is in use.
+    pub fn poll_action(&mut self) -> Option<(Action, Option<S>)> {
+        let action = self.pooler.poll_action()?;
+        let conn = match &action {
+            Action::Link { server, .. }
+            | Action::ResetServer { server }
+            | Action::CheckServer { server }
+            | Action::CloseServer { server, .. } => self.handles.remove(server),
+            _ => None,
+        };
+        Some((action, conn))
+    }
+
+    /// How many server handles pool-core holds now.
+    pub fn held(&self) -> usize {
+        self.handles.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn holds(&self, server: ServerId) -> bool {
+        self.handles.contains_key(&server)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn held_ids(&self) -> impl Iterator<Item = &ServerId> {
+        self.handles.keys()
+    }
+}
+
+impl<S> Deref for Custody<S> {
+    type Target = Pooler;
+
+    fn deref(&self) -> &Pooler {
+        &self.pooler
+    }
+}
+
+/// For the pooler's calls that take no event (`handle_timeout`, localities): the orders
+/// they queue still come out of [`Custody::poll_action`].
+impl<S> DerefMut for Custody<S> {
+    fn deref_mut(&mut self) -> &mut Pooler {
+        &mut self.pooler
+    }
+}
