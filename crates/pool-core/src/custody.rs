@@ -149,3 +149,107 @@ impl<S> DerefMut for Custody<S> {
         &mut self.pooler
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ClientId, PoolKey};
+    use crate::Config;
+
+    /// A pool with one client linked to one server, whose handle is `"a"`.
+    fn linked() -> (Custody<&'static str>, ClientId, ServerId) {
+        // Transaction pooling: a released server goes idle (no reset query).
+        let config = Config {
+            pool_mode: crate::PoolMode::Transaction,
+            ..Config::default()
+        };
+        let mut c = Custody::new(Pooler::new(config));
+        let now = Instant::ZERO;
+        let client = ClientId(1);
+        let pool = PoolKey::new("db", "u");
+        let events = [
+            Event::ClientConnected {
+                client,
+                pool,
+                login_user: "u".into(),
+            },
+            Event::ClientLoggedIn {
+                client,
+                cancel_key: 1,
+            },
+            Event::ClientWantsServer { client },
+        ];
+        for e in events {
+            assert!(c.handle(now, e, None).is_none());
+        }
+        let Some((Action::ConnectServer { server, .. }, None)) = c.poll_action() else {
+            panic!("a server is opened");
+        };
+        assert!(c
+            .handle(now, Event::ServerConnected { server }, Some("a"))
+            .is_none());
+        assert_eq!(
+            c.poll_action(),
+            Some((Action::Link { client, server }, Some("a")))
+        );
+        (c, client, server)
+    }
+
+    fn release(client: ClientId) -> Event {
+        Event::ClientReleasedServer {
+            client,
+            reusable: true,
+            usage: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_released_handle_is_held_and_an_idle_servers_close_carries_it() {
+        let (mut c, client, server) = linked();
+        assert!(c
+            .handle(Instant::ZERO, release(client), Some("a"))
+            .is_none());
+        assert_eq!(c.held(), 1);
+        assert!(c
+            .handle(
+                Instant::ZERO,
+                Event::Kill {
+                    database: Some("db".into())
+                },
+                None
+            )
+            .is_none());
+        let closes: Vec<_> = std::iter::from_fn(|| c.poll_action())
+            .filter(|(a, _)| matches!(a, Action::CloseServer { .. }))
+            .collect();
+        assert_eq!(closes.len(), 1, "{closes:?}");
+        let (Action::CloseServer { server: closed, .. }, conn) = &closes[0] else {
+            unreachable!("filtered above");
+        };
+        assert_eq!((*closed, *conn), (server, Some("a")));
+        assert_eq!(c.held(), 0);
+    }
+
+    #[test]
+    fn handles_pool_core_cannot_take_are_given_back() {
+        let (mut c, client, server) = linked();
+        let now = Instant::ZERO;
+        // A server nobody asked for.
+        let stray = Event::ServerConnected {
+            server: ServerId(99),
+        };
+        assert_eq!(c.handle(now, stray, Some("stray")), Some("stray"));
+        // A handle with an event that gives no server to the pool.
+        let wants = Event::ClientWantsServer { client };
+        assert_eq!(c.handle(now, wants, Some("b")), Some("b"));
+        // The server is held idle, then reported gone: its stale handle comes back.
+        assert!(c.handle(now, release(client), Some("a")).is_none());
+        assert_eq!(
+            c.handle(now, Event::ServerClosed { server }, None),
+            Some("a")
+        );
+        assert_eq!(c.held(), 0);
+        // A client that holds no server releases one.
+        assert_eq!(c.handle(now, release(client), Some("c")), Some("c"));
+    }
+}
