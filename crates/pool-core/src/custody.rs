@@ -79,7 +79,8 @@ impl<S> Custody<S> {
                 },
                 Some(conn),
             ) => match self.pooler.clients.get(client).and_then(|c| c.link) {
-                Some(server) => self.keep(server, conn),
+                // A client's link names a server pool-core knows (links are symmetric).
+                Some(server) => self.handles.insert(server, conn),
                 None => Some(conn),
             },
             // The driver says the connection is gone: whatever was kept for it is stale.
@@ -90,13 +91,11 @@ impl<S> Custody<S> {
         refused
     }
 
+    /// Keeps `conn` for `server` if pool-core knows it. Two handles for one server: the
+    /// newer is kept, the older given back.
     fn keep(&mut self, server: ServerId, conn: S) -> Option<S> {
         if self.pooler.servers.contains_key(&server) {
-            if let Some(old) = self.handles.insert(server, conn) {
-                // Two handles for one server: keep the newer, give the older back.
-                return Some(old);
-            }
-            None
+            self.handles.insert(server, conn)
         } else {
             Some(conn)
         }
