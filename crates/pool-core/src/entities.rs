@@ -158,6 +158,11 @@ pub(crate) struct Pool {
     pub(crate) stats: PoolStats,
     /// Last failed server login: until when new logins are held back, and the error.
     pub(crate) login_failure: Option<LoginFailure>,
+    /// A server login succeeded, and none failed since, nor did the database's target
+    /// change (RECONNECT): logins may then run in parallel. Until then one runs at a
+    /// time, as PgBouncer always does, so a bad host or password fails once, not once
+    /// per waiting client.
+    pub(crate) proven: bool,
     /// The database's pause/close state is in `Database`; this marks RECONNECT epochs.
     pub(crate) last_used: Instant,
     /// Since when the timer has seen it without clients or servers (auto-databases are
@@ -172,6 +177,11 @@ pub(crate) struct LoginFailure {
 }
 
 impl Pool {
+    /// A login is in flight and the pool is not [`Pool::proven`]: no other may start.
+    pub(crate) fn login_in_flight_alone(&self) -> bool {
+        !self.proven && self.counts.sv_login > 0
+    }
+
     pub(crate) fn new(key: PoolKey, settings: PoolSettings, now: Instant) -> Self {
         Pool {
             key,
@@ -181,6 +191,7 @@ impl Pool {
             idle: VecDeque::new(),
             stats: PoolStats::default(),
             login_failure: None,
+            proven: false,
             last_used: now,
             empty_since: None,
         }

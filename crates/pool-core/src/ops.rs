@@ -134,6 +134,12 @@ impl Pooler {
     }
 
     pub(crate) fn reconnect(&mut self, now: Instant, database: Option<String>) {
+        // A new target (or new TLS settings) is unproven: its first login runs alone.
+        for p in &mut self.pools {
+            if database.as_deref().is_none_or(|d| *p.key.database == *d) {
+                p.proven = false;
+            }
+        }
         for (server, state) in self.servers_in_scope(database.as_deref()) {
             if state == ServerState::Idle {
                 self.close_server(now, server, ServerCloseReason::CloseNeeded);

@@ -513,6 +513,9 @@ impl Pooler {
     /// Whether a new server may be opened for `pool` now; opens it if so.
     fn try_open_server(&mut self, now: Instant, pool: usize) -> bool {
         let p = &self.pools[pool];
+        if p.login_in_flight_alone() {
+            return false;
+        }
         if let Some(f) = p.login_failure.as_ref().filter(|f| f.until > now) {
             let until = f.until;
             self.note(Some(until));
@@ -624,7 +627,10 @@ impl Pooler {
         s.connect_time = now;
         let pool = s.pool;
         self.pools[pool].login_failure = None;
+        self.pools[pool].proven = true;
         self.make_idle(now, server);
+        // The fill to min_pool_size held back for this first login goes on now.
+        self.ensure_min_pool(now, pool);
     }
 
     fn server_connect_failed(&mut self, now: Instant, server: ServerId, code: String, msg: String) {
@@ -634,6 +640,7 @@ impl Pooler {
         let pool = s.pool;
         self.forget_server(server);
         let until = now + self.config.server_login_retry;
+        self.pools[pool].proven = false;
         self.pools[pool].login_failure = Some(LoginFailure {
             until,
             message: msg.clone(),
@@ -660,6 +667,7 @@ impl Pooler {
         let pool = s.pool;
         self.forget_server(server);
         let until = now + self.config.server_login_retry;
+        self.pools[pool].proven = false;
         self.pools[pool].login_failure = Some(LoginFailure { until, message });
         self.note(Some(until));
         self.check_pause_done();
@@ -874,10 +882,11 @@ impl Pooler {
             return;
         }
         while self.pools[pool].counts.servers() < min {
-            if self.pools[pool]
-                .login_failure
-                .as_ref()
-                .is_some_and(|f| f.until > now)
+            if self.pools[pool].login_in_flight_alone()
+                || self.pools[pool]
+                    .login_failure
+                    .as_ref()
+                    .is_some_and(|f| f.until > now)
             {
                 return;
             }

@@ -104,7 +104,10 @@ fn pool_never_opens_more_than_default_pool_size_servers() {
     for &c in &clients {
         sim.client_wants_server(c);
     }
-    assert_eq!(sim.pending_connects.len(), 3);
+    // A cold pool logs in one server at a time until one login succeeds.
+    assert_eq!(sim.pending_connects.len(), 1);
+    sim.server_connects();
+    assert_eq!(sim.pending_connects.len(), 2);
     while !sim.pending_connects.is_empty() {
         sim.server_connects();
     }
@@ -123,7 +126,13 @@ fn default_pool_size_zero_means_unlimited() {
     for &c in &clients {
         sim.client_wants_server(c);
     }
-    assert_eq!(sim.pending_connects.len(), 30);
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "one login until one succeeds"
+    );
+    sim.server_connects();
+    assert_eq!(sim.pending_connects.len(), 29);
 }
 
 #[test]
@@ -147,10 +156,19 @@ fn per_database_and_per_user_pool_size_override_the_default() {
         let c = sim.client_logged_in("db", "app");
         sim.client_wants_server(c);
     }
-    assert_eq!(sim.pending_connects.len(), 2, "db pool_size");
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "one login until one succeeds"
+    );
+    sim.server_connects();
+    assert_eq!(sim.pending_connects.len(), 1, "db pool_size");
     sim.pending_connects.clear();
     let before = sim.pooler.servers.len();
-    for _ in 0..6 {
+    let first = sim.client_logged_in("db", "big");
+    sim.client_wants_server(first);
+    sim.server_connects();
+    for _ in 0..5 {
         let c = sim.client_logged_in("db", "big");
         sim.client_wants_server(c);
     }
@@ -854,7 +872,12 @@ fn min_pool_size_opens_servers_once_the_pool_has_a_client() {
     };
     let mut sim = Sim::new(config);
     let _a = sim.client_logged_in("db", "app");
-    assert_eq!(sim.pending_connects.len(), 2);
+    // One login at a time until one succeeds, then the rest of the fill.
+    assert_eq!(sim.pending_connects.len(), 1);
+    sim.server_connects();
+    assert_eq!(sim.pending_connects.len(), 1);
+    sim.server_connects();
+    assert_eq!(sim.pool("db", "app").sv_idle, 2);
 }
 
 #[test]
@@ -1284,8 +1307,8 @@ fn a_forced_user_database_with_min_pool_size_is_filled_without_clients() {
     sim.advance(secs(1));
     assert_eq!(
         sim.pending_connects.len(),
-        2,
-        "two servers opened with no client"
+        1,
+        "a server opened with no client (one login at a time until one succeeds)"
     );
     while !sim.pending_connects.is_empty() {
         sim.server_connects();
@@ -1574,4 +1597,61 @@ fn query_wait_notify_zero_tells_nobody() {
     sim.advance(secs(100));
     assert!(sim.wait_notices.is_empty());
     assert!(sim.linked(b).is_none());
+}
+
+/// PgBouncer opens one server at a time per pool. We do too until a login succeeds, so a
+/// bad host or password fails once however many clients wait; then the pool fills in
+/// parallel. A failed login, or a RECONNECT (a new target), makes it wait for one
+/// success again.
+#[test]
+fn logins_run_one_at_a_time_until_one_succeeds_then_in_parallel() {
+    let config = Config {
+        default_pool_size: 4,
+        server_login_retry: secs(1),
+        ..test_config()
+    };
+    let mut sim = Sim::new(config);
+    let clients: Vec<_> = (0..4).map(|_| sim.client_logged_in("db", "app")).collect();
+    for &c in &clients {
+        sim.client_wants_server(c);
+    }
+    assert_eq!(sim.pending_connects.len(), 1, "a cold pool sends one login");
+    let server = sim.pending_connects.remove(0);
+    sim.event(Event::ServerUnreachable {
+        server,
+        message: "server DNS lookup failed".into(),
+    });
+    assert!(
+        sim.pending_connects.is_empty(),
+        "held back for server_login_retry"
+    );
+    sim.advance(secs(1));
+    assert_eq!(
+        sim.pending_connects.len(),
+        1,
+        "after a failure, one login again"
+    );
+    sim.server_connects();
+    assert!(sim.linked(clients[0]).is_some());
+    assert_eq!(
+        sim.pending_connects.len(),
+        3,
+        "proven: the rest in parallel"
+    );
+    while !sim.pending_connects.is_empty() {
+        sim.server_connects();
+    }
+    assert_eq!(sim.pool("db", "app").sv_active, 4);
+    // A new target: the next logins run one at a time until one succeeds.
+    for &c in &clients {
+        sim.release(c);
+    }
+    sim.event(Event::Reconnect { database: None });
+    assert_eq!(sim.pool("db", "app").sv_idle, 0);
+    for &c in &clients {
+        sim.client_wants_server(c);
+    }
+    assert_eq!(sim.pending_connects.len(), 1, "RECONNECT: one login first");
+    sim.server_connects();
+    assert_eq!(sim.pending_connects.len(), 3);
 }
