@@ -458,17 +458,32 @@ impl Shared {
             reusable: true,
             usage: Default::default(),
         };
-        if let Some(conn) = core.pooler.handle(now, event, Some(conn)) {
+        Self::feed(core, now, event, Some(conn));
+    }
+
+    /// Feeds pool-core an event, with the server connection it hands over if any; a
+    /// connection pool-core gives back (a server it no longer knows, or one it held for
+    /// a server the event says is gone) is closed.
+    fn feed(core: &mut Core, now: Instant, event: Event, conn: Option<Box<ServerConn>>) {
+        if let Some(conn) = core.pooler.handle(now, event, conn) {
             conn.terminate();
         }
     }
 
-    /// Feeds pool-core an event that hands in no server; a connection it gives back
-    /// (one it held for a server the event says is gone) is closed.
-    fn feed(core: &mut Core, now: Instant, event: Event) {
-        if let Some(conn) = core.pooler.handle(now, event, None) {
-            conn.terminate();
-        }
+    /// [`Shared::feed`], then the resulting actions dispatched; as `handle`, a server
+    /// linked to `me` at once is returned.
+    fn hand_in(
+        self: &Arc<Self>,
+        core: &mut Core,
+        event: Event,
+        conn: Option<Box<ServerConn>>,
+        me: Option<ClientId>,
+        now: Instant,
+    ) -> Option<Box<ServerConn>> {
+        Self::feed(core, now, event, conn);
+        let mine = self.drain(core, me);
+        self.rearm(core);
+        mine
     }
 
     /// Feeds an event to pool-core and dispatches the resulting actions. If `me` gets a
@@ -507,10 +522,7 @@ impl Shared {
         me: Option<ClientId>,
         now: Instant,
     ) -> Option<Box<ServerConn>> {
-        Self::feed(core, now, event);
-        let mine = self.drain(core, me);
-        self.rearm(core);
-        mine
+        self.hand_in(core, event, None, me, now)
     }
 
     fn rearm(&self, core: &Core) {
@@ -543,7 +555,7 @@ impl Shared {
                 let Some(conn) = conn else {
                     tracing::error!(%server, %client, "linked server has no connection");
                     let now = self.now();
-                    Self::feed(core, now, Event::ServerClosed { server });
+                    Self::feed(core, now, Event::ServerClosed { server }, None);
                     return;
                 };
                 if Some(client) == me {
@@ -557,7 +569,7 @@ impl Shared {
                         // server back (it is clean) and forget the client.
                         self.take_back(core, client, conn);
                         let now = self.now();
-                        Self::feed(core, now, Event::ClientClosed { client });
+                        Self::feed(core, now, Event::ClientClosed { client }, None);
                     }
                 }
             }
@@ -585,7 +597,7 @@ impl Shared {
             Action::SendCancel { client, server } => {
                 let Some((host, port, pid, key)) = core.cancel_targets.get(&server).cloned() else {
                     let now = self.now();
-                    Self::feed(core, now, Event::CancelFinished { server });
+                    Self::feed(core, now, Event::CancelFinished { server }, None);
                     return;
                 };
                 {
@@ -670,7 +682,7 @@ impl Shared {
                 Some(mailbox) => mailbox.send(SessionMsg::ReplicationServer(server)),
                 None => {
                     let now = self.now();
-                    Self::feed(core, now, Event::ClientClosed { client });
+                    Self::feed(core, now, Event::ClientClosed { client }, None);
                 }
             },
             _ => tracing::warn!(?action, "unhandled pool action"),
@@ -777,7 +789,7 @@ impl Shared {
                 code: "08P01".into(),
                 message: format!("no such database: {}", pool.database),
             };
-            Self::feed(core, now, event);
+            Self::feed(core, now, event, None);
             return;
         };
         let timeout = core.pooler.config().server_connect_timeout;
@@ -834,12 +846,7 @@ impl Shared {
                     );
                     let now = shared.now();
                     let event = Event::ServerConnected { server };
-                    if let Some(conn) = core.pooler.handle(now, event, Some(Box::new(conn))) {
-                        conn.terminate();
-                    }
-                    let mine = shared.drain(&mut core, None);
-                    debug_assert!(mine.is_none());
-                    shared.rearm(&core);
+                    shared.hand_in(&mut core, event, Some(Box::new(conn)), None, now);
                     return;
                 }
                 Err(e) => {
@@ -886,7 +893,12 @@ impl Shared {
     ) {
         let Some(mut conn) = conn else {
             let now = self.now();
-            Self::feed(core, now, Event::ServerResetDone { server, ok: false });
+            Self::feed(
+                core,
+                now,
+                Event::ServerResetDone { server, ok: false },
+                None,
+            );
             return;
         };
         let shared = self.clone();
@@ -910,15 +922,13 @@ impl Shared {
                 None
             };
             let now = shared.now();
-            if let Some(conn) = core
-                .pooler
-                .handle(now, Event::ServerResetDone { server, ok }, kept)
-            {
-                conn.terminate();
-            }
-            let mine = shared.drain(&mut core, None);
-            debug_assert!(mine.is_none());
-            shared.rearm(&core);
+            shared.hand_in(
+                &mut core,
+                Event::ServerResetDone { server, ok },
+                kept,
+                None,
+                now,
+            );
         });
     }
 
@@ -951,13 +961,8 @@ impl Shared {
             reusable: true,
             usage,
         };
-        // A server pool-core forgot meanwhile (closed while in use) comes back here.
-        if let Some(conn) = core.pooler.handle(now, event, Some(conn)) {
-            conn.terminate();
-        }
-        let mine = self.drain(&mut core, Some(client));
-        self.rearm(&core);
-        mine
+        // A server pool-core forgot meanwhile (closed while in use) is closed by feed.
+        self.hand_in(&mut core, event, Some(conn), Some(client), now)
     }
 
     /// Drives pool-core's timers until shutdown.
