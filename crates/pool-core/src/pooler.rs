@@ -639,13 +639,7 @@ impl Pooler {
         };
         let pool = s.pool;
         self.forget_server(server);
-        let until = now + self.config.server_login_retry;
-        self.pools[pool].proven = false;
-        self.pools[pool].login_failure = Some(LoginFailure {
-            until,
-            message: msg.clone(),
-        });
-        self.note(Some(until));
+        self.login_failed(now, pool, msg.clone());
         // PgBouncer compat: 57P03 (cannot_connect_now) keeps the clients waiting.
         if code != "57P03" {
             let waiting: Vec<ClientId> = self.pools[pool].waiting.iter().copied().collect();
@@ -666,11 +660,18 @@ impl Pooler {
         };
         let pool = s.pool;
         self.forget_server(server);
-        let until = now + self.config.server_login_retry;
-        self.pools[pool].proven = false;
-        self.pools[pool].login_failure = Some(LoginFailure { until, message });
-        self.note(Some(until));
+        self.login_failed(now, pool, message);
         self.check_pause_done();
+    }
+
+    /// A login of `pool` failed: new logins wait `server_login_retry`, and then run one
+    /// at a time until one succeeds.
+    pub(crate) fn login_failed(&mut self, now: Instant, pool: usize, message: String) {
+        let until = now + self.config.server_login_retry;
+        let p = &mut self.pools[pool];
+        p.proven = false;
+        p.login_failure = Some(LoginFailure { until, message });
+        self.note(Some(until));
     }
 
     fn server_reset_done(&mut self, now: Instant, server: ServerId, ok: bool) {

@@ -263,13 +263,7 @@ impl Pooler {
             let pool = self.servers.get(&server).map(|s| s.pool);
             self.close_server(now, server, reason);
             if let (true, Some(pool)) = (failed_login, pool) {
-                let until = now + self.config.server_login_retry;
-                self.pools[pool].proven = false;
-                self.pools[pool].login_failure = Some(crate::entities::LoginFailure {
-                    until,
-                    message: "server connect timeout".into(),
-                });
-                self.note(Some(until));
+                self.login_failed(now, pool, "server connect timeout".into());
             }
         }
         self.note(next);
